@@ -1,0 +1,547 @@
+/*
+ * api.c - the native API of include/xio.h on top of conn.c and chan.c.
+ * Calls return 0, a count or -errno and leave errno alone (see xio.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xio.h"
+#include "xio/conn.h"
+#include "xio/ctl.h"
+#include "xio/sys.h"
+
+#define BUF_TX 1u   /* xio_buf from xio_alloc on an accelerated conn */
+#define BUF_RX 2u   /* from xio_recv on an accelerated conn */
+#define BUF_HEAP 3u /* private memory, on a kernel conn */
+
+struct xio_listener {
+	int fd;
+	int nonblock;
+	uint64_t id; /* the monitor's listener id; 0 if not registered */
+};
+
+/* --- listeners --------------------------------------------------------- */
+
+int xio_listen(xio_listener **out, const struct sockaddr *addr, socklen_t addrlen, int backlog,
+	       unsigned flags)
+{
+	int one = 1, fd, r;
+
+	if (!out || !addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+		return -EINVAL;
+	struct xio_listener *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	fd = xio_sys_socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC |
+				     ((flags & XIO_NONBLOCK) ? SOCK_NONBLOCK : 0), 0);
+	if (fd < 0) {
+		r = fd;
+		goto err_free;
+	}
+	xio_sys_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	r = xio_sys_bind(fd, addr, addrlen);
+	if (r < 0)
+		goto err_close;
+	r = xio_sys_listen(fd, backlog);
+	if (r < 0)
+		goto err_close;
+	l->fd = fd;
+	l->nonblock = !!(flags & XIO_NONBLOCK);
+
+	/* Register with the monitor; if there is none, kernel clients only. */
+	struct xio_msg_id m;
+	union {
+		struct xio_msg_id ok;
+		char raw[XIO_CTL_MAX_MSG];
+	} rep;
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_LISTEN, 0);
+	if (xio__ctl_request(&m, fd, &rep, NULL) == 0 && rep.ok.h.type == XIO_MSG_OK)
+		l->id = rep.ok.id;
+	*out = l;
+	return 0;
+err_close:
+	xio_sys_close(fd);
+err_free:
+	free(l);
+	return r;
+}
+
+int xio_listener_fd(const xio_listener *l)
+{
+	return l->fd;
+}
+
+int xio_listener_addr(const xio_listener *l, struct sockaddr_storage *ss, socklen_t *len)
+{
+	*len = sizeof(*ss);
+	return xio_sys_getsockname(l->fd, (struct sockaddr *)ss, len);
+}
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+	xio_sys_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int xio_accept(xio_listener *l, xio_conn **out, unsigned flags)
+{
+	int fd;
+
+	fd = xio_sys_accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return fd; /* -EAGAIN only when the listener is non-blocking */
+	struct xio_conn *c = xio__conn_kernel(fd);
+	if (!c) {
+		xio_sys_close(fd);
+		return -ENOMEM;
+	}
+	set_nodelay(fd);
+	c->nonblock = !!(flags & XIO_NONBLOCK);
+	if (l->id)
+		xio__conn_pair_accepted(c);
+	*out = c;
+	return 0;
+}
+
+int xio_listener_close(xio_listener *l)
+{
+	if (!l)
+		return -EINVAL;
+	if (l->id) {
+		struct xio_msg_id m;
+		memset(&m, 0, sizeof(m));
+		xio_ctl_hdr(&m.h, XIO_MSG_UNLISTEN, 0);
+		m.id = l->id;
+		xio__ctl_post(&m, -1);
+	}
+	int r = xio_sys_close(l->fd);
+	free(l);
+	return r;
+}
+
+/* --- connections ------------------------------------------------------- */
+
+int xio_connect(xio_conn **out, const struct sockaddr *addr, socklen_t addrlen, unsigned flags)
+{
+	int fd, r;
+
+	if (!out || !addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+		return -EINVAL;
+	fd = xio_sys_socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return fd;
+	uint64_t intent = xio__conn_intent(fd);
+	r = xio_sys_connect(fd, addr, addrlen);
+	if (r == -EINTR) {
+		/* The handshake goes on in the kernel; wait for it as a
+		 * blocking connect() that was restarted would. */
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int e = 0;
+		socklen_t el = sizeof(e);
+		while ((r = xio_sys_poll(&p, 1, -1)) == -EINTR)
+			;
+		if (r >= 0 && xio_sys_getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0)
+			r = -e;
+	}
+	struct xio_conn *c = r == 0 ? xio__conn_kernel(fd) : NULL;
+	if (!c) {
+		/* Let the monitor drop its copy of the socket now. */
+		struct xio_conn tmp = { .fd = fd };
+		xio__conn_pair_connected(&tmp, intent);
+		xio_sys_close(fd);
+		return r < 0 ? r : -ENOMEM;
+	}
+	set_nodelay(fd);
+	c->nonblock = !!(flags & XIO_NONBLOCK);
+	xio__conn_pair_connected(c, intent);
+	*out = c;
+	return 0;
+}
+
+int xio_conn_fd(const xio_conn *c)
+{
+	return c->fd;
+}
+
+int xio_conn_is_accelerated(const xio_conn *c)
+{
+	return c->accel;
+}
+
+int xio_conn_set_nonblock(xio_conn *c, int on)
+{
+	c->nonblock = !!on;
+	return 0;
+}
+
+size_t xio_max_msg(const xio_conn *c)
+{
+	return c->accel ? c->params.max_msg : 65536;
+}
+
+int xio_conn_stats(const xio_conn *c, struct xio_conn_stats *st)
+{
+	*st = c->st;
+	return 0;
+}
+
+/* --- kernel fallback I/O ---------------------------------------------- */
+
+static ssize_t kernel_write(xio_conn *c, const void *buf, size_t len)
+{
+	size_t done = 0;
+	int fl = MSG_NOSIGNAL | (c->nonblock ? MSG_DONTWAIT : 0);
+	while (done < len) {
+		ssize_t r = xio_sys_send(c->fd, (const char *)buf + done, len - done, fl);
+		if (r < 0) {
+			if (r == -EINTR && done == 0)
+				return r;
+			if (r == -EINTR)
+				continue;
+			return done ? (ssize_t)done : r;
+		}
+		done += (size_t)r;
+		if (c->nonblock)
+			break;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t kernel_read(xio_conn *c, void *buf, size_t len)
+{
+	return xio_sys_recv(c->fd, buf, len, c->nonblock ? MSG_DONTWAIT : 0);
+}
+
+/* --- accelerated I/O --------------------------------------------------- */
+
+static void after_release(xio_conn *c)
+{
+	int r = xio__chan_flush(&c->rx);
+	if (r > 0)
+		xio__conn_doorbell(c);
+}
+
+static void after_post(xio_conn *c)
+{
+	if (xio__chan_tx_notify(&c->tx))
+		xio__conn_doorbell(c);
+}
+
+/* What a read finds when the ring is empty: end of file, an error, or
+ * nothing yet (1). */
+static ssize_t rx_empty_state(xio_conn *c)
+{
+	if (c->rx.err)
+		return c->rx.err;
+	if (xio__conn_peer_tx_done(c) || c->shut_rd)
+		return xio__chan_rx_pending(&c->rx) ? 1 : 0;
+	if (c->kernel_err)
+		return c->kernel_err;
+	if (c->kernel_eof)
+		return xio__chan_rx_pending(&c->rx) ? 1 : 0;
+	return 1;
+}
+
+/* Wait until the receive side has something (data, end, error). Returns
+ * 1 to try again, or what the caller must return. */
+static ssize_t rx_wait(xio_conn *c)
+{
+	ssize_t s = rx_empty_state(c);
+	if (s <= 0)
+		return s;
+	if (c->nonblock) {
+		/* Look at the kernel socket once: the peer may have died. */
+		xio__conn_drain(c);
+		s = rx_empty_state(c);
+		return s <= 0 ? s : -EAGAIN;
+	}
+	int r = xio__conn_wait(c, XIO_WAIT_RX);
+	return r < 0 ? r : 1;
+}
+
+ssize_t xio_read(xio_conn *c, void *buf, size_t len)
+{
+	if (!c->accel)
+		return kernel_read(c, buf, len);
+	if (len == 0)
+		return 0;
+	for (;;) {
+		ssize_t n = xio__chan_read(&c->rx, buf, len);
+		if (n > 0) {
+			after_release(c);
+			c->st.rx_bytes += (uint64_t)n;
+			return n;
+		}
+		if (n < 0)
+			return n;
+		ssize_t w = rx_wait(c);
+		if (w <= 0)
+			return w;
+	}
+}
+
+/* Wait until the send side can move (room, or the peer is gone). Returns
+ * 1 to try again, or what the caller must return. */
+static ssize_t tx_wait(xio_conn *c)
+{
+	if (c->nonblock)
+		return -EAGAIN;
+	int r = xio__conn_wait(c, XIO_WAIT_TX);
+	return r < 0 ? r : 1;
+}
+
+static ssize_t tx_closed_state(xio_conn *c)
+{
+	if (c->shut_wr)
+		return -EPIPE;
+	if (c->tx.err)
+		return c->tx.err;
+	if (xio__conn_peer_rx_gone(c))
+		return -EPIPE;
+	if (c->kernel_err)
+		return c->kernel_err;
+	if (c->kernel_eof)
+		return -EPIPE; /* the peer closed its socket without telling us */
+	return 0;
+}
+
+ssize_t xio_write(xio_conn *c, const void *buf, size_t len)
+{
+	size_t done = 0;
+
+	if (!c->accel)
+		return kernel_write(c, buf, len);
+	while (done < len) {
+		ssize_t s = tx_closed_state(c);
+		if (s < 0)
+			return done ? (ssize_t)done : s;
+		uint32_t want = len - done > UINT32_MAX ? UINT32_MAX : (uint32_t)(len - done);
+		uint32_t got;
+		int64_t off = xio__chan_alloc_upto(&c->tx, want, &got);
+		if (off == -ENOBUFS) {
+			after_post(c); /* never wait while the receiver sleeps unwoken */
+			ssize_t w = tx_wait(c);
+			if (w <= 0)
+				return done ? (ssize_t)done : w;
+			continue;
+		}
+		if (off < 0)
+			return done ? (ssize_t)done : off;
+		memcpy(xio__chan_tx_ptr(&c->tx, (uint32_t)off), (const char *)buf + done, got);
+		int r = xio__chan_post(&c->tx, (uint32_t)off, got);
+		if (r < 0)
+			return done ? (ssize_t)done : r;
+		done += got;
+		c->st.tx_bytes += got;
+		c->st.tx_msgs++;
+	}
+	after_post(c);
+	return (ssize_t)done;
+}
+
+/* --- zero copy --------------------------------------------------------- */
+
+int xio_alloc(xio_conn *c, size_t len, struct xio_buf *b)
+{
+	if (len == 0 || len > xio_max_msg(c))
+		return -EMSGSIZE;
+	if (!c->accel) {
+		b->data = malloc(len);
+		if (!b->data)
+			return -ENOMEM;
+		b->len = 0;
+		b->cap = (uint32_t)len;
+		b->token = 0;
+		b->flags = BUF_HEAP;
+		return 0;
+	}
+	for (;;) {
+		ssize_t s = tx_closed_state(c);
+		if (s < 0)
+			return (int)s;
+		int64_t off = xio__chan_alloc(&c->tx, (uint32_t)len);
+		if (off >= 0) {
+			uint32_t chunk = c->params.chunk_size;
+			uint32_t cap = ((uint32_t)len + chunk - 1) & ~(chunk - 1);
+			b->data = xio__chan_tx_ptr(&c->tx, (uint32_t)off);
+			b->len = 0;
+			b->cap = cap > c->params.max_msg ? c->params.max_msg : cap;
+			b->token = (uint32_t)off;
+			b->flags = BUF_TX;
+			return 0;
+		}
+		if (off != -ENOBUFS)
+			return (int)off;
+		after_post(c);
+		ssize_t w = tx_wait(c);
+		if (w <= 0)
+			return (int)w;
+	}
+}
+
+ssize_t xio_send(xio_conn *c, struct xio_buf *b)
+{
+	if (b->len == 0 || b->len > b->cap)
+		return -EINVAL;
+	if (b->flags == BUF_HEAP) {
+		ssize_t r = kernel_write(c, b->data, b->len);
+		free(b->data);
+		b->data = NULL;
+		return r;
+	}
+	if (b->flags != BUF_TX || !c->accel)
+		return -EINVAL;
+	ssize_t s = tx_closed_state(c);
+	if (s < 0) {
+		xio__chan_unalloc(&c->tx, b->token);
+		return s;
+	}
+	int r = xio__chan_post(&c->tx, b->token, b->len);
+	if (r < 0)
+		return r;
+	c->st.tx_bytes += b->len;
+	c->st.tx_msgs++;
+	after_post(c);
+	b->flags = 0;
+	return b->len;
+}
+
+ssize_t xio_recv(xio_conn *c, struct xio_buf *b)
+{
+	if (!c->accel) {
+		size_t cap = xio_max_msg(c);
+		void *p = malloc(cap);
+		if (!p)
+			return -ENOMEM;
+		ssize_t r = kernel_read(c, p, cap);
+		if (r <= 0) {
+			free(p);
+			return r;
+		}
+		b->data = p;
+		b->len = (uint32_t)r;
+		b->cap = (uint32_t)cap;
+		b->token = 0;
+		b->flags = BUF_HEAP;
+		return r;
+	}
+	for (;;) {
+		uint32_t off, skip, len;
+		int r = xio__chan_next(&c->rx, &off, &skip, &len);
+		if (r > 0) {
+			b->data = (char *)xio__chan_rx_ptr(&c->rx, off) + skip;
+			b->len = len;
+			b->cap = len;
+			b->token = off;
+			b->flags = BUF_RX;
+			c->st.rx_bytes += len;
+			c->st.rx_msgs++;
+			return len;
+		}
+		if (r < 0)
+			return r;
+		ssize_t w = rx_wait(c);
+		if (w <= 0)
+			return w;
+	}
+}
+
+int xio_release(xio_conn *c, struct xio_buf *b)
+{
+	switch (b->flags) {
+	case BUF_HEAP:
+		free(b->data);
+		break;
+	case BUF_RX:
+		if (!c->accel)
+			return -EINVAL;
+		xio__chan_release(&c->rx, b->token);
+		after_release(c);
+		break;
+	case BUF_TX:
+		if (!c->accel)
+			return -EINVAL;
+		xio__chan_unalloc(&c->tx, b->token);
+		break;
+	default:
+		return -EINVAL;
+	}
+	b->flags = 0;
+	b->data = NULL;
+	return 0;
+}
+
+/* --- shutdown, close, poll --------------------------------------------- */
+
+int xio_shutdown(xio_conn *c, int how)
+{
+	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+		return -EINVAL;
+	if (!c->accel)
+		return xio_sys_shutdown(c->fd, how);
+	if (how != SHUT_RD && !c->shut_wr) {
+		c->shut_wr = 1;
+		/* Ordered after every descriptor we posted: the reader that sees
+		 * tx_fin looks at the ring once more before reporting the end. */
+		atomic_store_explicit(&c->tx.g.ctl->tx_fin, 1, memory_order_release);
+		after_post(c);
+	}
+	if (how != SHUT_WR && !c->shut_rd) {
+		c->shut_rd = 1;
+		atomic_store_explicit(&c->rx.g.ctl->rx_closed, 1, memory_order_release);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_exchange_explicit(&c->rx.g.ctl->tx_waiting, 0, memory_order_acq_rel))
+			xio__conn_doorbell(c);
+	}
+	return 0;
+}
+
+int xio_close(xio_conn *c)
+{
+	if (!c)
+		return -EINVAL;
+	xio__conn_detach(c);
+	int r = xio_sys_close(c->fd);
+	free(c);
+	return r;
+}
+
+int xio_conn_poll_arm(xio_conn *c, short events)
+{
+	if (!c->accel)
+		return 0; /* the kernel socket tells the truth by itself */
+	int ready = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		if ((events & POLLIN) && rx_empty_state(c) != 1)
+			ready |= POLLIN;
+		if ((events & POLLIN) && xio__chan_rx_pending(&c->rx))
+			ready |= POLLIN;
+		if ((events & POLLOUT) &&
+		    (tx_closed_state(c) < 0 || xio_bufalloc_max_contig(&c->tx.ba) > 0 ||
+		     xio__chan_tx_can_reclaim(&c->tx)))
+			ready |= POLLOUT;
+		if (ready || pass == 1)
+			break;
+		/* Nothing now: swallow stale doorbells so the fd does not stay
+		 * readable, then announce the sleep and look once more. */
+		xio__conn_drain(c);
+		if (events & POLLIN)
+			atomic_store_explicit(&c->rx.g.ctl->rx_waiting, 1, memory_order_seq_cst);
+		if (events & POLLOUT)
+			atomic_store_explicit(&c->tx.g.ctl->tx_waiting, 1, memory_order_seq_cst);
+		atomic_thread_fence(memory_order_seq_cst);
+	}
+	return ready;
+}
+
+const char *xio_strerror(int err)
+{
+	if (err == -EPROTO)
+		return "xio: the peer broke the shared-memory protocol";
+	return strerror(err < 0 ? -err : err);
+}

@@ -1,0 +1,339 @@
+/*
+ * chan.c - the data path of one direction: descriptors over an SPSC
+ * rte_ring, buffers given back over a second one. See include/xio/chan.h
+ * and, for the segment format, include/xio/seg.h.
+ *
+ * Ordering: the payload is written before the descriptor is enqueued, and
+ * rte_ring's SP enqueue publishes prod.tail with a release store that pairs
+ * with the SC dequeue's acquire load, so a receiver that sees a descriptor
+ * sees its payload. The same holds for the free ring in the other direction:
+ * the receiver stops touching a buffer before it enqueues its offset.
+ */
+#include "xio/chan.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+void xio__chan_geom(struct xio_chan_geom *g, void *base, const struct xio_seg_params *p,
+		    const struct xio_seg_layout *l, unsigned d)
+{
+	char *b = base;
+	g->ctl = (struct xio_chan_ctl *)(b + l->chan_off[d]);
+	g->data = (struct rte_ring *)(b + l->data_ring_off[d]);
+	g->free = (struct rte_ring *)(b + l->free_ring_off[d]);
+	g->buf = b + l->buf_off[d];
+	g->buf_bytes = (uint32_t)l->buf_bytes;
+	g->chunk_shift = (uint32_t)__builtin_ctz(p->chunk_size);
+	g->max_msg = p->max_msg;
+	g->slots = p->ring_slots;
+}
+
+/*
+ * A ring's constant fields live in shared memory, and rte_ring's inline
+ * functions index the slots with them. Compare them with the trusted
+ * values before each call so that a peer that rewrote them is caught
+ * instead of steering our accesses outside the ring. (A peer that flips
+ * them back and forth exactly between this check and rte_ring's own load
+ * is not caught: docs/design.md, "What a peer can do".)
+ */
+static inline int ring_sane(const struct rte_ring *r, uint32_t slots)
+{
+	return r->size == slots && r->mask == slots - 1 && r->capacity == slots - 1;
+}
+
+static inline int desc_ok(const struct xio_chan_geom *g, const struct xio_desc *d)
+{
+	return d->flags == 0 && d->len != 0 && d->len <= g->max_msg &&
+	       (d->off & ((1u << g->chunk_shift) - 1)) == 0 && d->off < g->buf_bytes &&
+	       d->len <= g->buf_bytes - d->off;
+}
+
+int xio__chan_tx_init(struct xio_chan_tx *tx, const struct xio_chan_geom *g)
+{
+	tx->g = *g;
+	tx->seq = 0;
+	tx->err = 0;
+	return xio_bufalloc_init(&tx->ba, g->buf_bytes >> g->chunk_shift);
+}
+
+void xio__chan_tx_fini(struct xio_chan_tx *tx)
+{
+	xio_bufalloc_fini(&tx->ba);
+}
+
+void xio__chan_rx_init(struct xio_chan_rx *rx, const struct xio_chan_geom *g)
+{
+	memset(rx, 0, sizeof(*rx));
+	rx->g = *g;
+}
+
+int xio__chan_reclaim(struct xio_chan_tx *tx)
+{
+	uint32_t offs[64];
+	int total = 0;
+
+	if (unlikely(tx->err))
+		return tx->err;
+	for (;;) {
+		if (unlikely(!ring_sane(tx->g.free, tx->g.slots)))
+			return tx->err = -EPROTO;
+		unsigned n = rte_ring_sc_dequeue_burst_elem(tx->g.free, offs, sizeof(offs[0]),
+							    64, NULL);
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t off = offs[i];
+			if (unlikely((off & ((1u << tx->g.chunk_shift) - 1)) != 0 ||
+				     off >= tx->g.buf_bytes))
+				return tx->err = -EPROTO;
+			if (unlikely(xio_bufalloc_put(&tx->ba, off >> tx->g.chunk_shift) < 0))
+				return tx->err = -EPROTO; /* not ours, or returned twice */
+		}
+		total += (int)n;
+		if (n < 64)
+			return total;
+	}
+}
+
+int xio__chan_tx_can_reclaim(struct xio_chan_tx *tx)
+{
+	return ring_sane(tx->g.free, tx->g.slots) && rte_ring_count(tx->g.free) > 0;
+}
+
+int64_t xio__chan_alloc(struct xio_chan_tx *tx, uint32_t len)
+{
+	if (unlikely(tx->err))
+		return tx->err;
+	if (unlikely(len == 0 || len > tx->g.max_msg))
+		return -EMSGSIZE;
+	uint32_t k = (len + (1u << tx->g.chunk_shift) - 1) >> tx->g.chunk_shift;
+	int64_t c = xio_bufalloc_get(&tx->ba, k);
+	if (c == -ENOBUFS) {
+		int r = xio__chan_reclaim(tx);
+		if (r < 0)
+			return r;
+		c = xio_bufalloc_get(&tx->ba, k);
+	}
+	return c < 0 ? c : c << tx->g.chunk_shift;
+}
+
+int64_t xio__chan_alloc_upto(struct xio_chan_tx *tx, uint32_t len, uint32_t *got)
+{
+	if (unlikely(tx->err))
+		return tx->err;
+	if (len > tx->g.max_msg)
+		len = tx->g.max_msg;
+	uint32_t want = (len + (1u << tx->g.chunk_shift) - 1) >> tx->g.chunk_shift;
+	uint32_t room = xio_bufalloc_max_contig(&tx->ba);
+	if (room < want) {
+		int r = xio__chan_reclaim(tx);
+		if (r < 0)
+			return r;
+		room = xio_bufalloc_max_contig(&tx->ba);
+	}
+	if (room == 0)
+		return -ENOBUFS;
+	if (room < want) {
+		want = room;
+		len = room << tx->g.chunk_shift;
+	}
+	int64_t c = xio_bufalloc_get(&tx->ba, want);
+	if (c < 0)
+		return c;
+	*got = len;
+	return c << tx->g.chunk_shift;
+}
+
+void xio__chan_unalloc(struct xio_chan_tx *tx, uint32_t off)
+{
+	xio_bufalloc_put(&tx->ba, off >> tx->g.chunk_shift);
+}
+
+int xio__chan_post(struct xio_chan_tx *tx, uint32_t off, uint32_t len)
+{
+	struct xio_desc d = { .off = off, .len = len, .flags = 0, .seq = tx->seq++ };
+
+	if (unlikely(tx->err))
+		return tx->err;
+	if (unlikely(!ring_sane(tx->g.data, tx->g.slots)))
+		return tx->err = -EPROTO;
+	/* The ring has more slots than the area has chunks, so it can only be
+	 * full if the receiver rewrote its consumer index. */
+	if (unlikely(rte_ring_sp_enqueue_bulk_elem(tx->g.data, &d, sizeof(d), 1, NULL) != 1))
+		return tx->err = -EPROTO;
+	return 0;
+}
+
+int xio__chan_tx_notify(struct xio_chan_tx *tx)
+{
+	_Atomic uint32_t *w = &tx->g.ctl->rx_waiting;
+	/*
+	 * Dekker-style handshake with the receiver's sleep in wait.c: we
+	 * published a descriptor (release store of prod.tail), then load
+	 * rx_waiting; the receiver stores rx_waiting = 1, then loads
+	 * prod.tail. The full fences on both sides make it impossible for
+	 * both loads to miss the other's store, so a receiver never sleeps on
+	 * a descriptor nobody will ring for.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(w, memory_order_relaxed) == 0)
+		return 0;
+	/* Clear it ourselves: further posts before the receiver wakes ring
+	 * nothing more (one doorbell per sleep: the batched wake-up). */
+	return atomic_exchange_explicit(w, 0, memory_order_acq_rel) != 0;
+}
+
+/* Make sure cache[pos] is a valid descriptor; 1 if one is there, 0 if the
+ * ring is empty, -EPROTO. */
+static inline int rx_fill(struct xio_chan_rx *rx)
+{
+	if (rx->pos < rx->n)
+		return 1;
+	if (unlikely(rx->err))
+		return rx->err;
+	if (unlikely(!ring_sane(rx->g.data, rx->g.slots)))
+		return rx->err = -EPROTO;
+	unsigned n = rte_ring_sc_dequeue_burst_elem(rx->g.data, rx->cache, sizeof(rx->cache[0]),
+						    XIO_RX_BURST, NULL);
+	rx->pos = 0;
+	rx->n = n;
+	rx->consumed = 0;
+	if (n == 0)
+		return 0;
+	/* Descriptors are copies in private memory now: check them once. */
+	for (unsigned i = 0; i < n; i++)
+		if (unlikely(!desc_ok(&rx->g, &rx->cache[i]))) {
+			rx->n = i; /* deliver the good ones before it, then fail */
+			if (i == 0)
+				return rx->err = -EPROTO;
+			rx->err = -EPROTO;
+			break;
+		}
+	return 1;
+}
+
+int xio__chan_rx_pending(struct xio_chan_rx *rx)
+{
+	if (rx->pos < rx->n)
+		return 1;
+	return ring_sane(rx->g.data, rx->g.slots) && rte_ring_count(rx->g.data) > 0;
+}
+
+void xio__chan_release(struct xio_chan_rx *rx, uint32_t off)
+{
+	if (rx->nrel == XIO_RX_BURST)
+		xio__chan_flush(rx);
+	if (rx->nrel < XIO_RX_BURST)
+		rx->rel[rx->nrel++] = off;
+}
+
+int xio__chan_flush(struct xio_chan_rx *rx)
+{
+	if (rx->nrel == 0)
+		return 0;
+	if (unlikely(!ring_sane(rx->g.free, rx->g.slots))) {
+		rx->nrel = 0;
+		return rx->err = -EPROTO;
+	}
+	unsigned n = rte_ring_sp_enqueue_burst_elem(rx->g.free, rx->rel, sizeof(rx->rel[0]),
+						    rx->nrel, NULL);
+	if (unlikely(n != rx->nrel)) {
+		/* More buffers out than the sender has: it is lying. */
+		rx->nrel = 0;
+		return rx->err = -EPROTO;
+	}
+	rx->nrel = 0;
+	/* Same handshake as xio__chan_tx_notify, for a sender asleep on a
+	 * full channel. */
+	_Atomic uint32_t *w = &rx->g.ctl->tx_waiting;
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(w, memory_order_relaxed) == 0)
+		return 0;
+	return atomic_exchange_explicit(w, 0, memory_order_acq_rel) != 0;
+}
+
+static ssize_t rx_copy(struct xio_chan_rx *rx, void *dst, size_t len, int peek)
+{
+	size_t copied = 0;
+	uint32_t pos = rx->pos, consumed = rx->consumed;
+
+	while (copied < len) {
+		if (pos == rx->n) {
+			/* Peek sees only what is cached (see xio__chan_peek). */
+			if (peek)
+				break;
+			rx->pos = pos; /* all of the cache is consumed */
+			int r = rx_fill(rx);
+			pos = rx->pos;
+			consumed = rx->consumed;
+			if (r <= 0) {
+				if (r < 0 && copied == 0)
+					return r;
+				break;
+			}
+		}
+		const struct xio_desc *d = &rx->cache[pos];
+		size_t take = d->len - consumed;
+		if (take > len - copied)
+			take = len - copied;
+		memcpy((char *)dst + copied, rx->g.buf + d->off + consumed, take);
+		copied += take;
+		consumed += (uint32_t)take;
+		if (consumed == d->len) {
+			if (!peek)
+				xio__chan_release(rx, d->off);
+			pos++;
+			consumed = 0;
+		}
+	}
+	if (!peek) {
+		rx->pos = pos;
+		rx->consumed = consumed;
+	}
+	return (ssize_t)copied;
+}
+
+ssize_t xio__chan_read(struct xio_chan_rx *rx, void *dst, size_t len)
+{
+	return rx_copy(rx, dst, len, 0);
+}
+
+/* Peek returns at most what one fill of the cache holds (XIO_RX_BURST
+ * messages), which is what MSG_PEEK promises anyway: some of the data. */
+ssize_t xio__chan_peek(struct xio_chan_rx *rx, void *dst, size_t len)
+{
+	if (rx->pos == rx->n) {
+		int r = rx_fill(rx);
+		if (r <= 0)
+			return r;
+	}
+	return rx_copy(rx, dst, len, 1);
+}
+
+int xio__chan_next(struct xio_chan_rx *rx, uint32_t *off, uint32_t *skip, uint32_t *len)
+{
+	int r = rx_fill(rx);
+	if (r <= 0)
+		return r;
+	const struct xio_desc *d = &rx->cache[rx->pos];
+	*off = d->off;
+	*skip = rx->consumed; /* a copying read may have taken the start */
+	*len = d->len - rx->consumed;
+	rx->pos++;
+	rx->consumed = 0;
+	return 1;
+}
+
+size_t xio__chan_readable(struct xio_chan_rx *rx)
+{
+	size_t bytes = 0;
+	for (uint32_t i = rx->pos; i < rx->n; i++)
+		bytes += rx->cache[i].len - (i == rx->pos ? rx->consumed : 0);
+	if (bytes == 0 && rx_fill(rx) > 0)
+		return xio__chan_readable(rx);
+	return bytes;
+}

@@ -1,0 +1,137 @@
+/*
+ * ctl_msg.c - encoding and checking of control messages (include/xio/ctl.h),
+ * shared by the client library and the monitor.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "xio/ctl.h"
+#include "xio/sys.h"
+
+size_t xio_ctl_msg_size(uint16_t type)
+{
+	switch (type) {
+	case XIO_MSG_HELLO:
+		return sizeof(struct xio_msg_hello);
+	case XIO_MSG_STATUS:
+		return sizeof(struct xio_msg_hdr);
+	case XIO_MSG_LISTEN:
+	case XIO_MSG_UNLISTEN:
+	case XIO_MSG_OK:
+		return sizeof(struct xio_msg_id);
+	case XIO_MSG_INTENT:
+	case XIO_MSG_CONNECTED:
+		return sizeof(struct xio_msg_intent);
+	case XIO_MSG_ACCEPT:
+		return sizeof(struct xio_msg_hdr);
+	case XIO_MSG_CLOSE:
+		return sizeof(struct xio_msg_close);
+	case XIO_MSG_ERROR:
+		return sizeof(struct xio_msg_error);
+	case XIO_MSG_ATTACH:
+		return sizeof(struct xio_msg_attach);
+	case XIO_MSG_FALLBACK:
+		return sizeof(struct xio_msg_fallback);
+	case XIO_MSG_STATUS_REPLY:
+		return sizeof(struct xio_msg_status);
+	default:
+		return 0;
+	}
+}
+
+void xio_ctl_hdr(struct xio_msg_hdr *h, uint16_t type, uint32_t seq)
+{
+	h->version = XIO_CTL_VERSION;
+	h->type = type;
+	h->len = (uint32_t)xio_ctl_msg_size(type);
+	h->seq = seq;
+	h->reserved = 0;
+}
+
+int xio_ctl_send(int sock, const void *msg, int fd, int flags)
+{
+	const struct xio_msg_hdr *h = msg;
+	struct iovec iov = { .iov_base = (void *)msg, .iov_len = h->len };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (fd >= 0) {
+		memset(&u, 0, sizeof(u));
+		m.msg_control = u.buf;
+		m.msg_controllen = sizeof(u.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	for (;;) {
+		ssize_t r = xio_sys_sendmsg(sock, &m, flags | MSG_NOSIGNAL);
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			return (int)r;
+		return r == (ssize_t)h->len ? 0 : -EMSGSIZE;
+	}
+}
+
+/* Close every fd a control message carried. */
+static void close_passed(struct msghdr *m)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int f;
+			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			xio_sys_close(f);
+		}
+	}
+}
+
+ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = buf, .iov_len = XIO_CTL_MAX_MSG };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
+			    .msg_controllen = sizeof(u.b) };
+	ssize_t r;
+
+	*fd = -1;
+	do
+		r = xio_sys_recvmsg(sock, &m, flags | MSG_CMSG_CLOEXEC);
+	while (r == -EINTR);
+	if (r <= 0)
+		return r;
+	const struct xio_msg_hdr *h = buf;
+	int nfds = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			nfds += (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+	if ((m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)r < sizeof(*h) ||
+	    h->version != XIO_CTL_VERSION || h->len != (uint32_t)r ||
+	    xio_ctl_msg_size(h->type) != (size_t)r || nfds > 1) {
+		close_passed(&m);
+		return -EBADMSG;
+	}
+	if (nfds == 1) {
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		memcpy(fd, CMSG_DATA(c), sizeof(int));
+	}
+	return r;
+}
+
+const char *xio_ctl_sock_path(void)
+{
+	const char *p = getenv("XIO_MONITOR_SOCK");
+	return p && *p ? p : XIO_MONITOR_SOCK_DEFAULT;
+}

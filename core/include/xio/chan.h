@@ -1,0 +1,116 @@
+/*
+ * chan.h - one direction of a connection, as seen by its sender (struct
+ * xio_chan_tx) or its receiver (struct xio_chan_rx). Pure shared memory:
+ * no fds, no syscalls. Whoever must ring the peer's doorbell is told so by
+ * the return value of the *_notify functions; conn.c rings it.
+ *
+ * Everything read from the segment is untrusted (seg.h): ring headers are
+ * compared with the values this process computed before every ring call,
+ * descriptors are checked before their payload is touched, returned offsets
+ * are checked against the sender's private allocator. A violation marks the
+ * channel broken (-EPROTO) for good.
+ */
+#ifndef XIO_CORE_CHAN_H
+#define XIO_CORE_CHAN_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "xio/bufalloc.h"
+#include "xio/seg.h"
+
+struct rte_ring;
+
+#define XIO_RX_BURST 32
+
+/* Trusted, private copy of what this process expects of one direction. */
+struct xio_chan_geom {
+	struct xio_chan_ctl *ctl;
+	struct rte_ring *data; /* descriptors, sender -> receiver */
+	struct rte_ring *free; /* offsets, receiver -> sender */
+	char *buf;             /* buffer area */
+	uint32_t buf_bytes;
+	uint32_t chunk_shift;
+	uint32_t max_msg;
+	uint32_t slots;
+};
+
+struct xio_chan_tx {
+	struct xio_chan_geom g;
+	struct xio_bufalloc ba;
+	uint32_t seq;
+	int err; /* 0, or -EPROTO once the receiver broke the protocol */
+};
+
+struct xio_chan_rx {
+	struct xio_chan_geom g;
+	struct xio_desc cache[XIO_RX_BURST]; /* dequeued, not yet delivered */
+	uint32_t pos, n;                     /* next cached descriptor, count */
+	uint32_t consumed;                   /* bytes of cache[pos] already read */
+	uint32_t rel[XIO_RX_BURST];          /* offsets to give back */
+	uint32_t nrel;
+	int err;
+};
+
+/* Fill the geometry of direction d of a mapped segment. */
+void xio__chan_geom(struct xio_chan_geom *g, void *base, const struct xio_seg_params *p,
+		    const struct xio_seg_layout *l, unsigned d);
+
+int xio__chan_tx_init(struct xio_chan_tx *tx, const struct xio_chan_geom *g);
+void xio__chan_tx_fini(struct xio_chan_tx *tx);
+void xio__chan_rx_init(struct xio_chan_rx *rx, const struct xio_chan_geom *g);
+
+/*
+ * Sender side.
+ * xio__chan_alloc: reserve room for a message of len bytes (1..max_msg);
+ *   returns the offset in the buffer area, -ENOBUFS (full now), -EMSGSIZE,
+ *   or -EPROTO.
+ * xio__chan_alloc_upto: like alloc, but takes less than len if only less
+ *   fits now (at least one chunk); *got receives the granted size.
+ * xio__chan_post: publish a message at off of len bytes. Returns 0 or -EPROTO.
+ * xio__chan_unalloc: give back an allocation that will not be posted.
+ * xio__chan_reclaim: take back what the receiver released; returns how
+ *   many messages came back, or -EPROTO.
+ * xio__chan_tx_notify: after posting, 1 if the receiver sleeps and must be
+ *   woken (the flag is cleared, so only one doorbell per sleep).
+ */
+int64_t xio__chan_alloc(struct xio_chan_tx *tx, uint32_t len);
+int64_t xio__chan_alloc_upto(struct xio_chan_tx *tx, uint32_t len, uint32_t *got);
+int xio__chan_post(struct xio_chan_tx *tx, uint32_t off, uint32_t len);
+void xio__chan_unalloc(struct xio_chan_tx *tx, uint32_t off);
+int xio__chan_reclaim(struct xio_chan_tx *tx);
+int xio__chan_tx_notify(struct xio_chan_tx *tx);
+/* 1 if the receiver has released something that reclaim would take back. */
+int xio__chan_tx_can_reclaim(struct xio_chan_tx *tx);
+static inline void *xio__chan_tx_ptr(const struct xio_chan_tx *tx, uint32_t off)
+{
+	return tx->g.buf + off;
+}
+
+/*
+ * Receiver side.
+ * xio__chan_read: copy up to len bytes out; returns the count (0 when
+ *   nothing is queued) or -EPROTO. Releases consumed messages.
+ * xio__chan_peek: like read, but consumes nothing.
+ * xio__chan_next: take the next message whole (zero copy): its payload is
+ *   at *off + *skip in the buffer area, *len bytes (skip > 0 when copying
+ *   reads took its start); returns 1, 0 when nothing is queued, or -EPROTO.
+ *   *off must later be given to xio__chan_release.
+ * xio__chan_release: queue off for return to the sender.
+ * xio__chan_flush: return queued offsets; then 1 if the sender sleeps on a
+ *   full channel and must be woken, 0 if not, or -EPROTO.
+ * xio__chan_readable: bytes queued now (counting up to max_count messages).
+ */
+ssize_t xio__chan_read(struct xio_chan_rx *rx, void *dst, size_t len);
+ssize_t xio__chan_peek(struct xio_chan_rx *rx, void *dst, size_t len);
+int xio__chan_next(struct xio_chan_rx *rx, uint32_t *off, uint32_t *skip, uint32_t *len);
+void xio__chan_release(struct xio_chan_rx *rx, uint32_t off);
+int xio__chan_flush(struct xio_chan_rx *rx);
+int xio__chan_rx_pending(struct xio_chan_rx *rx);
+size_t xio__chan_readable(struct xio_chan_rx *rx);
+static inline const void *xio__chan_rx_ptr(const struct xio_chan_rx *rx, uint32_t off)
+{
+	return rx->g.buf + off;
+}
+
+#endif /* XIO_CORE_CHAN_H */

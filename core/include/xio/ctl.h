@@ -1,0 +1,136 @@
+/*
+ * ctl.h - the control protocol between processes and xio-monitor, over a
+ * UNIX SOCK_SEQPACKET socket (one message per packet, fds by SCM_RIGHTS).
+ * docs/design.md describes each message and the pairing sequence.
+ *
+ * Every message starts with struct xio_msg_hdr. A receiver checks the
+ * version, that the packet length equals hdr.len, and that hdr.len is the
+ * exact size of that type's struct (xio_ctl_check); fds that arrive with a
+ * message that takes none are closed.
+ */
+#ifndef XIO_CORE_CTL_H
+#define XIO_CORE_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "xio/seg.h"
+
+#define XIO_CTL_VERSION 1u
+#define XIO_CTL_MAX_MSG 256u
+#define XIO_MONITOR_SOCK_DEFAULT "/run/xio/monitor.sock"
+
+enum xio_msg_type {
+	/* process -> monitor */
+	XIO_MSG_HELLO = 1,  /* first message; reply OK */
+	XIO_MSG_LISTEN,     /* + listening fd; reply OK {id} or ERROR */
+	XIO_MSG_UNLISTEN,   /* {id}; no reply */
+	XIO_MSG_INTENT,     /* + fd about to connect {intent}; no reply */
+	XIO_MSG_CONNECTED,  /* {intent}; reply ATTACH + fd, or FALLBACK */
+	XIO_MSG_ACCEPT,     /* + accepted fd; reply ATTACH + fd, or FALLBACK */
+	XIO_MSG_CLOSE,      /* {conn_id, side}; no reply */
+	XIO_MSG_STATUS,     /* reply STATUS_REPLY */
+	/* monitor -> process */
+	XIO_MSG_OK = 0x100,
+	XIO_MSG_ERROR,
+	XIO_MSG_ATTACH,
+	XIO_MSG_FALLBACK,
+	XIO_MSG_STATUS_REPLY,
+};
+
+struct xio_msg_hdr {
+	uint16_t version;
+	uint16_t type;
+	uint32_t len; /* bytes of the whole message */
+	uint32_t seq; /* a reply carries its request's seq */
+	uint32_t reserved;
+};
+
+/* HELLO, STATUS: the header alone. */
+struct xio_msg_hello {
+	struct xio_msg_hdr h;
+	uint32_t pid; /* informational; the monitor trusts SO_PEERCRED */
+	uint32_t flags;
+};
+struct xio_msg_id { /* LISTEN (0 in request), UNLISTEN, OK */
+	struct xio_msg_hdr h;
+	uint64_t id;
+};
+struct xio_msg_intent { /* INTENT, CONNECTED */
+	struct xio_msg_hdr h;
+	uint64_t intent;
+};
+struct xio_msg_close {
+	struct xio_msg_hdr h;
+	uint64_t conn_id;
+	uint32_t side;
+	uint32_t reserved;
+};
+struct xio_msg_attach {
+	struct xio_msg_hdr h;
+	uint64_t conn_id;
+	uint32_t side; /* 0 connecting end, 1 accepting end */
+	uint32_t reserved;
+	struct xio_seg_params params;
+};
+enum xio_fallback_reason {
+	XIO_FB_NO_LISTENER = 1, /* nobody runs xio at that address */
+	XIO_FB_ACL,             /* the monitor's rules refuse the pair */
+	XIO_FB_NOT_XIO,         /* accepted a client that does not run xio */
+	XIO_FB_RESOURCES,       /* no memory for a segment */
+	XIO_FB_UNKNOWN_INTENT,  /* protocol misuse */
+	XIO_FB_BAD_SOCKET,      /* not a connected TCP socket */
+};
+struct xio_msg_fallback {
+	struct xio_msg_hdr h;
+	int32_t reason;
+	int32_t reserved;
+};
+struct xio_msg_error {
+	struct xio_msg_hdr h;
+	int32_t err; /* negative errno */
+	int32_t reserved;
+};
+struct xio_msg_status {
+	struct xio_msg_hdr h;
+	uint32_t procs, listeners, intents, conns;
+	uint64_t accel_total, fallback_total, segments_huge, segments_small;
+};
+
+/* The exact size of a message of type t, or 0 for an unknown type. */
+size_t xio_ctl_msg_size(uint16_t type);
+
+/* Fill a header for a message of type t. */
+void xio_ctl_hdr(struct xio_msg_hdr *h, uint16_t type, uint32_t seq);
+
+/*
+ * xio_ctl_send - send msg (hdr.len bytes) with optional fd (-1: none).
+ * Returns 0 or -errno. Never raises SIGPIPE.
+ */
+int xio_ctl_send(int sock, const void *msg, int fd, int flags);
+
+/*
+ * xio_ctl_recv - receive one message into buf (XIO_CTL_MAX_MSG bytes) and
+ * at most one fd into *fd (-1 if none). Checks the message (see above):
+ * returns its length, 0 at end of file, -EBADMSG for a malformed one (any
+ * fd that came with it is closed), or -errno.
+ */
+ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags);
+
+/* The monitor socket path: $XIO_MONITOR_SOCK or the default. */
+const char *xio_ctl_sock_path(void);
+
+/*
+ * The client: one control connection per process, opened on first use
+ * and reopened in a forked child. Requests are serialised by a mutex.
+ * All return -ENOTCONN when no monitor is reachable (callers then stay on
+ * the kernel), or -errno.
+ */
+int xio__ctl_request(void *msg, int send_fd, void *reply, int *reply_fd);
+int xio__ctl_post(void *msg, int send_fd); /* one-way message */
+uint64_t xio__ctl_next_intent(void);
+/* Forget the connection (tests; after fork it happens by itself). */
+void xio__ctl_reset(void);
+
+#endif /* XIO_CORE_CTL_H */

@@ -1,0 +1,141 @@
+/*
+ * seg.h - the connection segment: one memfd per connection, shared by its
+ * two endpoints, created by the monitor.
+ *
+ * Format (all offsets from the start of the segment; no pointers anywhere):
+ *
+ *   0                    struct xio_seg_hdr            (one 4 KiB page)
+ *   chan_off[d]          struct xio_chan_ctl           (d = 0: side 0 -> side 1,
+ *                                                        d = 1: side 1 -> side 0)
+ *   data_ring_off[d]     rte_ring of struct xio_desc   (ring_slots entries)
+ *   free_ring_off[d]     rte_ring of uint32_t offsets  (ring_slots entries)
+ *   buf_off[d]           buffer area of direction d    (buf_chunks * chunk_size)
+ *
+ * Side 0 is the connecting end, side 1 the accepting end. In direction d the
+ * sender (side d) owns the buffer area: it allocates chunks privately, writes
+ * payload, and enqueues a descriptor {off, len} on the data ring; the
+ * receiver reads the payload in place and enqueues the offset on the free
+ * ring when done, giving the chunks back.
+ *
+ * Trust: the layout parameters come from the monitor over the control
+ * socket (struct xio_seg_params), never from the segment, and each endpoint
+ * computes the layout itself. Everything inside the segment may be rewritten
+ * at any time by a hostile or broken peer, so every value read from it is
+ * checked before use (see chan.c).
+ */
+#ifndef XIO_CORE_SEG_H
+#define XIO_CORE_SEG_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define XIO_SEG_MAGIC 0x31474553204f4958ull /* "XIO SEG1" little-endian */
+#define XIO_SEG_VERSION 1u
+#define XIO_SEG_HDR_SIZE 4096u
+#define XIO_CACHE_LINE 64u
+
+/* Parameters of a segment, chosen by the monitor and sent in ATTACH. */
+struct xio_seg_params {
+	uint64_t seg_size;   /* total bytes of the memfd */
+	uint32_t chunk_size; /* allocation unit of a buffer area, power of two >= 64 */
+	uint32_t buf_chunks; /* chunks per direction */
+	uint32_t ring_slots; /* entries of each ring, power of two > buf_chunks */
+	uint32_t max_msg;    /* largest payload of one descriptor */
+	uint32_t flags;      /* XIO_SEG_F_* */
+	uint32_t reserved;
+};
+
+#define XIO_SEG_F_HUGE 0x1u /* backed by hugepages (informational) */
+
+/* Where everything is, computed by xio_seg_layout() from trusted params. */
+struct xio_seg_layout {
+	size_t chan_off[2];
+	size_t data_ring_off[2];
+	size_t free_ring_off[2];
+	size_t buf_off[2];
+	size_t buf_bytes;       /* bytes of one buffer area */
+	size_t data_ring_bytes; /* rte_ring_get_memsize_elem(16, ring_slots) */
+	size_t free_ring_bytes; /* rte_ring_get_memsize_elem(4, ring_slots) */
+	size_t used;            /* end of the last area; <= seg_size */
+};
+
+/* The segment header. Written by the monitor at creation; informational for
+ * debugging tools afterwards (endpoints never trust it). */
+struct xio_seg_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t flags;
+	uint64_t conn_id;
+	struct xio_seg_params params;
+	/* Set by the monitor when the process holding side s is gone, so the
+	 * other side's writes fail with EPIPE at once, as TCP's RST would. */
+	alignas(XIO_CACHE_LINE) _Atomic uint32_t side_gone[2];
+};
+_Static_assert(sizeof(struct xio_seg_hdr) <= XIO_SEG_HDR_SIZE, "header fits its page");
+
+/*
+ * One channel's control block. The receiver's line and the sender's line are
+ * apart so that neither side's stores invalidate the other's hot line.
+ * rx_waiting/tx_waiting implement the sleep/doorbell handshake (wait.c).
+ */
+struct xio_chan_ctl {
+	/* Written by the receiver (and cleared by the sender when it rings). */
+	alignas(XIO_CACHE_LINE) _Atomic uint32_t rx_waiting; /* receiver armed to sleep */
+	_Atomic uint32_t rx_closed;                           /* receiver will read no more */
+	_Atomic uint64_t rx_bytes, rx_msgs;
+	/* Written by the sender (and cleared by the receiver when it rings). */
+	alignas(XIO_CACHE_LINE) _Atomic uint32_t tx_waiting; /* sender armed: blocked on full */
+	_Atomic uint32_t tx_fin;                              /* sender will write no more */
+	_Atomic uint64_t tx_bytes, tx_msgs, doorbells;
+};
+_Static_assert(offsetof(struct xio_chan_ctl, rx_waiting) % XIO_CACHE_LINE == 0, "rx line");
+_Static_assert(offsetof(struct xio_chan_ctl, tx_waiting) % XIO_CACHE_LINE == 0, "tx line");
+
+/* A descriptor on a data ring: one message of payload in the sender's
+ * buffer area. Fixed size; offsets, never pointers. */
+struct xio_desc {
+	uint32_t off;   /* byte offset in the buffer area, a multiple of chunk_size */
+	uint32_t len;   /* payload bytes, 1..max_msg, off + len <= buf_bytes */
+	uint32_t flags; /* must be 0 in version 1 */
+	uint32_t seq;   /* sender's message counter, for debugging */
+};
+_Static_assert(sizeof(struct xio_desc) == 16, "descriptor is 16 bytes");
+
+/*
+ * xio_seg_params_init - fill p for a segment of seg_size bytes with the
+ * given chunk size and largest message; the buffer areas take what the
+ * header and rings leave. Returns 0 or -EINVAL.
+ */
+int xio_seg_params_init(struct xio_seg_params *p, uint64_t seg_size, uint32_t chunk_size,
+			uint32_t max_msg);
+
+/*
+ * xio_seg_layout - check p and compute where everything is.
+ * Returns 0, or -EINVAL if p is inconsistent or does not fit seg_size.
+ */
+int xio_seg_layout(const struct xio_seg_params *p, struct xio_seg_layout *l);
+
+/*
+ * xio_seg_create - create a sealed memfd of p->seg_size bytes (on hugepages
+ * when huge is 1 and pages are free; huge 0 never, -1 try then fall back),
+ * write the header and initialise the four rings. Returns the fd, or -errno.
+ * On success *is_huge tells what backs it.
+ */
+int xio_seg_create(const struct xio_seg_params *p, uint64_t conn_id, int huge, int *is_huge);
+
+/*
+ * xio_seg_map - map a segment fd received from the monitor, after checking
+ * it is a sealed memfd of exactly p->seg_size bytes. Returns 0 and *base,
+ * or -EINVAL/-errno.
+ */
+int xio_seg_map(int fd, const struct xio_seg_params *p, void **base);
+
+/* xio_seg_unmap - undo xio_seg_map. */
+void xio_seg_unmap(void *base, const struct xio_seg_params *p);
+
+/* xio_seg_mark_gone - set side_gone[side] in the segment fd (monitor). */
+int xio_seg_mark_gone(int fd, const struct xio_seg_params *p, unsigned side);
+
+#endif /* XIO_CORE_SEG_H */

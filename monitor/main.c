@@ -1,0 +1,302 @@
+/*
+ * main.c - xio-monitor: start-up, the control socket, the event loop and
+ * shutdown.
+ *
+ *   xio-monitor [--socket PATH] [--config FILE] [--hugepages auto|on|off]
+ *               [--foreground] [--log FILE] [--verbose] [--check-config]
+ *
+ * Without --foreground it detaches once the socket is ready, so a script
+ * that starts it can connect as soon as the command returns.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "monitor.h"
+#include "xio/sys.h"
+
+#define CHUNK_SIZE 256u
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: xio-monitor [--socket PATH] [--config FILE] [--hugepages auto|on|off]\n"
+		   "                   [--foreground] [--log FILE] [--verbose] [--check-config]\n"
+		   "The socket path defaults to $XIO_MONITOR_SOCK, then %s.\n",
+		XIO_MONITOR_SOCK_DEFAULT);
+}
+
+/* Make the parent directory of path if it is missing (one level: /run/xio). */
+static void make_parent(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir(dir, 0755);
+	}
+}
+
+static int open_socket(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "xio-monitor: socket path too long: %s\n", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	make_parent(path);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		/* bound */
+	} else if (errno == EADDRINUSE) {
+		/* A live monitor answers; a stale socket file does not. */
+		int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		int live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		if (probe >= 0)
+			close(probe);
+		if (live) {
+			fprintf(stderr, "xio-monitor: another monitor is running on %s\n", path);
+			close(fd);
+			return -1;
+		}
+		unlink(path);
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			goto fail;
+	} else {
+		goto fail;
+	}
+	/* Any local user may ask; the rules decide what they get. */
+	chmod(path, 0666);
+	if (listen(fd, 128) < 0)
+		goto fail;
+	return fd;
+fail:
+	fprintf(stderr, "xio-monitor: cannot listen on %s: %s\n", path, strerror(errno));
+	close(fd);
+	return -1;
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	/* Each live connection costs the monitor one fd (its segment). */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void accept_procs(struct monitor *m)
+{
+	for (;;) {
+		int s = accept4(m->lsock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (s < 0)
+			return;
+		struct mon_proc *p = mon_proc_add(m, s);
+		if (!p) {
+			close(s);
+			continue;
+		}
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = p };
+		epoll_ctl(m->epfd, EPOLL_CTL_ADD, s, &ev);
+		mon_log(MON_DEBUG, "process %d (uid %u) connected", (int)p->pid, (unsigned)p->uid);
+	}
+}
+
+static int run(struct monitor *m)
+{
+	struct epoll_event evs[64];
+	struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &m->lsock };
+	struct epoll_event sev = { .events = EPOLLIN, .data.ptr = &m->sigfd };
+	epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->lsock, &lev);
+	epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->sigfd, &sev);
+
+	for (;;) {
+		int n = epoll_wait(m->epfd, evs, 64, -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		for (int i = 0; i < n; i++) {
+			void *ptr = evs[i].data.ptr;
+			if (ptr == &m->lsock) {
+				accept_procs(m);
+			} else if (ptr == &m->sigfd) {
+				struct signalfd_siginfo si;
+				if (read(m->sigfd, &si, sizeof(si)) == sizeof(si)) {
+					mon_log(MON_INFO, "signal %u: shutting down", si.ssi_signo);
+					return 0;
+				}
+			} else {
+				struct mon_proc *p = ptr;
+				if (!p)
+					continue; /* reclaimed earlier in this batch */
+				/* A hang-up after the last messages: handle those first. */
+				mon_intake(m, p);
+				mon_process(m, p);
+				if (evs[i].events & (EPOLLHUP | EPOLLERR))
+					p->dead = 1;
+			}
+		}
+		/* Reclaim outside the dispatch: settle_intents may have read a
+		 * hang-up of a process that has an event later in this batch. */
+		struct mon_proc *p, *tmp;
+		HASH_ITER(hh, m->procs, p, tmp)
+		{
+			if (!p->dead && p->fcount)
+				mon_process(m, p);
+			if (p->dead) {
+				for (int i = 0; i < n; i++)
+					if (evs[i].data.ptr == p)
+						evs[i].data.ptr = NULL;
+				mon_proc_reclaim(m, p);
+			}
+		}
+	}
+}
+
+static void shutdown_all(struct monitor *m)
+{
+	struct mon_proc *p, *tmp;
+	HASH_ITER(hh, m->procs, p, tmp)
+	mon_proc_reclaim(m, p);
+	close(m->lsock);
+	unlink(m->sock_path);
+	xio_config_free(&m->cfg);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, 0, 's' },   { "config", required_argument, 0, 'c' },
+		{ "hugepages", required_argument, 0, 'H' }, { "foreground", no_argument, 0, 'f' },
+		{ "log", required_argument, 0, 'l' },      { "verbose", no_argument, 0, 'v' },
+		{ "check-config", no_argument, 0, 'C' },   { "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 }
+	};
+	struct monitor m;
+	const char *config = NULL, *hugearg = NULL, *logfile = NULL;
+	int foreground = 0, check_only = 0, o;
+	char err[512];
+
+	memset(&m, 0, sizeof(m));
+	m.sock_path = xio_ctl_sock_path();
+	while ((o = getopt_long(argc, argv, "s:c:H:fl:vCh", opts, NULL)) != -1) {
+		switch (o) {
+		case 's': m.sock_path = optarg; break;
+		case 'c': config = optarg; break;
+		case 'H': hugearg = optarg; break;
+		case 'f': foreground = 1; break;
+		case 'l': logfile = optarg; break;
+		case 'v': mon_log_level = MON_DEBUG; break;
+		case 'C': check_only = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "xio-monitor: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	xio_config_defaults(&m.cfg);
+	if (config && xio_config_load(&m.cfg, config, err, sizeof(err)) < 0) {
+		fprintf(stderr, "xio-monitor: %s\n", err);
+		return 2;
+	}
+	if (hugearg) {
+		if (!strcmp(hugearg, "auto"))
+			m.cfg.hugepages = XIO_HUGE_AUTO;
+		else if (!strcmp(hugearg, "on"))
+			m.cfg.hugepages = XIO_HUGE_ON;
+		else if (!strcmp(hugearg, "off"))
+			m.cfg.hugepages = XIO_HUGE_OFF;
+		else {
+			fprintf(stderr, "xio-monitor: --hugepages takes auto, on or off, not '%s'\n",
+				hugearg);
+			return 2;
+		}
+	}
+	m.huge = m.cfg.hugepages == XIO_HUGE_ON ? 1 : m.cfg.hugepages == XIO_HUGE_OFF ? 0 : -1;
+	if (xio_seg_params_init(&m.params, m.cfg.segment_size, CHUNK_SIZE, m.cfg.max_msg) < 0) {
+		fprintf(stderr, "xio-monitor: segment-size %zu cannot hold max-msg %u twice\n",
+			m.cfg.segment_size, m.cfg.max_msg);
+		return 2;
+	}
+	if (check_only) {
+		printf("configuration ok: %zu rule(s), segment %zu bytes, %u chunks of %u per "
+		       "direction\n",
+		       m.cfg.nrules, m.cfg.segment_size, m.params.buf_chunks, CHUNK_SIZE);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	m.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	m.epfd = epoll_create1(EPOLL_CLOEXEC);
+	raise_fd_limit();
+	m.lsock = open_socket(m.sock_path);
+	if (m.lsock < 0 || m.sigfd < 0 || m.epfd < 0)
+		return 1;
+
+	int ready[2] = { -1, -1 };
+	if (!foreground) {
+		/* Detach; the parent returns once we are up. */
+		if (pipe(ready) < 0)
+			return 1;
+		pid_t pid = fork();
+		if (pid < 0)
+			return 1;
+		if (pid > 0) {
+			char b;
+			close(ready[1]);
+			return read(ready[0], &b, 1) == 1 ? 0 : 1;
+		}
+		close(ready[0]);
+		setsid();
+		if (chdir("/") < 0)
+			return 1;
+		int nul = open("/dev/null", O_RDWR);
+		int logfd = logfile ? open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)
+				    : nul;
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(logfd >= 0 ? logfd : nul, 2);
+	} else if (logfile) {
+		int logfd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (logfd >= 0)
+			dup2(logfd, 2);
+	}
+	mon_log(MON_INFO, "listening on %s; segments of %zu bytes (%u x %u per direction), "
+			  "hugepages %s, %zu rule(s), default %s",
+		m.sock_path, (size_t)m.params.seg_size, m.params.buf_chunks, CHUNK_SIZE,
+		m.huge > 0 ? "on" : m.huge == 0 ? "off" : "auto", m.cfg.nrules,
+		m.cfg.default_allow ? "allow" : "deny");
+	if (ready[1] >= 0) {
+		if (write(ready[1], "r", 1) < 0) {
+		}
+		close(ready[1]);
+	}
+	int r = run(&m);
+	shutdown_all(&m);
+	mon_log(MON_INFO, "stopped");
+	return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,124 @@
+/*
+ * monitor.h - xio-monitor's state: processes, listeners, intents and
+ * connections. Control plane only: nothing here is on the data path.
+ *
+ * Lifetimes: everything a process holds hangs off its struct mon_proc and
+ * is reclaimed when its control socket closes (exit or crash).
+ */
+#ifndef XIO_MONITOR_H
+#define XIO_MONITOR_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <uthash.h>
+
+#include "config.h"
+#include "sockinfo.h"
+#include "xio/ctl.h"
+#include "xio/seg.h"
+
+#define MON_FIFO 32        /* messages read ahead per process */
+#define MON_MAX_INTENTS 4096 /* per process: an intent holds one of our fds */
+
+struct mon_msg {
+	int fd; /* passed fd or -1 */
+	uint32_t len;
+	union {
+		struct xio_msg_hdr h;
+		char raw[XIO_CTL_MAX_MSG];
+	} u;
+};
+
+struct mon_proc {
+	int sock;          /* control socket; the hash key */
+	uint64_t id;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	uint64_t netns;
+	unsigned nintents;
+	int dead;          /* hung up; freed at the end of the loop iteration */
+	struct mon_msg fifo[MON_FIFO];
+	unsigned fhead, fcount;
+	UT_hash_handle hh;
+};
+
+/* A listening address; several registrations (forked workers,
+ * SO_REUSEPORT) may share one. */
+struct mon_lkey {
+	uint64_t netns;
+	struct xio_ep ep;
+};
+struct mon_listener {
+	uint64_t id;
+	struct mon_lkey key;
+	struct mon_proc *proc;
+	UT_hash_handle hh;     /* by id */
+};
+
+struct mon_intent {
+	struct mon_proc *proc;
+	uint64_t intent;       /* the client's number for it */
+	int fd;                /* our copy of the client's socket */
+	struct mon_conn *conn; /* set when the server side paired first */
+	int orphaned;          /* ... and that connection is gone already */
+	struct mon_intent *next;
+};
+
+/* Connections, keyed by namespace and 4-tuple (client, server). */
+struct mon_ckey {
+	uint64_t netns;
+	struct xio_ep client, server;
+};
+struct mon_conn {
+	struct mon_ckey key;
+	uint64_t id;
+	int accel;                  /* 0: both ends are told FALLBACK */
+	int reason;                 /* why not, when !accel */
+	int segfd;                  /* kept to mark a dead side gone */
+	int huge;
+	struct mon_proc *side[2];   /* attached processes, NULL when not (any more) */
+	uint8_t decided[2];         /* this side has had its answer */
+	UT_hash_handle hh;          /* by key */
+	UT_hash_handle hh_id;       /* by id */
+};
+
+struct monitor {
+	struct xio_config cfg;
+	struct xio_seg_params params;
+	int huge;                   /* 1 on, 0 off, -1 try */
+	int verbose;
+	int lsock, epfd, sigfd;
+	const char *sock_path;
+	uint64_t next_id;
+	struct mon_proc *procs;
+	struct mon_listener *listeners;
+	struct mon_intent *intents;  /* list */
+	unsigned nintents;
+	struct mon_conn *conns, *conns_by_id;
+	uint64_t accel_total, fallback_total, huge_total, small_total;
+};
+
+/* log.c */
+void mon_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+enum { MON_ERR, MON_WARN, MON_INFO, MON_DEBUG };
+extern int mon_log_level;
+
+/* state.c */
+struct mon_proc *mon_proc_add(struct monitor *m, int sock);
+void mon_proc_reclaim(struct monitor *m, struct mon_proc *p);
+struct mon_listener *mon_listener_find(struct monitor *m, uint64_t netns,
+				       const struct xio_ep *ep);
+struct mon_intent *mon_intent_find(struct monitor *m, struct mon_proc *p, uint64_t intent);
+void mon_intent_drop(struct monitor *m, struct mon_intent *in);
+struct mon_conn *mon_conn_new(struct monitor *m, const struct mon_ckey *k);
+void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side, int crashed);
+void mon_conn_free(struct monitor *m, struct mon_conn *c);
+void mon_listener_remove(struct monitor *m, struct mon_listener *l);
+
+/* pair.c */
+void mon_handle(struct monitor *m, struct mon_proc *p, struct mon_msg *msg);
+int mon_intake(struct monitor *m, struct mon_proc *p);
+void mon_process(struct monitor *m, struct mon_proc *p);
+
+#endif

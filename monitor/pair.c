@@ -1,0 +1,403 @@
+/*
+ * pair.c - the monitor's message handlers, and the pairing of the two
+ * ends of a connection (docs/design.md, "Pairing").
+ *
+ * Messages are read ahead into a small per-process FIFO (mon_intake) and
+ * handled in order (mon_process). The one exception is the accept race: an
+ * ACCEPT whose 4-tuple is unknown may come from a server that accepted an
+ * xio client whose INTENT is still unread in that client's socket. The
+ * client sent INTENT before connect(), and the server could only accept
+ * after connect(), so the INTENT is already queued somewhere: reading every
+ * process's socket ahead and applying the INTENTs found (they only record
+ * an fd) settles it without waiting.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "monitor.h"
+#include "xio/sys.h"
+
+static void reply(struct mon_proc *p, void *msg, uint16_t type, uint32_t seq, int fd)
+{
+	struct xio_msg_hdr *h = msg;
+	xio_ctl_hdr(h, type, seq);
+	/* A process that does not read its replies only hurts itself. */
+	xio_ctl_send(p->sock, msg, fd, MSG_DONTWAIT);
+}
+
+static void reply_fallback(struct monitor *m, struct mon_proc *p, uint32_t seq, int reason)
+{
+	struct xio_msg_fallback f;
+	memset(&f, 0, sizeof(f));
+	f.reason = reason;
+	m->fallback_total++;
+	reply(p, &f, XIO_MSG_FALLBACK, seq, -1);
+}
+
+static void reply_attach(struct monitor *m, struct mon_proc *p, uint32_t seq, struct mon_conn *c,
+			 unsigned side)
+{
+	struct xio_msg_attach a;
+	memset(&a, 0, sizeof(a));
+	a.conn_id = c->id;
+	a.side = side;
+	a.params = m->params;
+	c->side[side] = p;
+	c->decided[side] = 1;
+	reply(p, &a, XIO_MSG_ATTACH, seq, c->segfd);
+}
+
+/* Decide a new connection: listener, rules, segment. Never fails to
+ * return an entry unless out of memory; !accel entries record why. */
+static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
+				    struct mon_proc *client, struct mon_proc *server)
+{
+	char cs[64], ss[64];
+	struct mon_conn *c = mon_conn_new(m, k);
+	if (!c)
+		return NULL;
+	struct mon_listener *l = mon_listener_find(m, k->netns, &k->server);
+	if (!l) {
+		c->reason = XIO_FB_NO_LISTENER;
+		return c;
+	}
+	if (!server)
+		server = l->proc;
+	struct xio_acl_query q = { .family = k->client.family,
+				   .client_port = k->client.port,
+				   .server_port = k->server.port,
+				   .client_uid = client ? client->uid : (uint32_t)-1,
+				   .server_uid = server->uid };
+	memcpy(q.client_addr, k->client.addr, 16);
+	memcpy(q.server_addr, k->server.addr, 16);
+	if (!xio_acl_check(&m->cfg, &q)) {
+		c->reason = XIO_FB_ACL;
+		mon_log(MON_INFO, "connection %s -> %s refused by the rules",
+			xio_ep_str(&k->client, cs, sizeof(cs)),
+			xio_ep_str(&k->server, ss, sizeof(ss)));
+		return c;
+	}
+	int fd = xio_seg_create(&m->params, c->id, m->huge, &c->huge);
+	if (fd < 0) {
+		c->reason = XIO_FB_RESOURCES;
+		mon_log(MON_WARN, "no segment for %s -> %s: %s",
+			xio_ep_str(&k->client, cs, sizeof(cs)),
+			xio_ep_str(&k->server, ss, sizeof(ss)), strerror(-fd));
+		return c;
+	}
+	c->segfd = fd;
+	c->accel = 1;
+	m->accel_total++;
+	if (c->huge)
+		m->huge_total++;
+	else
+		m->small_total++;
+	mon_log(MON_DEBUG, "connection %llu %s -> %s on %s pages", (unsigned long long)c->id,
+		xio_ep_str(&k->client, cs, sizeof(cs)), xio_ep_str(&k->server, ss, sizeof(ss)),
+		c->huge ? "huge" : "small");
+	return c;
+}
+
+static int conn_key_from(int fd, pid_t pid, int client_side, struct mon_ckey *k)
+{
+	struct xio_ep local, peer;
+	int r;
+	memset(k, 0, sizeof(*k));
+	if ((r = xio_sock_check_tcp(fd, NULL)) < 0 || (r = xio_sock_local(fd, &local)) < 0 ||
+	    (r = xio_sock_peer(fd, &peer)) < 0 || (r = xio_sock_netns(fd, pid, &k->netns)) < 0)
+		return r;
+	k->client = client_side ? local : peer;
+	k->server = client_side ? peer : local;
+	return 0;
+}
+
+static void on_listen(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
+{
+	struct xio_msg_error e;
+	struct mon_listener *l = NULL;
+	int listening = 0, r = -EBADF;
+	if (msg->fd >= 0)
+		r = xio_sock_check_tcp(msg->fd, &listening);
+	if (r == 0 && !listening)
+		r = -EINVAL;
+	if (r == 0 && !(l = calloc(1, sizeof(*l))))
+		r = -ENOMEM;
+	if (r == 0)
+		r = xio_sock_local(msg->fd, &l->key.ep);
+	if (r == 0)
+		r = xio_sock_netns(msg->fd, p->pid, &l->key.netns);
+	/* Never keep the listening socket: the port must close with its owner. */
+	if (msg->fd >= 0)
+		xio_sys_close(msg->fd);
+	if (r < 0) {
+		free(l);
+		memset(&e, 0, sizeof(e));
+		e.err = r;
+		reply(p, &e, XIO_MSG_ERROR, msg->u.h.seq, -1);
+		return;
+	}
+	l->id = ++m->next_id;
+	l->proc = p;
+	HASH_ADD(hh, m->listeners, id, sizeof(l->id), l);
+	char es[64];
+	mon_log(MON_INFO, "process %d listens on %s", (int)p->pid,
+		xio_ep_str(&l->key.ep, es, sizeof(es)));
+	struct xio_msg_id ok;
+	memset(&ok, 0, sizeof(ok));
+	ok.id = l->id;
+	reply(p, &ok, XIO_MSG_OK, msg->u.h.seq, -1);
+}
+
+static void on_unlisten(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
+{
+	struct xio_msg_id *u = (void *)&msg->u;
+	struct mon_listener *l;
+	HASH_FIND(hh, m->listeners, &u->id, sizeof(u->id), l);
+	if (l && l->proc == p)
+		mon_listener_remove(m, l);
+}
+
+static void on_intent(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
+{
+	struct xio_msg_intent *im = (void *)&msg->u;
+	struct mon_intent *in;
+	if (msg->fd < 0)
+		return;
+	if (xio_sock_check_tcp(msg->fd, NULL) < 0 || p->nintents >= MON_MAX_INTENTS ||
+	    !(in = calloc(1, sizeof(*in)))) {
+		/* No record: both ends will be answered FALLBACK. */
+		xio_sys_close(msg->fd);
+		msg->fd = -1;
+		return;
+	}
+	in->proc = p;
+	in->intent = im->intent;
+	in->fd = msg->fd;
+	msg->fd = -1;
+	in->next = m->intents;
+	m->intents = in;
+	p->nintents++;
+	m->nintents++;
+}
+
+static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
+{
+	struct xio_msg_intent *im = (void *)&msg->u;
+	uint32_t seq = msg->u.h.seq;
+	struct mon_intent *in = mon_intent_find(m, p, im->intent);
+	struct mon_ckey k;
+	if (!in) {
+		reply_fallback(m, p, seq, XIO_FB_UNKNOWN_INTENT);
+		return;
+	}
+	struct mon_conn *c = in->conn;
+	int orphaned = in->orphaned;
+	int r = c || orphaned ? 0 : conn_key_from(in->fd, p->pid, 1, &k);
+	mon_intent_drop(m, in);
+	if (orphaned) {
+		reply_fallback(m, p, seq, XIO_FB_NOT_XIO);
+		return;
+	}
+	if (r < 0) {
+		reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET);
+		return;
+	}
+	if (!c) {
+		HASH_FIND(hh, m->conns, &k, sizeof(k), c);
+		if (!c)
+			c = conn_decide(m, &k, p, NULL);
+	}
+	if (!c) {
+		reply_fallback(m, p, seq, XIO_FB_RESOURCES);
+		return;
+	}
+	if (c->accel) {
+		reply_attach(m, p, seq, c, 0);
+		return;
+	}
+	c->decided[0] = 1;
+	reply_fallback(m, p, seq, c->reason);
+	if (c->decided[1] || c->reason == XIO_FB_NO_LISTENER)
+		mon_conn_free(m, c); /* nobody else will ask */
+}
+
+/* Read ahead every process's queued messages and apply the INTENTs. */
+static void settle_intents(struct monitor *m)
+{
+	struct mon_proc *q, *tmp;
+	HASH_ITER(hh, m->procs, q, tmp)
+	{
+		if (q->dead)
+			continue;
+		mon_intake(m, q);
+		for (unsigned i = 0; i < q->fcount; i++) {
+			struct mon_msg *msg = &q->fifo[(q->fhead + i) % MON_FIFO];
+			if (msg->u.h.type == XIO_MSG_INTENT && msg->fd >= 0) {
+				on_intent(m, q, msg); /* takes the fd; the entry stays a no-op */
+				msg->fd = -1;
+			}
+		}
+	}
+}
+
+static struct mon_intent *intent_for(struct monitor *m, const struct mon_ckey *k)
+{
+	for (struct mon_intent *in = m->intents; in; in = in->next) {
+		struct mon_ckey ik;
+		if (in->conn || conn_key_from(in->fd, in->proc->pid, 1, &ik) < 0)
+			continue;
+		if (!memcmp(&ik, k, sizeof(ik)))
+			return in;
+	}
+	return NULL;
+}
+
+static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
+{
+	uint32_t seq = msg->u.h.seq;
+	struct mon_ckey k;
+	struct mon_conn *c = NULL;
+	int r = msg->fd >= 0 ? conn_key_from(msg->fd, p->pid, 0, &k) : -EBADF;
+	if (msg->fd >= 0)
+		xio_sys_close(msg->fd);
+	msg->fd = -1;
+	if (r < 0) {
+		reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET);
+		return;
+	}
+	HASH_FIND(hh, m->conns, &k, sizeof(k), c);
+	if (!c) {
+		struct mon_intent *in = intent_for(m, &k);
+		if (!in) {
+			settle_intents(m);
+			in = intent_for(m, &k);
+		}
+		if (!in) {
+			reply_fallback(m, p, seq, XIO_FB_NOT_XIO);
+			return;
+		}
+		c = conn_decide(m, &k, in->proc, p);
+		if (!c) {
+			reply_fallback(m, p, seq, XIO_FB_RESOURCES);
+			return;
+		}
+		in->conn = c;
+	}
+	if (c->accel) {
+		reply_attach(m, p, seq, c, 1);
+		return;
+	}
+	c->decided[1] = 1;
+	reply_fallback(m, p, seq, c->reason);
+	if (c->decided[0])
+		mon_conn_free(m, c);
+}
+
+static void on_close(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
+{
+	struct xio_msg_close *cm = (void *)&msg->u;
+	struct mon_conn *c;
+	HASH_FIND(hh_id, m->conns_by_id, &cm->conn_id, sizeof(cm->conn_id), c);
+	if (c && cm->side < 2 && c->side[cm->side] == p)
+		mon_conn_side_gone(m, c, cm->side, 0);
+}
+
+static void on_status(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
+{
+	struct xio_msg_status st;
+	memset(&st, 0, sizeof(st));
+	st.procs = HASH_COUNT(m->procs);
+	st.listeners = HASH_COUNT(m->listeners);
+	st.intents = m->nintents;
+	st.conns = HASH_CNT(hh, m->conns);
+	st.accel_total = m->accel_total;
+	st.fallback_total = m->fallback_total;
+	st.segments_huge = m->huge_total;
+	st.segments_small = m->small_total;
+	reply(p, &st, XIO_MSG_STATUS_REPLY, msg->u.h.seq, -1);
+}
+
+void mon_handle(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
+{
+	switch (msg->u.h.type) {
+	case XIO_MSG_HELLO: {
+		struct xio_msg_id ok;
+		memset(&ok, 0, sizeof(ok));
+		ok.id = p->id;
+		reply(p, &ok, XIO_MSG_OK, msg->u.h.seq, -1);
+		break;
+	}
+	case XIO_MSG_LISTEN:
+		on_listen(m, p, msg);
+		break;
+	case XIO_MSG_UNLISTEN:
+		on_unlisten(m, p, msg);
+		break;
+	case XIO_MSG_INTENT:
+		on_intent(m, p, msg);
+		break;
+	case XIO_MSG_CONNECTED:
+		on_connected(m, p, msg);
+		break;
+	case XIO_MSG_ACCEPT:
+		on_accept(m, p, msg);
+		break;
+	case XIO_MSG_CLOSE:
+		on_close(m, p, msg);
+		break;
+	case XIO_MSG_STATUS:
+		on_status(m, p, msg);
+		break;
+	default:
+		mon_log(MON_WARN, "process %d sent message type %u, which it may not send",
+			(int)p->pid, msg->u.h.type);
+		break;
+	}
+	if (msg->fd >= 0) { /* a message that takes no fd came with one */
+		xio_sys_close(msg->fd);
+		msg->fd = -1;
+	}
+}
+
+/* Read what p has queued, up to the FIFO's room. Returns -1 when p hung up
+ * or broke the protocol (it is then marked dead). */
+int mon_intake(struct monitor *m, struct mon_proc *p)
+{
+	(void)m;
+	while (!p->dead && p->fcount < MON_FIFO) {
+		struct mon_msg *msg = &p->fifo[(p->fhead + p->fcount) % MON_FIFO];
+		ssize_t n = xio_ctl_recv(p->sock, &msg->u, &msg->fd, MSG_DONTWAIT);
+		if (n == -EAGAIN)
+			return 0;
+		if (n == -EBADMSG) {
+			mon_log(MON_WARN, "process %d sent a malformed message: disconnected",
+				(int)p->pid);
+			p->dead = 1;
+			return -1;
+		}
+		if (n <= 0) {
+			p->dead = 1;
+			return -1;
+		}
+		msg->len = (uint32_t)n;
+		p->fcount++;
+	}
+	return 0;
+}
+
+void mon_process(struct monitor *m, struct mon_proc *p)
+{
+	while (p->fcount > 0 && !p->dead) {
+		/* Handled from a copy: a handler may read more into the FIFO
+		 * (settle_intents), reusing the slot just freed. */
+		struct mon_msg msg = p->fifo[p->fhead];
+		p->fhead = (p->fhead + 1) % MON_FIFO;
+		p->fcount--;
+		/* An INTENT applied early by settle_intents has fd -1: no-op. */
+		if (msg.u.h.type == XIO_MSG_INTENT && msg.fd < 0)
+			continue;
+		mon_handle(m, p, &msg);
+	}
+}

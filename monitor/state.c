@@ -1,0 +1,171 @@
+/*
+ * state.c - the monitor's tables and their lifetimes. Every object is
+ * owned through a process; mon_proc_reclaim() frees all a process held.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "monitor.h"
+#include "xio/sys.h"
+
+struct mon_proc *mon_proc_add(struct monitor *m, int sock)
+{
+	struct ucred cr;
+	socklen_t l = sizeof(cr);
+	struct mon_proc *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	if (xio_sys_getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cr, &l) < 0) {
+		free(p);
+		return NULL;
+	}
+	p->sock = sock;
+	p->id = ++m->next_id;
+	p->pid = cr.pid;
+	p->uid = cr.uid;
+	p->gid = cr.gid;
+	if (xio_proc_netns(cr.pid, &p->netns) < 0)
+		p->netns = 0;
+	HASH_ADD_INT(m->procs, sock, p);
+	return p;
+}
+
+void mon_listener_remove(struct monitor *m, struct mon_listener *l)
+{
+	HASH_DEL(m->listeners, l);
+	free(l);
+}
+
+struct mon_listener *mon_listener_find(struct monitor *m, uint64_t netns,
+				       const struct xio_ep *ep)
+{
+	struct mon_listener *l, *tmp, *wild = NULL;
+	/* A handful of listeners per host: a scan is cheaper than keeping a
+	 * second index for wildcard addresses. An exact address wins over a
+	 * wildcard one, as in the kernel's own lookup. */
+	HASH_ITER(hh, m->listeners, l, tmp)
+	{
+		if (l->key.netns != netns || l->key.ep.port != ep->port)
+			continue;
+		if (l->key.ep.family == ep->family &&
+		    !memcmp(l->key.ep.addr, ep->addr, sizeof(ep->addr)))
+			return l;
+		static const uint8_t zero[16];
+		if (!memcmp(l->key.ep.addr, zero, 16) &&
+		    (l->key.ep.family == ep->family || l->key.ep.family == AF_INET6))
+			wild = l;
+	}
+	return wild;
+}
+
+struct mon_intent *mon_intent_find(struct monitor *m, struct mon_proc *p, uint64_t intent)
+{
+	for (struct mon_intent *in = m->intents; in; in = in->next)
+		if (in->proc == p && in->intent == intent)
+			return in;
+	return NULL;
+}
+
+void mon_intent_drop(struct monitor *m, struct mon_intent *in)
+{
+	struct mon_intent **pp = &m->intents;
+	while (*pp && *pp != in)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = in->next;
+	/* Our copy of the client's socket must go at once: while we hold it
+	 * the kernel will not send FIN when the client closes. */
+	xio_sys_close(in->fd);
+	in->proc->nintents--;
+	m->nintents--;
+	free(in);
+}
+
+struct mon_conn *mon_conn_new(struct monitor *m, const struct mon_ckey *k)
+{
+	struct mon_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->key = *k;
+	c->id = ++m->next_id;
+	c->segfd = -1;
+	HASH_ADD(hh, m->conns, key, sizeof(c->key), c);
+	HASH_ADD(hh_id, m->conns_by_id, id, sizeof(c->id), c);
+	return c;
+}
+
+void mon_conn_free(struct monitor *m, struct mon_conn *c)
+{
+	for (struct mon_intent *in = m->intents; in; in = in->next)
+		if (in->conn == c) {
+			/* The server side paired and is gone already: the client
+			 * must not get a fresh segment nobody will read. */
+			in->conn = NULL;
+			in->orphaned = 1;
+		}
+	HASH_DELETE(hh, m->conns, c);
+	HASH_DELETE(hh_id, m->conns_by_id, c);
+	if (c->segfd >= 0)
+		xio_sys_close(c->segfd);
+	free(c);
+}
+
+/* A side closed (CLOSE) or its process died (crashed = 1). The entry goes
+ * when no side is attached any more and no side is still to be answered:
+ * a side that never came (a server that never accepted) will find nothing
+ * and fall back to the kernel socket, which by then reads end of file. */
+void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side, int crashed)
+{
+	if (crashed && c->accel && c->segfd >= 0)
+		xio_seg_mark_gone(c->segfd, &m->params, side);
+	c->side[side] = NULL;
+	c->decided[side] = 1;
+	if (!c->side[1 - side])
+		mon_conn_free(m, c);
+}
+
+void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
+{
+	struct mon_listener *l, *ltmp;
+	HASH_ITER(hh, m->listeners, l, ltmp)
+	if (l->proc == p)
+		mon_listener_remove(m, l);
+
+	struct mon_intent *in = m->intents, *next;
+	for (; in; in = next) {
+		next = in->next;
+		if (in->proc == p)
+			mon_intent_drop(m, in);
+	}
+
+	struct mon_conn *c, *ctmp;
+	unsigned nconns = 0;
+	HASH_ITER(hh, m->conns, c, ctmp)
+	{
+		int mine0 = c->side[0] == p, mine1 = c->side[1] == p;
+		if (mine0 && mine1) {
+			/* Both ends in this process (it connected to itself). */
+			if (c->accel && c->segfd >= 0)
+				xio_seg_mark_gone(c->segfd, &m->params, 0);
+			c->side[0] = NULL;
+			mon_conn_side_gone(m, c, 1, 1);
+		} else if (mine0 || mine1) {
+			mon_conn_side_gone(m, c, mine0 ? 0 : 1, 1);
+		}
+		nconns += (unsigned)(mine0 || mine1);
+	}
+	for (unsigned i = 0; i < p->fcount; i++) {
+		struct mon_msg *msg = &p->fifo[(p->fhead + i) % MON_FIFO];
+		if (msg->fd >= 0)
+			xio_sys_close(msg->fd);
+	}
+	mon_log(MON_INFO, "process %d (uid %u) gone: %u connection(s) reclaimed", (int)p->pid,
+		(unsigned)p->uid, nconns);
+	epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->sock, NULL);
+	HASH_DEL(m->procs, p);
+	xio_sys_close(p->sock);
+	free(p);
+}
