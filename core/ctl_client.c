@@ -189,6 +189,23 @@ uint64_t xio__ctl_next_intent(void)
 	return atomic_fetch_add_explicit(&intent_ctr, 1, memory_order_relaxed) + 1;
 }
 
+int xio__ctl_status(struct xio_msg_status *st)
+{
+	struct xio_msg_hdr m;
+	union {
+		struct xio_msg_status st;
+		char raw[XIO_CTL_MAX_MSG];
+	} rep;
+	xio_ctl_hdr(&m, XIO_MSG_STATUS, 0);
+	int r = xio__ctl_request(&m, -1, &rep, NULL);
+	if (r < 0)
+		return r;
+	if (rep.st.h.type != XIO_MSG_STATUS_REPLY)
+		return -EPROTO;
+	*st = rep.st;
+	return 0;
+}
+
 void xio__ctl_reset(void)
 {
 	pthread_mutex_lock(&lock);

@@ -130,6 +130,8 @@ const char *xio_ctl_sock_path(void);
 int xio__ctl_request(void *msg, int send_fd, void *reply, int *reply_fd);
 int xio__ctl_post(void *msg, int send_fd); /* one-way message */
 uint64_t xio__ctl_next_intent(void);
+/* Ask the monitor for its counts (tests, tools). Returns 0 or -errno. */
+int xio__ctl_status(struct xio_msg_status *st);
 /* Forget the connection (tests; after fork it happens by itself). */
 void xio__ctl_reset(void);
 

@@ -1,0 +1,213 @@
+/*
+ * helpers.c - see helpers.h.
+ */
+#include "helpers.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+void t_monitor_start(struct t_monitor *m, ...)
+{
+	const char *argv[32];
+	int argc = 0;
+	va_list ap;
+
+	snprintf(m->dir, sizeof(m->dir), "/tmp/xio-test-XXXXXX");
+	cr_assert(mkdtemp(m->dir), "mkdtemp: %s", strerror(errno));
+	snprintf(m->sock, sizeof(m->sock), "%s/monitor.sock", m->dir);
+	snprintf(m->log, sizeof(m->log), "%s/monitor.log", m->dir);
+	argv[argc++] = XIO_MONITOR_BIN;
+	argv[argc++] = "--foreground";
+	argv[argc++] = "--verbose";
+	argv[argc++] = "--socket";
+	argv[argc++] = m->sock;
+	va_start(ap, m);
+	for (const char *a; (a = va_arg(ap, const char *)) && argc < 31;)
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+
+	m->pid = fork();
+	cr_assert(m->pid >= 0);
+	if (m->pid == 0) {
+		int fd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0)
+			dup2(fd, 2);
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	setenv("XIO_MONITOR_SOCK", m->sock, 1);
+	xio__ctl_reset();
+	for (int i = 0; i < 500; i++) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		strcpy(sa.sun_path, m->sock);
+		int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		int ok = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		close(s);
+		if (ok)
+			return;
+		int st;
+		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
+			t_monitor_dump_log(m);
+			cr_assert_fail("xio-monitor exited at start (status %d)", st);
+		}
+		sleep_ms(10);
+	}
+	t_monitor_dump_log(m);
+	cr_assert_fail("xio-monitor did not come up in 5 s");
+}
+
+void t_monitor_dump_log(const struct t_monitor *m)
+{
+	FILE *f = fopen(m->log, "r");
+	char line[512];
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		fprintf(stderr, "  monitor| %s", line);
+	fclose(f);
+}
+
+void t_monitor_stop(struct t_monitor *m)
+{
+	if (m->pid > 0) {
+		kill(m->pid, SIGTERM);
+		t_wait(m->pid, 5000);
+		m->pid = 0;
+	}
+	xio__ctl_reset();
+	unlink(m->sock);
+	unlink(m->log);
+	rmdir(m->dir);
+}
+
+struct xio_msg_status t_monitor_status(void)
+{
+	struct xio_msg_status st;
+	int r = xio__ctl_status(&st);
+	cr_assert_eq(r, 0, "monitor status: %s", strerror(-r));
+	return st;
+}
+
+struct xio_msg_status t_monitor_settle(unsigned procs_expected)
+{
+	struct xio_msg_status st = t_monitor_status();
+	for (int i = 0; i < 500 && (st.conns || st.intents || st.procs != procs_expected); i++) {
+		sleep_ms(10);
+		st = t_monitor_status();
+	}
+	return st;
+}
+
+struct sockaddr_in t_loopback(uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return a;
+}
+
+uint16_t t_listener_port(const xio_listener *l)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	cr_assert_eq(xio_listener_addr(l, &ss, &len), 0);
+	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+pid_t t_fork(int (*fn)(void *), void *arg)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		/* The child has its own session with the monitor. */
+		_exit(fn(arg));
+	}
+	return pid;
+}
+
+int t_wait(pid_t pid, int timeout_ms)
+{
+	int st;
+	for (int waited = 0;; waited += 5) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (waited >= timeout_ms) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			cr_assert_fail("process %d did not finish in %d ms", (int)pid, timeout_ms);
+		}
+		sleep_ms(5);
+	}
+}
+
+void t_seg_open(struct t_seg *s, uint64_t seg_size, uint32_t max_msg)
+{
+	cr_assert_eq(xio_seg_params_init(&s->p, seg_size, 256, max_msg), 0);
+	cr_assert_eq(xio_seg_layout(&s->p, &s->l), 0);
+	s->fd = xio_seg_create(&s->p, 1, 0, NULL);
+	cr_assert(s->fd >= 0, "xio_seg_create: %s", strerror(-s->fd));
+	cr_assert_eq(xio_seg_map(s->fd, &s->p, &s->a), 0);
+	cr_assert_eq(xio_seg_map(s->fd, &s->p, &s->b), 0);
+}
+
+void t_seg_close(struct t_seg *s)
+{
+	xio_seg_unmap(s->a, &s->p);
+	xio_seg_unmap(s->b, &s->p);
+	close(s->fd);
+}
+
+static inline uint8_t pat(uint64_t seed, uint64_t i)
+{
+	uint64_t x = (seed ^ 0x9e3779b97f4a7c15ull) + i * 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 29;
+	return (uint8_t)(x ^ (x >> 17));
+}
+
+void t_pattern_fill(void *buf, size_t len, uint64_t seed, uint64_t pos)
+{
+	uint8_t *b = buf;
+	for (size_t i = 0; i < len; i++)
+		b[i] = pat(seed, pos + i);
+}
+
+int t_pattern_check(const void *buf, size_t len, uint64_t seed, uint64_t pos)
+{
+	const uint8_t *b = buf;
+	for (size_t i = 0; i < len; i++)
+		if (b[i] != pat(seed, pos + i))
+			return 0;
+	return 1;
+}
+
+int t_hugepages_free(unsigned n)
+{
+	FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "r");
+	unsigned v = 0;
+	if (!f)
+		return 0;
+	if (fscanf(f, "%u", &v) != 1)
+		v = 0;
+	fclose(f);
+	return v >= n;
+}

@@ -1,0 +1,68 @@
+/*
+ * helpers.h - test helpers, prefixed t_. A monitor per test (its own socket
+ * in a temporary directory), loopback addresses, and segments mapped twice
+ * in one process to stand for the two ends of a connection.
+ */
+#ifndef XIO_TEST_HELPERS_H
+#define XIO_TEST_HELPERS_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "xio.h"
+#include "xio/chan.h"
+#include "xio/ctl.h"
+#include "xio/seg.h"
+
+struct t_monitor {
+	pid_t pid;
+	char dir[64];
+	char sock[128];
+	char log[128];
+};
+
+/* Start xio-monitor --foreground on a fresh socket with extra arguments
+ * (NULL-terminated list), point XIO_MONITOR_SOCK at it, and wait until it
+ * answers. Fails the test if it does not within 5 s. */
+void t_monitor_start(struct t_monitor *m, ...);
+/* SIGTERM it, wait (bounded), remove its directory. */
+void t_monitor_stop(struct t_monitor *m);
+/* Print the monitor's log (on failure). */
+void t_monitor_dump_log(const struct t_monitor *m);
+/* The monitor's counts; fails the test if it does not answer. */
+struct xio_msg_status t_monitor_status(void);
+/* Poll until the monitor has no conns and no intents (bounded, 5 s); return
+ * the last status. */
+struct xio_msg_status t_monitor_settle(unsigned procs_expected);
+
+/* 127.0.0.1:port */
+struct sockaddr_in t_loopback(uint16_t port);
+/* Port of an xio listener. */
+uint16_t t_listener_port(const xio_listener *l);
+
+/* Fork a child running fn(arg); returns its pid. The child exits with fn's
+ * return value. */
+pid_t t_fork(int (*fn)(void *), void *arg);
+/* waitpid with a bound; returns the exit status (or 128+signal), fails the
+ * test on timeout (and kills the child). */
+int t_wait(pid_t pid, int timeout_ms);
+
+/* A segment mapped twice, for single-process channel tests. */
+struct t_seg {
+	struct xio_seg_params p;
+	struct xio_seg_layout l;
+	int fd;
+	void *a, *b; /* the two "processes'" mappings */
+};
+void t_seg_open(struct t_seg *s, uint64_t seg_size, uint32_t max_msg);
+void t_seg_close(struct t_seg *s);
+
+/* Fill / check a buffer with a pattern derived from seed and position. */
+void t_pattern_fill(void *buf, size_t len, uint64_t seed, uint64_t pos);
+int t_pattern_check(const void *buf, size_t len, uint64_t seed, uint64_t pos);
+
+/* Hugepages: 1 if at least n 2 MiB pages are free now. */
+int t_hugepages_free(unsigned n);
+
+#endif

@@ -1,0 +1,141 @@
+/*
+ * test_ctl_msg.c - control messages are versioned and length-checked, and
+ * fds that come with a bad message are closed, not leaked.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "xio/ctl.h"
+
+static int sv[2];
+
+static void setup(void)
+{
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+}
+
+static void teardown(void)
+{
+	close(sv[0]);
+	close(sv[1]);
+}
+
+TestSuite(ctl_msg, .init = setup, .fini = teardown);
+
+static int fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* A well-formed message with an fd arrives whole, with a working fd. */
+Test(ctl_msg, roundtrip_with_fd)
+{
+	struct xio_msg_intent m, *in;
+	char buf[XIO_CTL_MAX_MSG];
+	int fd, p[2];
+	cr_assert_eq(pipe(p), 0);
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_INTENT, 7);
+	m.intent = 42;
+	cr_assert_eq(xio_ctl_send(sv[0], &m, p[0], 0), 0);
+	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), (ssize_t)sizeof(m));
+	in = (void *)buf;
+	cr_assert_eq(in->intent, 42);
+	cr_assert_eq(in->h.seq, 7);
+	cr_assert(fd >= 0 && fd != p[0]);
+	cr_assert_eq(write(p[1], "x", 1), 1);
+	char c;
+	cr_assert_eq(read(fd, &c, 1), 1);
+	close(fd);
+	close(p[0]);
+	close(p[1]);
+}
+
+static void send_raw(const void *b, size_t len, int fd)
+{
+	struct iovec iov = { .iov_base = (void *)b, .iov_len = len };
+	union {
+		char c[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr a;
+	} u;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (fd >= 0) {
+		memset(&u, 0, sizeof(u));
+		m.msg_control = u.c;
+		m.msg_controllen = sizeof(u.c);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	cr_assert_eq(sendmsg(sv[0], &m, 0), (ssize_t)len);
+}
+
+/* Wrong version, wrong length field, a short packet, an unknown type and a
+ * length that does not match the type are all -EBADMSG. */
+Test(ctl_msg, malformed_rejected)
+{
+	struct xio_msg_intent m;
+	char buf[XIO_CTL_MAX_MSG];
+	int fd;
+
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_INTENT, 1);
+	m.h.version = 99;
+	send_raw(&m, sizeof(m), -1);
+	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), -EBADMSG, "version");
+
+	xio_ctl_hdr(&m.h, XIO_MSG_INTENT, 1);
+	m.h.len = 4000;
+	send_raw(&m, sizeof(m), -1);
+	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), -EBADMSG, "len field");
+
+	send_raw(&m, 5, -1);
+	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), -EBADMSG, "short");
+
+	xio_ctl_hdr(&m.h, 0x7777, 1);
+	m.h.len = sizeof(m);
+	send_raw(&m, sizeof(m), -1);
+	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), -EBADMSG, "unknown type");
+
+	xio_ctl_hdr(&m.h, XIO_MSG_ATTACH, 1); /* attach is larger than this */
+	m.h.len = sizeof(m);
+	send_raw(&m, sizeof(m), -1);
+	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), -EBADMSG, "size for type");
+}
+
+/* A packet longer than any message is truncated on receive and refused. */
+Test(ctl_msg, oversized_rejected)
+{
+	char big[XIO_CTL_MAX_MSG + 100], buf[XIO_CTL_MAX_MSG];
+	int fd;
+	memset(big, 0, sizeof(big));
+	xio_ctl_hdr((struct xio_msg_hdr *)big, XIO_MSG_HELLO, 1);
+	send_raw(big, sizeof(big), -1);
+	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), -EBADMSG);
+}
+
+/* The fd that came with a rejected message is closed by the receiver. */
+Test(ctl_msg, fd_of_bad_message_closed)
+{
+	struct xio_msg_intent m;
+	char buf[XIO_CTL_MAX_MSG];
+	int fd, p[2];
+	cr_assert_eq(pipe(p), 0);
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_INTENT, 1);
+	m.h.version = 2;
+	send_raw(&m, sizeof(m), p[1]);
+	close(p[1]);
+	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), -EBADMSG);
+	/* Every write end closed: the read end sees end of file at once. */
+	char c;
+	cr_assert_eq(read(p[0], &c, 1), 0, "the passed fd leaked");
+	close(p[0]);
+	cr_assert(!fd_open(fd) || fd == -1);
+}
