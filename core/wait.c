@@ -10,9 +10,11 @@
  * messages are posted while it sleeps, it gets one doorbell.
  *
  * XIO_SPIN_US and XIO_YIELD_US tune the first two phases (defaults 50 and
- * 200 microseconds); an idle connection then costs no CPU.
+ * 200 microseconds; no spinning for a process bound to one CPU); an idle
+ * connection then costs no CPU.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -30,8 +32,19 @@
 static uint64_t spin_ns = 50000, yield_ns = 200000;
 static int tuned;
 
+/* Spinning only pays when the peer runs on another CPU at the same time.
+ * A process allowed on one CPU only would spin away the very time slice
+ * its peer needs, so it skips straight to yielding. */
+static int single_cpu(void)
+{
+	cpu_set_t set;
+	return sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) == 1;
+}
+
 static void tune(void)
 {
+	if (single_cpu())
+		spin_ns = 0;
 	const char *s = getenv("XIO_SPIN_US"), *y = getenv("XIO_YIELD_US");
 	if (s && *s)
 		spin_ns = strtoull(s, NULL, 10) * 1000;

@@ -117,9 +117,10 @@ XIO_EXPORT int xio_connect(xio_conn **out, const struct sockaddr *addr, socklen_
  * xio_read - copy up to len received bytes into buf.
  * Returns the count (>0), 0 at end of file (the peer closed or shut down
  * writing and everything before has been read), -EAGAIN (non-blocking and
- * nothing to read), -EINTR, -ECONNRESET (the peer died with the connection
- * open), -EPROTO (the peer wrote garbage into the shared segment; the
- * connection is broken for good).
+ * nothing to read), -EINTR, -ECONNRESET (the kernel reset the connection,
+ * e.g. the peer died with unread data; a peer that dies otherwise reads as
+ * end of file, as over TCP), -EPROTO (the peer wrote garbage into the
+ * shared segment; the connection is broken for good).
  */
 XIO_EXPORT ssize_t xio_read(xio_conn *c, void *buf, size_t len);
 
