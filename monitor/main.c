@@ -228,6 +228,7 @@ int main(int argc, char **argv)
 		else {
 			fprintf(stderr, "xio-monitor: --hugepages takes auto, on or off, not '%s'\n",
 				hugearg);
+			xio_config_free(&m.cfg);
 			return 2;
 		}
 	}
@@ -235,12 +236,14 @@ int main(int argc, char **argv)
 	if (xio_seg_params_init(&m.params, m.cfg.segment_size, CHUNK_SIZE, m.cfg.max_msg) < 0) {
 		fprintf(stderr, "xio-monitor: segment-size %zu cannot hold max-msg %u twice\n",
 			m.cfg.segment_size, m.cfg.max_msg);
+		xio_config_free(&m.cfg);
 		return 2;
 	}
 	if (check_only) {
 		printf("configuration ok: %zu rule(s), segment %zu bytes, %u chunks of %u per "
 		       "direction\n",
 		       m.cfg.nrules, m.cfg.segment_size, m.params.buf_chunks, CHUNK_SIZE);
+		xio_config_free(&m.cfg);
 		return 0;
 	}
 
@@ -254,8 +257,10 @@ int main(int argc, char **argv)
 	m.epfd = epoll_create1(EPOLL_CLOEXEC);
 	raise_fd_limit();
 	m.lsock = open_socket(m.sock_path);
-	if (m.lsock < 0 || m.sigfd < 0 || m.epfd < 0)
+	if (m.lsock < 0 || m.sigfd < 0 || m.epfd < 0) {
+		xio_config_free(&m.cfg);
 		return 1;
+	}
 
 	int ready[2] = { -1, -1 };
 	if (!foreground) {
@@ -268,6 +273,7 @@ int main(int argc, char **argv)
 		if (pid > 0) {
 			char b;
 			close(ready[1]);
+			xio_config_free(&m.cfg);
 			return read(ready[0], &b, 1) == 1 ? 0 : 1;
 		}
 		close(ready[0]);
