@@ -190,158 +190,64 @@ int xio_conn_stats(const xio_conn *c, struct xio_conn_stats *st)
 	return 0;
 }
 
-/* --- kernel fallback I/O ---------------------------------------------- */
+/* --- socket-like I/O --------------------------------------------------- */
 
-static ssize_t kernel_write(xio_conn *c, const void *buf, size_t len)
+static unsigned io_flags(const xio_conn *c)
 {
-	size_t done = 0;
-	int fl = MSG_NOSIGNAL | (c->nonblock ? MSG_DONTWAIT : 0);
-	while (done < len) {
-		ssize_t r = xio_sys_send(c->fd, (const char *)buf + done, len - done, fl);
-		if (r < 0) {
-			if (r == -EINTR && done == 0)
-				return r;
-			if (r == -EINTR)
+	return c->nonblock ? XIO_IO_NONBLOCK : 0;
+}
+
+ssize_t xio_read(xio_conn *c, void *buf, size_t len)
+{
+	struct iovec v = { .iov_base = buf, .iov_len = len };
+	return xio__conn_readv(c, &v, 1, io_flags(c));
+}
+
+ssize_t xio_write(xio_conn *c, const void *buf, size_t len)
+{
+	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
+	if (!c->accel && !c->nonblock) {
+		/* A blocking write returns when all is written, as promised. */
+		size_t done = 0;
+		while (done < len) {
+			v.iov_base = (char *)buf + done;
+			v.iov_len = len - done;
+			ssize_t r = xio__conn_writev(c, &v, 1, 0);
+			if (r == -EINTR && done)
 				continue;
-			return done ? (ssize_t)done : r;
+			if (r < 0)
+				return done ? (ssize_t)done : r;
+			done += (size_t)r;
 		}
-		done += (size_t)r;
-		if (c->nonblock)
-			break;
+		return (ssize_t)done;
 	}
-	return (ssize_t)done;
-}
-
-static ssize_t kernel_read(xio_conn *c, void *buf, size_t len)
-{
-	return xio_sys_recv(c->fd, buf, len, c->nonblock ? MSG_DONTWAIT : 0);
-}
-
-/* --- accelerated I/O --------------------------------------------------- */
-
-static void after_release(xio_conn *c)
-{
-	int r = xio__chan_flush(&c->rx);
-	if (r > 0)
-		xio__conn_doorbell(c);
-}
-
-static void after_post(xio_conn *c)
-{
-	if (xio__chan_tx_notify(&c->tx))
-		xio__conn_doorbell(c);
-}
-
-/* What a read finds when the ring is empty: end of file, an error, or
- * nothing yet (1). */
-static ssize_t rx_empty_state(xio_conn *c)
-{
-	if (c->rx.err)
-		return c->rx.err;
-	if (xio__conn_peer_tx_done(c) || c->shut_rd)
-		return xio__chan_rx_pending(&c->rx) ? 1 : 0;
-	if (c->kernel_err)
-		return c->kernel_err;
-	if (c->kernel_eof)
-		return xio__chan_rx_pending(&c->rx) ? 1 : 0;
-	return 1;
+	return xio__conn_writev(c, &v, 1, io_flags(c));
 }
 
 /* Wait until the receive side has something (data, end, error). Returns
  * 1 to try again, or what the caller must return. */
 static ssize_t rx_wait(xio_conn *c)
 {
-	ssize_t s = rx_empty_state(c);
+	ssize_t s = xio__conn_rx_state(c);
 	if (s <= 0)
 		return s;
 	if (c->nonblock) {
-		/* Look at the kernel socket once: the peer may have died. */
-		xio__conn_drain(c);
-		s = rx_empty_state(c);
+		xio__conn_drain(c); /* the peer may be gone */
+		s = xio__conn_rx_state(c);
 		return s <= 0 ? s : -EAGAIN;
 	}
 	int r = xio__conn_wait(c, XIO_WAIT_RX);
 	return r < 0 ? r : 1;
 }
 
-ssize_t xio_read(xio_conn *c, void *buf, size_t len)
-{
-	if (!c->accel)
-		return kernel_read(c, buf, len);
-	if (len == 0)
-		return 0;
-	for (;;) {
-		ssize_t n = xio__chan_read(&c->rx, buf, len);
-		if (n > 0) {
-			after_release(c);
-			c->st.rx_bytes += (uint64_t)n;
-			return n;
-		}
-		if (n < 0)
-			return n;
-		ssize_t w = rx_wait(c);
-		if (w <= 0)
-			return w;
-	}
-}
-
-/* Wait until the send side can move (room, or the peer is gone). Returns
- * 1 to try again, or what the caller must return. */
+/* Wait until the send side can move. Returns 1 to try again, or what the
+ * caller must return. */
 static ssize_t tx_wait(xio_conn *c)
 {
 	if (c->nonblock)
 		return -EAGAIN;
 	int r = xio__conn_wait(c, XIO_WAIT_TX);
 	return r < 0 ? r : 1;
-}
-
-static ssize_t tx_closed_state(xio_conn *c)
-{
-	if (c->shut_wr)
-		return -EPIPE;
-	if (c->tx.err)
-		return c->tx.err;
-	if (xio__conn_peer_rx_gone(c))
-		return -EPIPE;
-	if (c->kernel_err)
-		return c->kernel_err;
-	if (c->kernel_eof)
-		return -EPIPE; /* the peer closed its socket without telling us */
-	return 0;
-}
-
-ssize_t xio_write(xio_conn *c, const void *buf, size_t len)
-{
-	size_t done = 0;
-
-	if (!c->accel)
-		return kernel_write(c, buf, len);
-	while (done < len) {
-		ssize_t s = tx_closed_state(c);
-		if (s < 0)
-			return done ? (ssize_t)done : s;
-		uint32_t want = len - done > UINT32_MAX ? UINT32_MAX : (uint32_t)(len - done);
-		uint32_t got;
-		int64_t off = xio__chan_alloc_upto(&c->tx, want, &got);
-		if (off == -ENOBUFS) {
-			after_post(c); /* never wait while the receiver sleeps unwoken */
-			ssize_t w = tx_wait(c);
-			if (w <= 0)
-				return done ? (ssize_t)done : w;
-			continue;
-		}
-		if (off < 0)
-			return done ? (ssize_t)done : off;
-		memcpy(xio__chan_tx_ptr(&c->tx, (uint32_t)off), (const char *)buf + done, got);
-		int r = xio__chan_post(&c->tx, (uint32_t)off, got);
-		if (r < 0)
-			return done ? (ssize_t)done : r;
-		done += got;
-		c->st.tx_bytes += got;
-		c->st.tx_msgs++;
-	}
-	after_post(c);
-	return (ssize_t)done;
 }
 
 /* --- zero copy --------------------------------------------------------- */
@@ -361,7 +267,7 @@ int xio_alloc(xio_conn *c, size_t len, struct xio_buf *b)
 		return 0;
 	}
 	for (;;) {
-		ssize_t s = tx_closed_state(c);
+		ssize_t s = xio__conn_tx_state(c);
 		if (s < 0)
 			return (int)s;
 		int64_t off = xio__chan_alloc(&c->tx, (uint32_t)len);
@@ -377,7 +283,7 @@ int xio_alloc(xio_conn *c, size_t len, struct xio_buf *b)
 		}
 		if (off != -ENOBUFS)
 			return (int)off;
-		after_post(c);
+		xio__conn_after_post(c);
 		ssize_t w = tx_wait(c);
 		if (w <= 0)
 			return (int)w;
@@ -389,14 +295,14 @@ ssize_t xio_send(xio_conn *c, struct xio_buf *b)
 	if (b->len == 0 || b->len > b->cap)
 		return -EINVAL;
 	if (b->flags == BUF_HEAP) {
-		ssize_t r = kernel_write(c, b->data, b->len);
+		ssize_t r = xio_write(c, b->data, b->len);
 		free(b->data);
 		b->data = NULL;
 		return r;
 	}
 	if (b->flags != BUF_TX || !c->accel)
 		return -EINVAL;
-	ssize_t s = tx_closed_state(c);
+	ssize_t s = xio__conn_tx_state(c);
 	if (s < 0) {
 		xio__chan_unalloc(&c->tx, b->token);
 		return s;
@@ -406,7 +312,7 @@ ssize_t xio_send(xio_conn *c, struct xio_buf *b)
 		return r;
 	c->st.tx_bytes += b->len;
 	c->st.tx_msgs++;
-	after_post(c);
+	xio__conn_after_post(c);
 	b->flags = 0;
 	return b->len;
 }
@@ -418,7 +324,7 @@ ssize_t xio_recv(xio_conn *c, struct xio_buf *b)
 		void *p = malloc(cap);
 		if (!p)
 			return -ENOMEM;
-		ssize_t r = kernel_read(c, p, cap);
+		ssize_t r = xio_read(c, p, cap);
 		if (r <= 0) {
 			free(p);
 			return r;
@@ -461,7 +367,7 @@ int xio_release(xio_conn *c, struct xio_buf *b)
 		if (!c->accel)
 			return -EINVAL;
 		xio__chan_release(&c->rx, b->token);
-		after_release(c);
+		xio__conn_after_release(c);
 		break;
 	case BUF_TX:
 		if (!c->accel)
@@ -489,7 +395,7 @@ int xio_shutdown(xio_conn *c, int how)
 		/* Ordered after every descriptor we posted: the reader that sees
 		 * tx_fin looks at the ring once more before reporting the end. */
 		atomic_store_explicit(&c->tx.g.ctl->tx_fin, 1, memory_order_release);
-		after_post(c);
+		xio__conn_after_post(c);
 	}
 	if (how != SHUT_WR && !c->shut_rd) {
 		c->shut_rd = 1;
@@ -507,7 +413,7 @@ int xio_close(xio_conn *c)
 		return -EINVAL;
 	xio__conn_detach(c);
 	int r = xio_sys_close(c->fd);
-	free(c);
+	xio__conn_free(c);
 	return r;
 }
 
@@ -515,28 +421,7 @@ int xio_conn_poll_arm(xio_conn *c, short events)
 {
 	if (!c->accel)
 		return 0; /* the kernel socket tells the truth by itself */
-	int ready = 0;
-	for (int pass = 0; pass < 2; pass++) {
-		if ((events & POLLIN) && rx_empty_state(c) != 1)
-			ready |= POLLIN;
-		if ((events & POLLIN) && xio__chan_rx_pending(&c->rx))
-			ready |= POLLIN;
-		if ((events & POLLOUT) &&
-		    (tx_closed_state(c) < 0 || xio_bufalloc_max_contig(&c->tx.ba) > 0 ||
-		     xio__chan_tx_can_reclaim(&c->tx)))
-			ready |= POLLOUT;
-		if (ready || pass == 1)
-			break;
-		/* Nothing now: swallow stale doorbells so the fd does not stay
-		 * readable, then announce the sleep and look once more. */
-		xio__conn_drain(c);
-		if (events & POLLIN)
-			atomic_store_explicit(&c->rx.g.ctl->rx_waiting, 1, memory_order_seq_cst);
-		if (events & POLLOUT)
-			atomic_store_explicit(&c->tx.g.ctl->tx_waiting, 1, memory_order_seq_cst);
-		atomic_thread_fence(memory_order_seq_cst);
-	}
-	return ready;
+	return xio__conn_poll(c, events, 1);
 }
 
 const char *xio_strerror(int err)

@@ -225,16 +225,20 @@ int xio__chan_rx_pending(struct xio_chan_rx *rx)
 
 void xio__chan_release(struct xio_chan_rx *rx, uint32_t off)
 {
-	if (rx->nrel == XIO_RX_BURST)
-		xio__chan_flush(rx);
+	/* The flush may have claimed a sleeping sender's wake-up (cleared its
+	 * tx_waiting): keep the debt, the next xio__chan_flush() reports it. */
+	if (rx->nrel == XIO_RX_BURST && xio__chan_flush(rx) > 0)
+		rx->ring_due = 1;
 	if (rx->nrel < XIO_RX_BURST)
 		rx->rel[rx->nrel++] = off;
 }
 
 int xio__chan_flush(struct xio_chan_rx *rx)
 {
+	int due = rx->ring_due;
+	rx->ring_due = 0;
 	if (rx->nrel == 0)
-		return 0;
+		return due;
 	if (unlikely(!ring_sane(rx->g.free, rx->g.slots))) {
 		rx->nrel = 0;
 		return rx->err = -EPROTO;
@@ -252,8 +256,8 @@ int xio__chan_flush(struct xio_chan_rx *rx)
 	_Atomic uint32_t *w = &rx->g.ctl->tx_waiting;
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(w, memory_order_relaxed) == 0)
-		return 0;
-	return atomic_exchange_explicit(w, 0, memory_order_acq_rel) != 0;
+		return due;
+	return atomic_exchange_explicit(w, 0, memory_order_acq_rel) != 0 || due;
 }
 
 static ssize_t rx_copy(struct xio_chan_rx *rx, void *dst, size_t len, int peek)

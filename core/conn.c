@@ -21,9 +21,19 @@
 struct xio_conn *xio__conn_kernel(int fd)
 {
 	struct xio_conn *c = calloc(1, sizeof(*c));
-	if (c)
-		c->fd = fd;
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	pthread_mutex_init(&c->wait_mu, NULL);
+	pthread_cond_init(&c->wait_cv, NULL);
 	return c;
+}
+
+void xio__conn_free(struct xio_conn *c)
+{
+	pthread_mutex_destroy(&c->wait_mu);
+	pthread_cond_destroy(&c->wait_cv);
+	free(c);
 }
 
 int xio__conn_attach(struct xio_conn *c, const struct xio_msg_attach *a, int segfd)

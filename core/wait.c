@@ -14,6 +14,7 @@
  * connection then costs no CPU.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <time.h>
@@ -96,23 +97,69 @@ static int ready(struct xio_conn *c, int dir)
 	return xio__chan_tx_can_reclaim(&c->tx) || xio__conn_peer_rx_gone(c);
 }
 
+/*
+ * Sleep until a doorbell byte (or end of file, or an error) reaches the
+ * kernel socket. The sleep is a blocking recv(MSG_PEEK) on the socket
+ * itself, so the kernel applies its own rules: a signal interrupts it with
+ * EINTR or restarts it (SA_RESTART) exactly as for a plain TCP read, and
+ * SO_RCVTIMEO ends it with EAGAIN.
+ *
+ * Only one thread per process sleeps in the kernel for a connection (a
+ * reader and a writer thread may both wait): the others wait on wait_cv.
+ * The kernel sleeper drains the doorbell bytes when it wakes and wakes the
+ * others, who look again and, if they must go on waiting, one of them
+ * becomes the kernel sleeper. So no doorbell is consumed by one thread
+ * while another sleeps on without seeing it.
+ */
+static int kernel_sleep(struct xio_conn *c)
+{
+	char b;
+	int ret = 0;
+
+	pthread_mutex_lock(&c->wait_mu);
+	if (c->sleeper) {
+		pthread_cond_wait(&c->wait_cv, &c->wait_mu);
+		pthread_mutex_unlock(&c->wait_mu);
+		return 0;
+	}
+	c->sleeper = 1;
+	pthread_mutex_unlock(&c->wait_mu);
+
+	c->st.sleeps++;
+	ssize_t r = xio_sys_recv(c->fd, &b, 1, MSG_PEEK);
+	if (r > 0)
+		xio__conn_drain(c);
+	else if (r == 0)
+		c->kernel_eof = 1;
+	else if (r == -EINTR || r == -EAGAIN)
+		ret = (int)r;
+	else if (!c->kernel_err)
+		c->kernel_err = (int)r;
+
+	pthread_mutex_lock(&c->wait_mu);
+	c->sleeper = 0;
+	pthread_cond_broadcast(&c->wait_cv);
+	pthread_mutex_unlock(&c->wait_mu);
+	return ret;
+}
+
 int xio__conn_wait(struct xio_conn *c, int dir)
 {
 	if (!tuned)
 		tune();
 	uint64_t t0 = now_ns();
-	do {
+	while (now_ns() - t0 < spin_ns) {
 		for (int i = 0; i < 64; i++) {
 			if (ready(c, dir))
 				return 0;
 			cpu_relax();
 		}
-	} while (now_ns() - t0 < spin_ns);
+	}
 	t0 = now_ns();
 	do {
-		xio_sys_sched_yield();
 		if (ready(c, dir))
 			return 0;
+		xio_sys_sched_yield();
 	} while (now_ns() - t0 < yield_ns);
 
 	_Atomic uint32_t *w = dir == XIO_WAIT_RX ? &c->rx.g.ctl->rx_waiting
@@ -125,12 +172,7 @@ int xio__conn_wait(struct xio_conn *c, int dir)
 		atomic_store_explicit(w, 0, memory_order_relaxed);
 		return 0;
 	}
-	c->st.sleeps++;
-	struct pollfd p = { .fd = c->fd, .events = POLLIN };
-	int r = xio_sys_poll(&p, 1, -1);
+	int r = kernel_sleep(c);
 	atomic_store_explicit(w, 0, memory_order_relaxed);
-	if (r == -EINTR)
-		return -EINTR;
-	xio__conn_drain(c);
-	return 0;
+	return r;
 }

@@ -191,7 +191,10 @@ XIO_EXPORT int xio_conn_fd(const xio_conn *c);
  * xio_conn_poll_arm - prepare to sleep on xio_conn_fd(c) for events
  * (POLLIN and/or POLLOUT). Returns the subset of events that is ready now
  * (then do not sleep), or 0 after asking the peer to ring the kernel socket
- * when it changes something; then poll the fd and call the I/O functions.
+ * when it changes something. Then wait for POLLIN on the fd (the doorbell
+ * is a byte arriving, also when you wait to write: the kernel socket itself
+ * is always writable) and call the I/O functions, which return -EAGAIN if
+ * the wake-up was for something else.
  */
 XIO_EXPORT int xio_conn_poll_arm(xio_conn *c, short events);
 

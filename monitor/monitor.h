@@ -114,6 +114,7 @@ void mon_intent_drop(struct monitor *m, struct mon_intent *in);
 struct mon_conn *mon_conn_new(struct monitor *m, const struct mon_ckey *k);
 void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side, int crashed);
 void mon_conn_free(struct monitor *m, struct mon_conn *c);
+void mon_conn_sweep(struct monitor *m);
 void mon_listener_remove(struct monitor *m, struct mon_listener *l);
 
 /* pair.c */

@@ -155,8 +155,10 @@ static void on_unlisten(struct monitor *m, struct mon_proc *p, struct mon_msg *m
 	struct xio_msg_id *u = (void *)&msg->u;
 	struct mon_listener *l;
 	HASH_FIND(hh, m->listeners, &u->id, sizeof(u->id), l);
-	if (l && l->proc == p)
+	if (l && l->proc == p) {
 		mon_listener_remove(m, l);
+		mon_conn_sweep(m);
+	}
 }
 
 static void on_intent(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)

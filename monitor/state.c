@@ -114,17 +114,33 @@ void mon_conn_free(struct monitor *m, struct mon_conn *c)
 }
 
 /* A side closed (CLOSE) or its process died (crashed = 1). The entry goes
- * when no side is attached any more and no side is still to be answered:
- * a side that never came (a server that never accepted) will find nothing
- * and fall back to the kernel socket, which by then reads end of file. */
+ * when no side is attached and none is still to be answered. A server that
+ * has not accepted yet must still get the segment: the client's data (and
+ * its end of stream) are in it and nowhere else. If it never accepts, the
+ * entry goes with the last listener on that address (mon_conn_sweep). */
 void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side, int crashed)
 {
 	if (crashed && c->accel && c->segfd >= 0)
 		xio_seg_mark_gone(c->segfd, &m->params, side);
 	c->side[side] = NULL;
 	c->decided[side] = 1;
-	if (!c->side[1 - side])
+	if (!c->side[1 - side] && c->decided[1 - side])
 		mon_conn_free(m, c);
+}
+
+/* Free the entries nobody can still ask for: both sides gone or answered,
+ * or the server side unanswered with no listener left for it. */
+void mon_conn_sweep(struct monitor *m)
+{
+	struct mon_conn *c, *tmp;
+	HASH_ITER(hh, m->conns, c, tmp)
+	{
+		if (c->side[0] || c->side[1])
+			continue;
+		if ((c->decided[0] && c->decided[1]) ||
+		    !mon_listener_find(m, c->key.netns, &c->key.server))
+			mon_conn_free(m, c);
+	}
 }
 
 void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
@@ -137,8 +153,12 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 	struct mon_intent *in = m->intents, *next;
 	for (; in; in = next) {
 		next = in->next;
-		if (in->proc == p)
-			mon_intent_drop(m, in);
+		if (in->proc != p)
+			continue;
+		/* The server side paired already; this client will never ask. */
+		if (in->conn)
+			in->conn->decided[0] = 1;
+		mon_intent_drop(m, in);
 	}
 
 	struct mon_conn *c, *ctmp;
@@ -162,6 +182,7 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 		if (msg->fd >= 0)
 			xio_sys_close(msg->fd);
 	}
+	mon_conn_sweep(m);
 	mon_log(MON_INFO, "process %d (uid %u) gone: %u connection(s) reclaimed", (int)p->pid,
 		(unsigned)p->uid, nconns);
 	epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->sock, NULL);

@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -210,4 +211,105 @@ int t_hugepages_free(unsigned n)
 		v = 0;
 	fclose(f);
 	return v >= n;
+}
+
+/* --- helpers for integration tests (forked peers) ----------------------- */
+
+struct client_job {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	unsigned flags;
+	int want_accel;
+	int (*fn)(xio_conn *c, void *arg);
+	void *arg;
+};
+
+static int client_main(void *p)
+{
+	struct client_job *j = p;
+	xio_conn *c;
+	alarm(30);
+	int r = xio_connect(&c, (struct sockaddr *)&j->addr, j->addrlen, j->flags);
+	if (r < 0) {
+		fprintf(stderr, "child %d: xio_connect: %s\n", (int)getpid(), xio_strerror(r));
+		return T_EXIT_CONNECT;
+	}
+	if (j->want_accel && !xio_conn_is_accelerated(c)) {
+		fprintf(stderr, "child %d: connection is not accelerated\n", (int)getpid());
+		xio_close(c);
+		return T_EXIT_NOT_ACCEL;
+	}
+	r = j->fn(c, j->arg);
+	xio_close(c);
+	return r;
+}
+
+pid_t t_fork_client(const struct sockaddr *addr, socklen_t addrlen, unsigned flags,
+		    int want_accel, int (*fn)(xio_conn *c, void *arg), void *arg)
+{
+	/* The child gets a copy of this frame: the pointer stays valid there. */
+	struct client_job j = { .addrlen = addrlen, .flags = flags, .want_accel = want_accel,
+				.fn = fn, .arg = arg };
+	cr_assert(addrlen <= sizeof(j.addr));
+	memcpy(&j.addr, addr, addrlen);
+	return t_fork(client_main, &j);
+}
+
+int t_accept(xio_listener *l, xio_conn **c, unsigned flags, int timeout_ms)
+{
+	struct pollfd p = { .fd = xio_listener_fd(l), .events = POLLIN };
+	int r;
+	while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+		;
+	if (r <= 0)
+		return -ETIMEDOUT;
+	return xio_accept(l, c, flags);
+}
+
+ssize_t t_read_full(xio_conn *c, void *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = xio_read(c, (char *)buf + done, len - done);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+void t_post(int fd)
+{
+	char b = 1;
+	while (write(fd, &b, 1) < 0 && errno == EINTR)
+		;
+}
+
+int t_await(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	uint64_t end = t_now_ms() + (uint64_t)timeout_ms;
+	for (;;) {
+		uint64_t now = t_now_ms();
+		int left = now >= end ? 0 : (int)(end - now);
+		int r = poll(&p, 1, left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return 0;
+		char b;
+		ssize_t n = read(fd, &b, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n == 1;
+	}
+}
+
+uint64_t t_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }

@@ -8,7 +8,9 @@
 
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "xio.h"
 #include "xio/chan.h"
@@ -64,5 +66,49 @@ int t_pattern_check(const void *buf, size_t len, uint64_t seed, uint64_t pos);
 
 /* Hugepages: 1 if at least n 2 MiB pages are free now. */
 int t_hugepages_free(unsigned n);
+
+/* --- helpers for integration tests (forked peers) ----------------------- */
+
+/* In a forked child (where Criterion's asserts do not work): if cond is
+ * false, print where and why to stderr and return 1 from the function, which
+ * becomes the child's exit status. */
+#define T_CHECK(cond, ...)                                                         \
+	do {                                                                       \
+		if (!(cond)) {                                                     \
+			fprintf(stderr, "child %d: %s:%d: check '%s' failed: ",   \
+				(int)getpid(), __FILE__, __LINE__, #cond);         \
+			fprintf(stderr, __VA_ARGS__);                              \
+			fputc('\n', stderr);                                      \
+			return 1;                                                  \
+		}                                                                  \
+	} while (0)
+
+/* Exit statuses of t_fork_client's child when it fails before running fn. */
+#define T_EXIT_CONNECT 90   /* xio_connect failed */
+#define T_EXIT_NOT_ACCEL 91 /* the connection was not accelerated */
+
+/* Fork a child that xio_connect()s to addr with flags, checks that the
+ * connection is accelerated (if want_accel), runs fn(c, arg), closes c and
+ * exits with fn's return value. The child kills itself (SIGALRM) after 30 s
+ * so that a hung peer cannot outlive its test. */
+pid_t t_fork_client(const struct sockaddr *addr, socklen_t addrlen, unsigned flags,
+		    int want_accel, int (*fn)(xio_conn *c, void *arg), void *arg);
+
+/* Wait (at most timeout_ms) for a connection on l, then xio_accept() it.
+ * Returns 0, -ETIMEDOUT, or xio_accept's error. */
+int t_accept(xio_listener *l, xio_conn **c, unsigned flags, int timeout_ms);
+
+/* xio_read() until len bytes came. Returns len, the smaller count read
+ * before end of file, or the first error (what was read before it is lost). */
+ssize_t t_read_full(xio_conn *c, void *buf, size_t len);
+
+/* One-byte signals between a test and its children over a pipe. t_post
+ * writes a byte; t_await waits for one at most timeout_ms and returns 1 if
+ * it came, 0 on timeout or end of file. */
+void t_post(int fd);
+int t_await(int fd, int timeout_ms);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+uint64_t t_now_ms(void);
 
 #endif

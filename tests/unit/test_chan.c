@@ -286,3 +286,17 @@ Test(chan, fuzz_segment_garbage)
 		xio__chan_tx_init(&tx, &tg);
 	}
 }
+
+/* A read that consumes more messages than one release burst still owes a
+ * sleeping sender its doorbell (the flush inside release() took the
+ * sender's waiting flag; the final flush must report it). */
+Test(chan, burst_release_keeps_doorbell_debt)
+{
+	char buf[64 * 40];
+	for (int i = 0; i < 40; i++)
+		send_bytes("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde", 64);
+	atomic_store(&tx.g.ctl->tx_waiting, 1); /* the sender went to sleep */
+	cr_assert_eq(xio__chan_read(&rx, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	cr_assert_eq(xio__chan_flush(&rx), 1, "the wake-up was lost");
+	cr_assert_eq(atomic_load(&tx.g.ctl->tx_waiting), 0);
+}

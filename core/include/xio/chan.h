@@ -49,6 +49,7 @@ struct xio_chan_rx {
 	uint32_t consumed;                   /* bytes of cache[pos] already read */
 	uint32_t rel[XIO_RX_BURST];          /* offsets to give back */
 	uint32_t nrel;
+	int ring_due; /* a flush inside release() owes the sender a doorbell */
 	int err;
 };
 

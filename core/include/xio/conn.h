@@ -6,8 +6,10 @@
 #ifndef XIO_CORE_CONN_H
 #define XIO_CORE_CONN_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "xio.h"
 #include "xio/chan.h"
@@ -29,7 +31,42 @@ struct xio_conn {
 	int kernel_eof;  /* the kernel socket read end of file */
 	int kernel_err;  /* ... or this error (negative errno) */
 	struct xio_conn_stats st;
+	/* One thread per process sleeps in the kernel for this connection;
+	 * others wait on wait_cv until it wakes (wait.c). */
+	pthread_mutex_t wait_mu;
+	pthread_cond_t wait_cv;
+	int sleeper;
 };
+
+/* Flags of xio__conn_read / xio__conn_write. */
+#define XIO_IO_NONBLOCK 0x1u /* never wait: -EAGAIN */
+#define XIO_IO_PEEK 0x2u     /* read without consuming */
+#define XIO_IO_WAITALL 0x4u  /* read: wait for the whole length (or end, error) */
+
+/* Scatter/gather I/O with per-call flags; the shim's read/recv/readv and
+ * write/send/writev families all end here. Same returns as xio_read and
+ * xio_write. */
+ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned flags);
+ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt,
+			 unsigned flags);
+
+/* Readiness as poll(2) would report it for the TCP socket: POLLIN, POLLOUT,
+ * POLLRDHUP, POLLHUP, POLLERR. With arm set and none of events ready, arms
+ * the doorbell so the kernel socket turns readable when that changes. */
+short xio__conn_poll(struct xio_conn *c, short events, int arm);
+
+/* With the receive ring empty: 0 at end of file, -errno, or 1 for
+ * "nothing yet". */
+ssize_t xio__conn_rx_state(struct xio_conn *c);
+/* 0 if writing may go on, else the error a write returns. */
+ssize_t xio__conn_tx_state(struct xio_conn *c);
+/* Give back released buffers / wake a sleeping receiver, ringing the
+ * doorbell when the peer sleeps. */
+void xio__conn_after_release(struct xio_conn *c);
+void xio__conn_after_post(struct xio_conn *c);
+
+/* Bytes that a read could return now (FIONREAD). */
+size_t xio__conn_nread(struct xio_conn *c);
 
 /* Wait directions for xio__conn_wait. */
 #define XIO_WAIT_RX 1
@@ -37,6 +74,8 @@ struct xio_conn {
 
 /* Make a kernel-only connection around fd. Returns NULL on ENOMEM. */
 struct xio_conn *xio__conn_kernel(int fd);
+/* Free c (after xio__conn_detach); does not close c->fd. */
+void xio__conn_free(struct xio_conn *c);
 
 /* Accelerate c with the segment the monitor sent (segfd is consumed).
  * Returns 0, or -errno with c left on the kernel. */
@@ -53,7 +92,8 @@ void xio__conn_pair_accepted(struct xio_conn *c);
 void xio__conn_detach(struct xio_conn *c);
 
 /* Adaptive wait for dir (XIO_WAIT_RX/TX): spin, yield, then sleep on the
- * kernel socket with a doorbell armed. Returns 0 to re-check, -EINTR. */
+ * kernel socket with a doorbell armed. Returns 0 to re-check, or -EINTR /
+ * -EAGAIN (SO_RCVTIMEO expired) exactly as a blocking recv would. */
 int xio__conn_wait(struct xio_conn *c, int dir);
 
 /* Ring the peer's doorbell: one byte on the kernel socket. */

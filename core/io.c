@@ -1,0 +1,248 @@
+/*
+ * io.c - reading and writing an accelerated or fallen-back connection, with
+ * per-call flags; shared by the native API (api.c) and the LD_PRELOAD shim.
+ * Returns counts or -errno; never touches errno.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+#include "xio/conn.h"
+#include "xio/sys.h"
+
+static size_t iov_total(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* --- kernel fallback ---------------------------------------------------- */
+
+static ssize_t kernel_readv(struct xio_conn *c, const struct iovec *iov, int n, unsigned fl)
+{
+	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+	int f = (fl & XIO_IO_NONBLOCK ? MSG_DONTWAIT : 0) | (fl & XIO_IO_PEEK ? MSG_PEEK : 0) |
+		(fl & XIO_IO_WAITALL ? MSG_WAITALL : 0);
+	return xio_sys_recvmsg(c->fd, &m, f);
+}
+
+static ssize_t kernel_writev(struct xio_conn *c, const struct iovec *iov, int n, unsigned fl)
+{
+	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+	return xio_sys_sendmsg(c->fd, &m, MSG_NOSIGNAL | (fl & XIO_IO_NONBLOCK ? MSG_DONTWAIT : 0));
+}
+
+/* --- state checks ------------------------------------------------------- */
+
+void xio__conn_after_release(struct xio_conn *c)
+{
+	if (xio__chan_flush(&c->rx) > 0)
+		xio__conn_doorbell(c);
+}
+
+void xio__conn_after_post(struct xio_conn *c)
+{
+	if (xio__chan_tx_notify(&c->tx))
+		xio__conn_doorbell(c);
+}
+
+/* With the ring empty: 0 at end of file, -errno, or 1 for "nothing yet". */
+ssize_t xio__conn_rx_state(struct xio_conn *c)
+{
+	if (c->rx.err)
+		return c->rx.err;
+	if (xio__conn_peer_tx_done(c) || c->shut_rd)
+		return xio__chan_rx_pending(&c->rx) ? 1 : 0;
+	if (c->kernel_err)
+		return c->kernel_err;
+	if (c->kernel_eof)
+		return xio__chan_rx_pending(&c->rx) ? 1 : 0;
+	return 1;
+}
+
+/* 0 if writing may go on, else the error to return. */
+ssize_t xio__conn_tx_state(struct xio_conn *c)
+{
+	if (c->shut_wr)
+		return -EPIPE;
+	if (c->tx.err)
+		return c->tx.err;
+	if (xio__conn_peer_rx_gone(c))
+		return -EPIPE;
+	if (c->kernel_err)
+		return c->kernel_err;
+	if (c->kernel_eof)
+		return -EPIPE; /* the peer closed its socket without telling us */
+	return 0;
+}
+
+/* --- reading ------------------------------------------------------------ */
+
+static ssize_t rx_copy(struct xio_conn *c, const struct iovec *iov, int n, size_t skip,
+		       unsigned fl)
+{
+	size_t got = 0;
+	for (int i = 0; i < n; i++) {
+		size_t len = iov[i].iov_len, off = 0;
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		off = skip;
+		skip = 0;
+		ssize_t r = fl & XIO_IO_PEEK
+				    ? xio__chan_peek(&c->rx, (char *)iov[i].iov_base + off, len - off)
+				    : xio__chan_read(&c->rx, (char *)iov[i].iov_base + off, len - off);
+		if (r < 0)
+			return got ? (ssize_t)got : r;
+		got += (size_t)r;
+		if ((size_t)r < len - off || (fl & XIO_IO_PEEK))
+			break; /* ring drained (peek looks at one stretch only) */
+	}
+	return (ssize_t)got;
+}
+
+ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl)
+{
+	if (!c->accel)
+		return kernel_readv(c, iov, iovcnt, fl);
+	size_t want = iov_total(iov, iovcnt), got = 0;
+	if (want == 0)
+		return 0;
+	for (;;) {
+		ssize_t r = rx_copy(c, iov, iovcnt, got, fl);
+		if (r > 0) {
+			if (!(fl & XIO_IO_PEEK)) {
+				xio__conn_after_release(c);
+				c->st.rx_bytes += (uint64_t)r;
+				atomic_store_explicit(&c->rx.g.ctl->rx_bytes, c->st.rx_bytes,
+						      memory_order_relaxed);
+			}
+			got += (size_t)r;
+			if (!(fl & XIO_IO_WAITALL) || got == want || (fl & XIO_IO_PEEK))
+				return (ssize_t)got;
+			continue;
+		}
+		if (r < 0)
+			return got ? (ssize_t)got : r;
+		ssize_t s = xio__conn_rx_state(c);
+		if (s <= 0)
+			return got ? (ssize_t)got : s;
+		if (fl & XIO_IO_NONBLOCK) {
+			/* Look at the kernel socket once: the peer may be gone. */
+			xio__conn_drain(c);
+			s = xio__conn_rx_state(c);
+			if (s <= 0)
+				return got ? (ssize_t)got : s;
+			return got ? (ssize_t)got : -EAGAIN;
+		}
+		int w = xio__conn_wait(c, XIO_WAIT_RX);
+		if (w < 0)
+			return got ? (ssize_t)got : w;
+	}
+}
+
+/* --- writing ------------------------------------------------------------ */
+
+ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl)
+{
+	if (!c->accel)
+		return kernel_writev(c, iov, iovcnt, fl);
+	size_t done = 0, want = iov_total(iov, iovcnt);
+	int i = 0;
+	size_t ioff = 0; /* offset inside iov[i] */
+
+	while (done < want) {
+		ssize_t s = xio__conn_tx_state(c);
+		if (s < 0) {
+			xio__conn_after_post(c);
+			return done ? (ssize_t)done : s;
+		}
+		size_t left = want - done;
+		uint32_t ask = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left, got;
+		int64_t off = xio__chan_alloc_upto(&c->tx, ask, &got);
+		if (off == -ENOBUFS) {
+			xio__conn_after_post(c); /* never wait while the receiver sleeps unwoken */
+			if (fl & XIO_IO_NONBLOCK)
+				return done ? (ssize_t)done : -EAGAIN;
+			int w = xio__conn_wait(c, XIO_WAIT_TX);
+			if (w < 0)
+				return done ? (ssize_t)done : w;
+			continue;
+		}
+		if (off < 0)
+			return done ? (ssize_t)done : off;
+		/* Gather got bytes from the iovecs into one message. */
+		char *dst = xio__chan_tx_ptr(&c->tx, (uint32_t)off);
+		size_t copied = 0;
+		while (copied < got) {
+			size_t take = iov[i].iov_len - ioff;
+			if (take > got - copied)
+				take = got - copied;
+			memcpy(dst + copied, (const char *)iov[i].iov_base + ioff, take);
+			copied += take;
+			ioff += take;
+			if (ioff == iov[i].iov_len) {
+				i++;
+				ioff = 0;
+			}
+		}
+		int r = xio__chan_post(&c->tx, (uint32_t)off, got);
+		if (r < 0)
+			return done ? (ssize_t)done : r;
+		done += got;
+		c->st.tx_bytes += got;
+		c->st.tx_msgs++;
+		atomic_store_explicit(&c->tx.g.ctl->tx_bytes, c->st.tx_bytes, memory_order_relaxed);
+	}
+	xio__conn_after_post(c);
+	return (ssize_t)done;
+}
+
+/* --- readiness ----------------------------------------------------------- */
+
+static short readiness(struct xio_conn *c)
+{
+	short rev = 0;
+	if (c->rx.err || c->tx.err || c->kernel_err)
+		rev |= POLLERR;
+	if (xio__chan_rx_pending(&c->rx) || xio__conn_rx_state(c) != 1)
+		rev |= POLLIN;
+	if (xio__conn_peer_tx_done(c) || c->kernel_eof)
+		rev |= POLLRDHUP;
+	if (c->kernel_err || ((xio__conn_peer_tx_done(c) || c->kernel_eof) &&
+			      (c->shut_wr || xio__conn_peer_rx_gone(c))))
+		rev |= POLLHUP;
+	if (xio__conn_tx_state(c) < 0 || xio_bufalloc_max_contig(&c->tx.ba) > 0 ||
+	    xio__chan_tx_can_reclaim(&c->tx))
+		rev |= POLLOUT;
+	return rev;
+}
+
+short xio__conn_poll(struct xio_conn *c, short events, int arm)
+{
+	if (!c->accel) {
+		struct pollfd p = { .fd = c->fd, .events = events };
+		return xio_sys_poll(&p, 1, 0) > 0 ? p.revents : 0;
+	}
+	const short always = POLLERR | POLLHUP;
+	short rev = readiness(c);
+	if ((rev & (events | always)) || !arm)
+		return rev & (events | always);
+	/* Nothing yet: swallow stale doorbells so the kernel socket does not
+	 * stay readable, announce the sleep, and look once more. */
+	xio__conn_drain(c);
+	if (events & (POLLIN | POLLRDHUP))
+		atomic_store_explicit(&c->rx.g.ctl->rx_waiting, 1, memory_order_seq_cst);
+	if (events & POLLOUT)
+		atomic_store_explicit(&c->tx.g.ctl->tx_waiting, 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+	return readiness(c) & (events | always);
+}
+
+size_t xio__conn_nread(struct xio_conn *c)
+{
+	return c->accel ? xio__chan_readable(&c->rx) : 0;
+}
