@@ -6,12 +6,13 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # build DIR [cmake args...]: configure once, then build.
 xio_build() {
   local dir=$1; shift
+  mkdir -p "$dir"
   if [ ! -f "$dir/CMakeCache.txt" ]; then
-    cmake -S "$top" -B "$dir" "$@" >"$dir.configure.log" 2>&1 ||
-      { cat "$dir.configure.log"; return 1; }
+    cmake -S "$top" -B "$dir" "$@" >"$dir/configure.log" 2>&1 ||
+      { cat "$dir/configure.log"; return 1; }
   fi
-  cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1 ||
-    { grep -E 'error|Error' -A3 "$dir.build.log" | head -60; return 1; }
+  cmake --build "$dir" -j "$jobs" >"$dir/build.log" 2>&1 ||
+    { grep -E 'error|Error' -A3 "$dir/build.log" | head -60; return 1; }
 }
 
 # Reserve a few 2 MiB hugepages if we may (root), so the hugepage paths are
