@@ -163,6 +163,17 @@ void xio__conn_detach(struct xio_conn *c)
 	c->accel = 0;
 }
 
+void xio__conn_detach_quiet(struct xio_conn *c)
+{
+	if (!c->accel)
+		return;
+	xio__chan_tx_fini(&c->tx);
+	xio_seg_unmap(c->base, &c->params);
+	c->base = NULL;
+	c->hdr = NULL;
+	c->accel = 0;
+}
+
 int xio__conn_peer_rx_gone(struct xio_conn *c)
 {
 	return atomic_load_explicit(&c->tx.g.ctl->rx_closed, memory_order_acquire) ||

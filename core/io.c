@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <string.h>
 
+#include <rte_ring.h>
+
 #include "xio/conn.h"
 #include "xio/sys.h"
 
@@ -245,4 +247,17 @@ short xio__conn_poll(struct xio_conn *c, short events, int arm)
 size_t xio__conn_nread(struct xio_conn *c)
 {
 	return c->accel ? xio__chan_readable(&c->rx) : 0;
+}
+
+uint64_t xio__conn_event_sig(struct xio_conn *c)
+{
+	if (!c->accel)
+		return 0;
+	/* Read from the segment, but only ever compared: a peer that fakes it
+	 * can only cause a spurious or a missed edge on its own connection. */
+	uint64_t s = c->rx.g.data->prod.tail;
+	s = s * 1000003u + c->tx.g.free->prod.tail;
+	s = s * 31u + (uint64_t)atomic_load(&c->rx.g.ctl->tx_fin) * 2u +
+	    (uint64_t)atomic_load(&c->tx.g.ctl->rx_closed) + (uint64_t)c->kernel_eof * 4u;
+	return s;
 }

@@ -65,6 +65,10 @@ ssize_t xio__conn_tx_state(struct xio_conn *c);
 void xio__conn_after_release(struct xio_conn *c);
 void xio__conn_after_post(struct xio_conn *c);
 
+/* A value that changes whenever new data, freed room or an end of stream
+ * arrives: the shim's EPOLLET edges. */
+uint64_t xio__conn_event_sig(struct xio_conn *c);
+
 /* Bytes that a read could return now (FIONREAD). */
 size_t xio__conn_nread(struct xio_conn *c);
 
@@ -90,6 +94,10 @@ void xio__conn_pair_accepted(struct xio_conn *c);
 /* Tear down: flags to the peer, monitor told, segment unmapped. Does not
  * close c->fd and does not free c. */
 void xio__conn_detach(struct xio_conn *c);
+/* Unmap without telling the peer anything: another process (a forked
+ * child or parent) may still hold the connection; the kernel's FIN tells
+ * the peer when the last holder closes. */
+void xio__conn_detach_quiet(struct xio_conn *c);
 
 /* Adaptive wait for dir (XIO_WAIT_RX/TX): spin, yield, then sleep on the
  * kernel socket with a doorbell armed. Returns 0 to re-check, or -EINTR /

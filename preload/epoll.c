@@ -1,0 +1,451 @@
+/*
+ * epoll.c - epoll over sets that mix kernel fds and accelerated sockets.
+ *
+ * Each epoll instance the program creates gets a shadow set (struct
+ * pepoll) listing the sockets in it that are, or may become, accelerated.
+ * Those are registered in the real epoll set under a tagged data value
+ * that points at their shadow entry, so the shim can tell their kernel
+ * events apart; every other fd is registered exactly as the program asked.
+ *
+ *   PS_TCP / PS_CONNECTING: registered with the program's events (plus
+ *       EPOLLOUT while connecting, to see the connect finish and pair);
+ *       the kernel's events are handed on under the program's data.
+ *   PS_CONN: registered for EPOLLIN only (doorbells, FIN, RST); readiness
+ *       is computed from the channels, with EPOLLET and EPOLLONESHOT
+ *       applied by the shim.
+ *   PS_KERNEL (fell back): registered again exactly as the program asked,
+ *       and dropped from the shadow set.
+ *   PS_EPOLL (a nested epoll set): registered as asked; its accelerated
+ *       members are looked at too, so it is reported when they are ready.
+ *
+ * epoll_wait looks at the accelerated members first. If one is ready it
+ * adds what the kernel has without waiting; otherwise it arms their
+ * doorbells and sleeps in the real epoll_wait, so an idle program sleeps
+ * in the kernel, and a set with kernel fds and accelerated sockets wakes
+ * for either.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shim.h"
+#include "xio/sys.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define TAG 0x5849000000000000ull /* "XI" in the top bits of the data */
+#define TAG_MASK 0xffff000000000000ull
+#define MAX_NEST 4
+
+struct pentry {
+	int fd;
+	struct psock *ps;
+	uint32_t events; /* as the program asked */
+	epoll_data_t data;
+	int oneshot_off; /* EPOLLONESHOT fired; until EPOLL_CTL_MOD */
+	int et_seen;     /* EPOLLET: reported since the last change */
+	uint64_t et_sig; /* ... with this state */
+	struct pentry *next;
+};
+
+struct pepoll {
+	pthread_mutex_t mu;
+	int epfd;
+	struct pentry *head;
+	unsigned nxio; /* entries that are accelerated or nested sets */
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct pepoll *ep_new(int epfd)
+{
+	struct pepoll *ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return NULL;
+	pthread_mutex_init(&ep->mu, NULL);
+	ep->epfd = epfd;
+	struct psock *ps = psock_new(epfd, PS_EPOLL, 0);
+	if (!ps) {
+		free(ep);
+		return NULL;
+	}
+	ps->ep = ep;
+	return ep;
+}
+
+void xio__epoll_free(struct pepoll *ep)
+{
+	pthread_mutex_lock(&ep->mu);
+	for (struct pentry *e = ep->head, *n; e; e = n) {
+		n = e->next;
+		for (int i = 0; i < PS_MAX_EPOLL; i++)
+			if (e->ps->member_of[i] == ep)
+				e->ps->member_of[i] = NULL;
+		free(e);
+	}
+	pthread_mutex_unlock(&ep->mu);
+	pthread_mutex_destroy(&ep->mu);
+	free(ep);
+}
+
+static int shadowed(int kind)
+{
+	return kind == PS_TCP || kind == PS_CONNECTING || kind == PS_CONN || kind == PS_EPOLL;
+}
+
+/* How e is registered in the kernel for its socket's current kind. */
+static struct epoll_event kernel_reg(struct pentry *e, int kind)
+{
+	struct epoll_event ev;
+	switch (kind) {
+	case PS_CONN:
+		ev.events = EPOLLIN | EPOLLRDHUP;
+		ev.data.u64 = TAG | (uint64_t)(uintptr_t)e;
+		break;
+	case PS_TCP:
+	case PS_CONNECTING:
+		ev.events = e->events | (kind == PS_CONNECTING ? EPOLLOUT : 0);
+		ev.data.u64 = TAG | (uint64_t)(uintptr_t)e;
+		break;
+	default: /* kernel sockets and nested sets: as the program asked */
+		ev.events = e->events;
+		ev.data = e->data;
+		break;
+	}
+	return ev;
+}
+
+static struct pentry *find(struct pepoll *ep, int fd)
+{
+	for (struct pentry *e = ep->head; e; e = e->next)
+		if (e->fd == fd)
+			return e;
+	return NULL;
+}
+
+static void unlink_entry(struct pepoll *ep, struct pentry *e)
+{
+	struct pentry **pp = &ep->head;
+	while (*pp && *pp != e)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = e->next;
+	for (int i = 0; i < PS_MAX_EPOLL; i++)
+		if (e->ps->member_of[i] == ep)
+			e->ps->member_of[i] = NULL;
+	ep->nxio--;
+	free(e);
+}
+
+/* Re-register ps in every set that follows it, for its current kind. */
+static void sync_ps(struct psock *ps)
+{
+	int kind = atomic_load(&ps->kind);
+	for (int i = 0; i < PS_MAX_EPOLL; i++) {
+		struct pepoll *ep = ps->member_of[i];
+		if (!ep)
+			continue;
+		pthread_mutex_lock(&ep->mu);
+		struct pentry *e;
+		for (e = ep->head; e && e->ps != ps; e = e->next)
+			;
+		if (e) {
+			struct epoll_event ev = kernel_reg(e, kind);
+			REAL(epoll_ctl)(ep->epfd, EPOLL_CTL_MOD, e->fd, &ev);
+			e->et_seen = 0;
+			if (!shadowed(kind))
+				unlink_entry(ep, e);
+		}
+		pthread_mutex_unlock(&ep->mu);
+	}
+}
+
+void xio__epoll_became_conn(struct psock *ps)
+{
+	sync_ps(ps);
+}
+
+void xio__epoll_sync(struct psock *ps)
+{
+	sync_ps(ps);
+}
+
+void xio__epoll_after_fork(struct pepoll *ep)
+{
+	pthread_mutex_init(&ep->mu, NULL);
+}
+
+void xio__epoll_forget(struct psock *ps)
+{
+	for (int i = 0; i < PS_MAX_EPOLL; i++) {
+		struct pepoll *ep = ps->member_of[i];
+		if (!ep)
+			continue;
+		pthread_mutex_lock(&ep->mu);
+		for (struct pentry *e = ep->head, *n; e; e = n) {
+			n = e->next;
+			if (e->ps == ps)
+				unlink_entry(ep, e);
+		}
+		pthread_mutex_unlock(&ep->mu);
+	}
+}
+
+EXPORT int epoll_create(int size)
+{
+	SHIM_INIT();
+	int fd = REAL(epoll_create)(size);
+	if (fd >= 0) {
+		int saved = errno;
+		struct psock *old = fdtab_exchange(fd, NULL);
+		if (old)
+			psock_unref(old, fd);
+		ep_new(fd);
+		errno = saved;
+	}
+	return fd;
+}
+
+EXPORT int epoll_create1(int flags)
+{
+	SHIM_INIT();
+	int fd = REAL(epoll_create1)(flags);
+	if (fd >= 0) {
+		int saved = errno;
+		struct psock *old = fdtab_exchange(fd, NULL);
+		if (old)
+			psock_unref(old, fd);
+		ep_new(fd);
+		errno = saved;
+	}
+	return fd;
+}
+
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	SHIM_INIT();
+	struct psock *eps = fdtab_lookup(epfd);
+	struct psock *ps = fdtab_lookup(fd);
+	if (!eps || atomic_load(&eps->kind) != PS_EPOLL)
+		return REAL(epoll_ctl)(epfd, op, fd, ev);
+	struct pepoll *ep = eps->ep;
+	int kind = ps ? atomic_load(&ps->kind) : PS_KERNEL;
+	if (kind == PS_CONNECTING)
+		kind = psock_finish_connect(ps, fd, 0);
+	pthread_mutex_lock(&ep->mu);
+	struct pentry *e = find(ep, fd);
+	int r;
+	if (op == EPOLL_CTL_DEL) {
+		r = REAL(epoll_ctl)(epfd, op, fd, ev);
+		if (r == 0 && e)
+			unlink_entry(ep, e);
+	} else if (op == EPOLL_CTL_ADD && shadowed(kind) && !e && ps != eps) {
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			pthread_mutex_unlock(&ep->mu);
+			errno = ENOMEM;
+			return -1;
+		}
+		*e = (struct pentry){ .fd = fd, .ps = ps, .events = ev->events, .data = ev->data };
+		struct epoll_event kev = kernel_reg(e, kind);
+		r = REAL(epoll_ctl)(epfd, op, fd, &kev);
+		if (r == 0) {
+			e->next = ep->head;
+			ep->head = e;
+			ep->nxio++;
+			for (int i = 0; i < PS_MAX_EPOLL; i++)
+				if (!ps->member_of[i]) {
+					ps->member_of[i] = ep;
+					break;
+				}
+		} else {
+			free(e);
+		}
+	} else if (op == EPOLL_CTL_MOD && e) {
+		uint32_t old_ev = e->events;
+		epoll_data_t old_data = e->data;
+		e->events = ev->events;
+		e->data = ev->data;
+		struct epoll_event kev = kernel_reg(e, kind);
+		r = REAL(epoll_ctl)(epfd, op, fd, &kev);
+		if (r == 0) {
+			e->oneshot_off = 0;
+			e->et_seen = 0;
+		} else {
+			e->events = old_ev;
+			e->data = old_data;
+		}
+	} else {
+		r = REAL(epoll_ctl)(epfd, op, fd, ev);
+	}
+	pthread_mutex_unlock(&ep->mu);
+	return r;
+}
+
+static int scan(struct pepoll *ep, struct epoll_event *out, int max, int arm, int depth);
+
+/* Readiness of one shadow entry (without side effects unless arm). */
+static uint32_t entry_ready(struct pentry *e, int arm, int depth)
+{
+	int kind = atomic_load(&e->ps->kind);
+	if (kind == PS_EPOLL) {
+		struct epoll_event tmp;
+		if (depth >= MAX_NEST || !(e->events & EPOLLIN))
+			return 0;
+		struct pepoll *inner = e->ps->ep;
+		pthread_mutex_lock(&inner->mu);
+		int n = scan(inner, &tmp, 1, arm, depth + 1);
+		pthread_mutex_unlock(&inner->mu);
+		return n > 0 ? EPOLLIN : 0;
+	}
+	if (kind != PS_CONN)
+		return 0;
+	uint32_t want = (e->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI)) | EPOLLERR |
+			EPOLLHUP;
+	return (uint32_t)xio__conn_poll(e->ps->conn, (short)want, arm) & want;
+}
+
+/* Report ready accelerated members into out (at most max). Caller holds
+ * ep->mu. depth > 0: a nested look, which reports without consuming
+ * EPOLLET/EPOLLONESHOT state. */
+static int scan(struct pepoll *ep, struct epoll_event *out, int max, int arm, int depth)
+{
+	int n = 0;
+	for (struct pentry *e = ep->head; e && n < max; e = e->next) {
+		if (e->oneshot_off)
+			continue;
+		uint32_t rev = entry_ready(e, arm, depth);
+		if (!rev)
+			continue;
+		int kind = atomic_load(&e->ps->kind);
+		if ((e->events & EPOLLET) && kind == PS_CONN) {
+			uint64_t sig = xio__conn_event_sig(e->ps->conn);
+			if (e->et_seen && e->et_sig == sig)
+				continue;
+			if (depth == 0) {
+				e->et_seen = 1;
+				e->et_sig = sig;
+			}
+		}
+		if (depth == 0 && (e->events & EPOLLONESHOT))
+			e->oneshot_off = 1;
+		out[n].events = rev;
+		out[n].data = e->data;
+		n++;
+	}
+	return n;
+}
+
+static struct pentry *tagged(struct pepoll *ep, uint64_t u)
+{
+	if ((u & TAG_MASK) != TAG)
+		return NULL;
+	for (struct pentry *e = ep->head; e; e = e->next)
+		if ((uint64_t)(uintptr_t)e == (u & ~TAG_MASK))
+			return e;
+	return NULL;
+}
+
+static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int timeout,
+		       const sigset_t *mask)
+{
+	struct epoll_event kev[64];
+	int64_t deadline = timeout >= 0 ? now_ns() + (int64_t)timeout * 1000000 : -1;
+
+	for (int arm = 0;; arm = 1) {
+		pthread_mutex_lock(&ep->mu);
+		int n = scan(ep, out, max, arm, 0);
+		pthread_mutex_unlock(&ep->mu);
+		int tmo = 0;
+		if (!n && arm) {
+			if (deadline < 0)
+				tmo = -1;
+			else {
+				int64_t left = deadline - now_ns();
+				tmo = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+			}
+		}
+		int room = max - n < 64 ? max - n : 64;
+		int k = room > 0 ? REAL(epoll_pwait)(ep->epfd, kev, room, tmo, mask) : 0;
+		if (k < 0) {
+			if (n)
+				return n;
+			return -errno;
+		}
+		pthread_mutex_lock(&ep->mu);
+		for (int i = 0; i < k && n < max; i++) {
+			struct pentry *e = tagged(ep, kev[i].data.u64);
+			if (!e) {
+				/* A kernel fd, or a nested set already reported. */
+				int dup = 0;
+				for (int j = 0; j < n; j++)
+					dup |= out[j].data.u64 == kev[i].data.u64;
+				if (!dup)
+					out[n++] = kev[i];
+				continue;
+			}
+			int kind = atomic_load(&e->ps->kind);
+			if (kind == PS_CONN) {
+				/* A doorbell or the kernel's FIN: the channels say what. */
+				xio__conn_drain(e->ps->conn);
+				continue; /* rescanned below */
+			}
+			/* Not paired yet: what the kernel says is the truth, except
+			 * our own EPOLLOUT for the connect. */
+			uint32_t rev = kev[i].events & (e->events | EPOLLERR | EPOLLHUP);
+			if (rev && !e->oneshot_off) {
+				if (e->events & EPOLLONESHOT)
+					e->oneshot_off = 1;
+				out[n].events = rev;
+				out[n].data = e->data;
+				n++;
+			}
+		}
+		/* Connects that finished: pair them now (outside the set's lock),
+		 * so a program waiting only for EPOLLIN gets its data. */
+		struct psock *pending[16];
+		int np = 0;
+		for (struct pentry *e = ep->head; e && np < 16; e = e->next)
+			if (atomic_load(&e->ps->kind) == PS_CONNECTING)
+				pending[np++] = e->ps;
+		pthread_mutex_unlock(&ep->mu);
+		for (int i = 0; i < np; i++)
+			psock_finish_connect(pending[i], pending[i]->fd, 0);
+		if (n < max && k > 0) {
+			pthread_mutex_lock(&ep->mu);
+			struct epoll_event more[64];
+			int m = scan(ep, more, max - n < 64 ? max - n : 64, 0, 0);
+			pthread_mutex_unlock(&ep->mu);
+			for (int i = 0; i < m; i++) {
+				int dup = 0;
+				for (int j = 0; j < n; j++)
+					dup |= out[j].data.u64 == more[i].data.u64;
+				if (!dup)
+					out[n++] = more[i];
+			}
+		}
+		if (n)
+			return n;
+		if (arm && deadline >= 0 && now_ns() >= deadline)
+			return 0;
+	}
+}
+
+EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+		       const sigset_t *mask)
+{
+	SHIM_INIT();
+	struct psock *ps = fdtab_lookup(epfd);
+	if (!ps || atomic_load(&ps->kind) != PS_EPOLL || ps->ep->nxio == 0 || max <= 0)
+		return REAL(epoll_pwait)(epfd, ev, max, timeout, mask);
+	return (int)xio_ret(xepoll_wait(ps->ep, ev, max, timeout, mask));
+}
+
+EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	return epoll_pwait(epfd, ev, max, timeout, NULL);
+}

@@ -1,0 +1,182 @@
+/*
+ * psock.c - the shim's socket objects: creation, sharing between dup()ed
+ * fds, pairing through the monitor, and teardown.
+ */
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+#include "xio/ctl.h"
+#include "xio/sys.h"
+
+struct psock *psock_new(int fd, int kind, int nonblock)
+{
+	struct psock *ps = calloc(1, sizeof(*ps));
+	if (!ps)
+		return NULL;
+	atomic_init(&ps->refs, 1);
+	atomic_init(&ps->kind, kind);
+	atomic_init(&ps->nonblock, nonblock);
+	ps->fd = fd;
+	pthread_mutex_init(&ps->lock, NULL);
+	pthread_mutex_init(&ps->rlock, NULL);
+	pthread_mutex_init(&ps->wlock, NULL);
+	if (fdtab_set(fd, ps) < 0) {
+		free(ps);
+		return NULL;
+	}
+	return ps;
+}
+
+void psock_ref(struct psock *ps)
+{
+	atomic_fetch_add_explicit(&ps->refs, 1, memory_order_relaxed);
+}
+
+static void psock_free(struct psock *ps)
+{
+	pthread_mutex_destroy(&ps->lock);
+	pthread_mutex_destroy(&ps->rlock);
+	pthread_mutex_destroy(&ps->wlock);
+	free(ps);
+}
+
+struct find_fd {
+	struct psock *ps;
+	int gone, found;
+};
+
+static void find_each(int fd, struct psock *p, void *arg)
+{
+	struct find_fd *f = arg;
+	if (p == f->ps && fd != f->gone && f->found < 0)
+		f->found = fd;
+}
+
+/* Another fd of ps than gone, or -1. */
+static int other_fd(struct psock *ps, int gone)
+{
+	struct find_fd f = { ps, gone, -1 };
+	fdtab_each(find_each, &f);
+	return f.found;
+}
+
+/* Tell the monitor to drop an intent, and undo a pairing that raced. */
+static void drop_intent(int fd, uint64_t intent)
+{
+	struct xio_conn *tmp = xio__conn_kernel(fd);
+	if (!tmp)
+		return;
+	xio__conn_pair_connected(tmp, intent);
+	xio__conn_detach(tmp);
+	xio__conn_free(tmp);
+}
+
+static void teardown(struct psock *ps, int fd)
+{
+	xio__epoll_forget(ps);
+	switch (atomic_load(&ps->kind)) {
+	case PS_CONN:
+		ps->conn->fd = fd; /* still open: the wrapper closes it after us */
+		if (ps->inherited)
+			xio__conn_detach_quiet(ps->conn);
+		else
+			xio__conn_detach(ps->conn);
+		xio__conn_free(ps->conn);
+		break;
+	case PS_LISTENER: {
+		struct xio_msg_id m;
+		memset(&m, 0, sizeof(m));
+		xio_ctl_hdr(&m.h, XIO_MSG_UNLISTEN, 0);
+		m.id = ps->listener_id;
+		xio__ctl_post(&m, -1);
+		break;
+	}
+	case PS_CONNECTING:
+		drop_intent(fd, ps->intent);
+		break;
+	case PS_EPOLL:
+		xio__epoll_free(ps->ep);
+		break;
+	}
+	psock_free(ps);
+}
+
+void psock_unref(struct psock *ps, int fd)
+{
+	if (atomic_fetch_sub_explicit(&ps->refs, 1, memory_order_acq_rel) == 1) {
+		teardown(ps, fd);
+		return;
+	}
+	/* Others keep it: make sure doorbells and the monitor use a live fd. */
+	pthread_mutex_lock(&ps->lock);
+	if (ps->fd == fd) {
+		int o = other_fd(ps, fd);
+		if (o >= 0) {
+			ps->fd = o;
+			if (ps->conn)
+				ps->conn->fd = o;
+		}
+	}
+	pthread_mutex_unlock(&ps->lock);
+}
+
+static void install_conn(struct psock *ps, struct xio_conn *c)
+{
+	/* Armed from the start: the first message wakes a program that went
+	 * to sleep on the socket before we ever looked at it. */
+	atomic_store(&c->rx.g.ctl->rx_waiting, 1);
+	ps->conn = c;
+	atomic_store_explicit(&ps->kind, PS_CONN, memory_order_release);
+	STAT_ADD(accel_conns, 1);
+	xio__epoll_became_conn(ps);
+}
+
+void psock_pair_connected(struct psock *ps, int fd, uint64_t intent)
+{
+	struct xio_conn *c = xio__conn_kernel(fd);
+	if (c) {
+		xio__conn_pair_connected(c, intent);
+		if (c->accel) {
+			install_conn(ps, c);
+			return;
+		}
+		xio__conn_free(c);
+	}
+	STAT_ADD(fallback_conns, 1);
+	psock_to_kernel(ps);
+}
+
+int psock_finish_connect(struct psock *ps, int fd, int wait)
+{
+	int kind;
+	pthread_mutex_lock(&ps->lock);
+	kind = atomic_load(&ps->kind);
+	if (kind != PS_CONNECTING) {
+		pthread_mutex_unlock(&ps->lock);
+		return kind;
+	}
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int r;
+	do
+		r = xio_sys_poll(&p, 1, wait ? -1 : 0);
+	while (r == -EINTR && wait);
+	if (r <= 0) {
+		pthread_mutex_unlock(&ps->lock);
+		return PS_CONNECTING;
+	}
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	/* getpeername, not SO_ERROR: reading SO_ERROR would clear the error
+	 * the program is about to ask for. */
+	if (xio_sys_getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		drop_intent(fd, ps->intent); /* the connect failed */
+		psock_to_kernel(ps);
+	} else {
+		psock_pair_connected(ps, fd, ps->intent);
+	}
+	kind = atomic_load(&ps->kind);
+	pthread_mutex_unlock(&ps->lock);
+	return kind;
+}

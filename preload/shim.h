@@ -1,0 +1,99 @@
+/*
+ * shim.h - the shim's socket object and the helpers its wrappers share.
+ *
+ * Every AF_INET/AF_INET6 stream socket the program creates gets a struct
+ * psock in the fd table while it may still become accelerated: PS_TCP
+ * (fresh), PS_CONNECTING (non-blocking connect under way, INTENT sent),
+ * PS_LISTENER (registered with the monitor), PS_CONN (accelerated). A socket
+ * that ends up on the kernel becomes PS_KERNEL and stays so until closed
+ * (freeing it earlier would race with other threads' calls); it costs one
+ * lookup and one load per call. Epoll instances that watch such sockets are PS_EPOLL
+ * entries (epoll.c). dup()ed fds share one psock, as they share one open
+ * file description.
+ */
+#ifndef XIO_PRELOAD_SHIM_H
+#define XIO_PRELOAD_SHIM_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "fdtab.h"
+#include "real.h"
+#include "xio/conn.h"
+
+enum ps_kind { PS_KERNEL = 0, PS_TCP, PS_CONNECTING, PS_LISTENER, PS_CONN, PS_EPOLL };
+
+#define PS_MAX_EPOLL 4 /* epoll sets one socket can be followed in */
+
+struct pepoll;
+
+struct psock {
+	_Atomic int refs;  /* fds that point at it */
+	_Atomic int kind;
+	_Atomic int nonblock; /* O_NONBLOCK of the open file description */
+	int fd;            /* an fd of it, for the monitor and doorbells */
+	uint64_t intent;   /* PS_CONNECTING */
+	uint64_t listener_id; /* PS_LISTENER */
+	struct xio_conn *conn; /* PS_CONN */
+	int inherited;     /* the connection came through fork() */
+	pthread_mutex_t lock;  /* state changes */
+	pthread_mutex_t rlock, wlock; /* one reader, one writer at a time */
+	struct pepoll *ep;     /* PS_EPOLL: the shadow set */
+	struct pepoll *member_of[PS_MAX_EPOLL];
+};
+
+/* -1/errno at the POSIX boundary: the only place errno is set. */
+static inline long xio_ret(long r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+/* init.c */
+void xio__shim_init(void);
+#define SHIM_INIT() xio__real_init()
+int xio__allowed(const struct sockaddr *sa, socklen_t len);
+
+/* psock.c */
+struct psock *psock_new(int fd, int kind, int nonblock);
+void psock_ref(struct psock *ps);
+/* Drop fd's reference; the last one tears the socket down (without closing
+ * fd itself). */
+void psock_unref(struct psock *ps, int fd);
+/* The socket goes back to the kernel for good. */
+void xio__epoll_sync(struct psock *ps);
+static inline void psock_to_kernel(struct psock *ps)
+{
+	atomic_store_explicit(&ps->kind, PS_KERNEL, memory_order_release);
+	if (ps->member_of[0] || ps->member_of[1] || ps->member_of[2] || ps->member_of[3])
+		xio__epoll_sync(ps);
+}
+/* For PS_CONNECTING: finish the pairing if the kernel connect completed.
+ * wait: block until it completes. Returns the kind afterwards (PS_CONN,
+ * PS_CONNECTING), or 0 if the socket went back to the kernel. */
+int psock_finish_connect(struct psock *ps, int fd, int wait);
+/* Pair a connected socket (blocking connect done) and install or drop ps. */
+void psock_pair_connected(struct psock *ps, int fd, uint64_t intent);
+
+/* stats.c */
+struct xio_shim_stats {
+	_Atomic uint64_t accel_conns, fallback_conns;
+	_Atomic uint64_t tx_bytes, rx_bytes, tx_msgs, rx_msgs;
+};
+extern struct xio_shim_stats xio_stats;
+void xio__stats_conn_closed(const struct xio_conn *c);
+#define STAT_ADD(field, v) atomic_fetch_add_explicit(&xio_stats.field, (v), memory_order_relaxed)
+
+/* epoll.c */
+void xio__epoll_forget(struct psock *ps);     /* ps is going away */
+void xio__epoll_became_conn(struct psock *ps); /* re-register as xio */
+void xio__epoll_sync(struct psock *ps);        /* kind changed: re-register */
+void xio__epoll_free(struct pepoll *ep);
+void xio__epoll_after_fork(struct pepoll *ep);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * w_fork.c - fork and vfork.
+ *
+ * A child inherits the fd table, the mapped segments and the shadow epoll
+ * sets with the rest of the memory. What it must not inherit: locks held by
+ * threads that do not exist in it (re-initialised here) and the parent's
+ * control connection (ctl_client.c drops it). Accelerated connections that
+ * existed at the fork are marked inherited in both processes: closing one
+ * copy then tells the peer nothing (the other process may still use it);
+ * the kernel's FIN tells it when the last copy closes.
+ * docs/compatibility.md says what is and is not supported after fork.
+ */
+#include "shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static void mark(int fd, struct psock *ps, void *child)
+{
+	(void)fd;
+	if (child) {
+		pthread_mutex_init(&ps->lock, NULL);
+		pthread_mutex_init(&ps->rlock, NULL);
+		pthread_mutex_init(&ps->wlock, NULL);
+		if (ps->conn) {
+			pthread_mutex_init(&ps->conn->wait_mu, NULL);
+			pthread_cond_init(&ps->conn->wait_cv, NULL);
+			ps->conn->sleeper = 0;
+		}
+		if (ps->ep)
+			xio__epoll_after_fork(ps->ep);
+	}
+	if (atomic_load(&ps->kind) == PS_CONN)
+		ps->inherited = 1;
+}
+
+EXPORT pid_t fork(void)
+{
+	SHIM_INIT();
+	pid_t pid = REAL(fork)();
+	if (pid >= 0) {
+		int saved = errno;
+		fdtab_each(mark, pid == 0 ? (void *)1 : NULL);
+		errno = saved;
+	}
+	return pid;
+}
+
+/* A vfork child shares our stack until it execs; a wrapper cannot return
+ * into it safely. fork() gives the same result to every correct program. */
+EXPORT pid_t vfork(void)
+{
+	return fork();
+}

@@ -1,0 +1,273 @@
+/*
+ * w_socket.c - wrappers for creating, connecting, accepting, duplicating
+ * and closing sockets. Each one resolves the real function, looks the fd
+ * up once, and passes straight through when the shim has nothing to do.
+ */
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "shim.h"
+#include "xio/ctl.h"
+#include "xio/sys.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+EXPORT int socket(int domain, int type, int protocol)
+{
+	SHIM_INIT();
+	int fd = REAL(socket)(domain, type, protocol);
+	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0 || (domain != AF_INET && domain != AF_INET6) || base != SOCK_STREAM ||
+	    (protocol != 0 && protocol != IPPROTO_TCP))
+		return fd;
+	/* A stale entry (an fd closed behind our back, e.g. by fclose) must
+	 * not survive into the new socket. */
+	struct psock *old = fdtab_exchange(fd, NULL);
+	if (old)
+		psock_unref(old, fd);
+	psock_new(fd, PS_TCP, !!(type & SOCK_NONBLOCK));
+	return fd;
+}
+
+EXPORT int listen(int fd, int backlog)
+{
+	SHIM_INIT();
+	int r = REAL(listen)(fd, backlog);
+	struct psock *ps = fdtab_lookup(fd);
+	if (r < 0 || !ps || atomic_load(&ps->kind) != PS_TCP)
+		return r;
+	int saved = errno;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (xio_sys_getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+	    xio__allowed((struct sockaddr *)&ss, sl)) {
+		struct xio_msg_id m;
+		union {
+			struct xio_msg_id ok;
+			char raw[XIO_CTL_MAX_MSG];
+		} rep;
+		memset(&m, 0, sizeof(m));
+		xio_ctl_hdr(&m.h, XIO_MSG_LISTEN, 0);
+		if (xio__ctl_request(&m, fd, &rep, NULL) == 0 && rep.ok.h.type == XIO_MSG_OK) {
+			ps->listener_id = rep.ok.id;
+			atomic_store(&ps->kind, PS_LISTENER);
+		}
+	}
+	if (atomic_load(&ps->kind) != PS_LISTENER)
+		psock_to_kernel(ps);
+	errno = saved;
+	return r;
+}
+
+static int after_accept(struct psock *lps, int nfd, int flags)
+{
+	if (nfd < 0 || !lps || atomic_load(&lps->kind) != PS_LISTENER)
+		return nfd;
+	int saved = errno;
+	struct psock *old = fdtab_exchange(nfd, NULL);
+	if (old)
+		psock_unref(old, nfd);
+	struct xio_conn *c = xio__conn_kernel(nfd);
+	if (c) {
+		xio__conn_pair_accepted(c);
+		if (c->accel) {
+			struct psock *ps = psock_new(nfd, PS_TCP, !!(flags & SOCK_NONBLOCK));
+			if (ps) {
+				atomic_store(&c->rx.g.ctl->rx_waiting, 1);
+				ps->conn = c;
+				atomic_store(&ps->kind, PS_CONN);
+				STAT_ADD(accel_conns, 1);
+				errno = saved;
+				return nfd;
+			}
+			xio__conn_detach(c);
+		}
+		xio__conn_free(c);
+	}
+	STAT_ADD(fallback_conns, 1);
+	errno = saved;
+	return nfd;
+}
+
+EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	SHIM_INIT();
+	struct psock *lps = fdtab_lookup(fd);
+	return after_accept(lps, REAL(accept4)(fd, addr, len, flags), flags);
+}
+
+EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	SHIM_INIT();
+	struct psock *lps = fdtab_lookup(fd);
+	return after_accept(lps, REAL(accept)(fd, addr, len), 0);
+}
+
+EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	SHIM_INIT();
+	struct psock *ps = fdtab_lookup(fd);
+	if (!ps || atomic_load(&ps->kind) != PS_TCP || !sa ||
+	    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+		return REAL(connect)(fd, sa, len);
+	if (!xio__allowed(sa, len)) {
+		psock_to_kernel(ps);
+		return REAL(connect)(fd, sa, len);
+	}
+	uint64_t intent = xio__conn_intent(fd);
+	if (!intent) { /* no monitor */
+		psock_to_kernel(ps);
+		return REAL(connect)(fd, sa, len);
+	}
+	int r = REAL(connect)(fd, sa, len);
+	int e = errno;
+	if (r == 0) {
+		psock_pair_connected(ps, fd, intent);
+	} else if (e == EINPROGRESS || e == EINTR || e == EALREADY) {
+		/* The kernel goes on connecting; pair when it is done. */
+		ps->intent = intent;
+		atomic_store(&ps->kind, PS_CONNECTING);
+		xio__epoll_sync(ps); /* watch for the connect to finish */
+	} else {
+		struct xio_conn *tmp = xio__conn_kernel(fd);
+		if (tmp) { /* the monitor drops the intent (and its fd) */
+			xio__conn_pair_connected(tmp, intent);
+			xio__conn_detach(tmp);
+			xio__conn_free(tmp);
+		}
+		psock_to_kernel(ps);
+	}
+	errno = e;
+	return r;
+}
+
+EXPORT int close(int fd)
+{
+	SHIM_INIT();
+	struct psock *ps = fdtab_lookup(fd) ? fdtab_exchange(fd, NULL) : NULL;
+	if (ps) {
+		int saved = errno;
+		psock_unref(ps, fd);
+		errno = saved;
+	}
+	return REAL(close)(fd);
+}
+
+EXPORT int shutdown(int fd, int how)
+{
+	SHIM_INIT();
+	struct psock *ps = fdtab_lookup(fd);
+	if (ps && atomic_load(&ps->kind) == PS_CONNECTING)
+		psock_finish_connect(ps, fd, 0);
+	if (!ps || atomic_load(&ps->kind) != PS_CONN)
+		return REAL(shutdown)(fd, how);
+	return (int)xio_ret(xio_shutdown(ps->conn, how));
+}
+
+/* newfd now refers to what oldfd does: share the psock. */
+static int dup_to(int oldfd, int newfd)
+{
+	if (newfd < 0)
+		return newfd;
+	struct psock *ps = fdtab_lookup(oldfd);
+	struct psock *prev;
+	int saved = errno;
+	if (ps && ps != fdtab_lookup(newfd)) {
+		psock_ref(ps);
+		prev = fdtab_exchange(newfd, ps);
+	} else {
+		prev = ps ? NULL : fdtab_exchange(newfd, NULL);
+	}
+	if (prev && prev != ps)
+		psock_unref(prev, newfd); /* dup2 closed what newfd was */
+	errno = saved;
+	return newfd;
+}
+
+EXPORT int dup(int fd)
+{
+	SHIM_INIT();
+	return dup_to(fd, REAL(dup)(fd));
+}
+
+EXPORT int dup2(int oldfd, int newfd)
+{
+	SHIM_INIT();
+	if (oldfd == newfd)
+		return REAL(dup2)(oldfd, newfd);
+	return dup_to(oldfd, REAL(dup2)(oldfd, newfd));
+}
+
+EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	SHIM_INIT();
+	return dup_to(oldfd, REAL(dup3)(oldfd, newfd, flags));
+}
+
+static int do_fcntl(int fd, int cmd, long arg)
+{
+	SHIM_INIT();
+	int r = REAL(fcntl)(fd, cmd, arg);
+	struct psock *ps = fdtab_lookup(fd);
+	if (r < 0 || !ps)
+		return r;
+	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+		return dup_to(fd, r);
+	if (cmd == F_SETFL)
+		atomic_store(&ps->nonblock, !!(arg & O_NONBLOCK));
+	return r;
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	long arg = va_arg(ap, long); /* every fcntl argument fits a long */
+	va_end(ap);
+	return do_fcntl(fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	long arg = va_arg(ap, long);
+	va_end(ap);
+	return do_fcntl(fd, cmd, arg);
+}
+
+EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	SHIM_INIT();
+	va_list ap;
+	va_start(ap, req);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	struct psock *ps = fdtab_lookup(fd);
+	if (ps && req == FIONREAD && atomic_load(&ps->kind) == PS_CONN) {
+		pthread_mutex_lock(&ps->rlock);
+		size_t n = xio__conn_nread(ps->conn);
+		pthread_mutex_unlock(&ps->rlock);
+		*(int *)arg = n > INT32_MAX ? INT32_MAX : (int)n;
+		return 0;
+	}
+	int r = REAL(ioctl)(fd, req, arg);
+	if (r == 0 && ps && req == FIONBIO)
+		atomic_store(&ps->nonblock, *(int *)arg != 0);
+	return r;
+}
+
+EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	SHIM_INIT();
+	struct psock *ps = fdtab_lookup(fd);
+	/* A program learns how its non-blocking connect ended from SO_ERROR:
+	 * finish the pairing first, so that its next write goes the right way. */
+	if (ps && level == SOL_SOCKET && name == SO_ERROR &&
+	    atomic_load(&ps->kind) == PS_CONNECTING)
+		psock_finish_connect(ps, fd, 0);
+	return REAL(getsockopt)(fd, level, name, val, len);
+}
