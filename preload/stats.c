@@ -15,7 +15,9 @@
 
 struct xio_shim_stats xio_stats;
 static _Atomic uint64_t doorbells;
-static const char *stats_to;
+/* A copy: programs that set their process title (redis, nginx,
+ * PostgreSQL) overwrite the original environment strings. */
+static char stats_to[1024];
 
 void xio__stats_conn_closed(const struct xio_conn *c)
 {
@@ -63,8 +65,8 @@ static void print_stats(void)
 void xio__stats_init(void)
 {
 	const char *s = getenv("XIO_STATS");
-	if (s && *s && strcmp(s, "0")) {
-		stats_to = s;
+	if (s && *s && strcmp(s, "0") && strlen(s) < sizeof(stats_to)) {
+		memcpy(stats_to, s, strlen(s) + 1);
 		atexit(print_stats);
 	}
 }
