@@ -130,8 +130,22 @@ ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags)
 	return r;
 }
 
+static char captured[108];
+
+void xio__ctl_capture_env(void)
+{
+	const char *p = getenv("XIO_MONITOR_SOCK");
+	captured[0] = 0;
+	if (p && strlen(p) < sizeof(captured))
+		memcpy(captured, p, strlen(p) + 1);
+	if (!captured[0])
+		memcpy(captured, XIO_MONITOR_SOCK_DEFAULT, sizeof(XIO_MONITOR_SOCK_DEFAULT));
+}
+
 const char *xio_ctl_sock_path(void)
 {
+	if (captured[0])
+		return captured;
 	const char *p = getenv("XIO_MONITOR_SOCK");
 	return p && *p ? p : XIO_MONITOR_SOCK_DEFAULT;
 }

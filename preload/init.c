@@ -13,10 +13,15 @@
 
 #include "allow.h"
 #include "shim.h"
+#include "xio/ctl.h"
 #include "xio/sys.h"
 
 static struct xio_allow *allow;
 static int allow_ok;
+/* Copies taken at load time: the environment may be gone or overwritten by
+ * the time the first socket connects (nginx workers, setproctitle). */
+static char allow_spec[4096];
+static int allow_spec_set, allow_spec_too_long;
 static pthread_once_t allow_once = PTHREAD_ONCE_INIT;
 
 void xio__stats_init(void);
@@ -25,15 +30,26 @@ __attribute__((constructor)) static void shim_ctor(void)
 {
 	xio__real_init();
 	xio__stats_init();
+	xio__ctl_capture_env();
+	const char *a = getenv("XIO_ALLOW");
+	if (a) {
+		allow_spec_set = 1;
+		if (strlen(a) < sizeof(allow_spec))
+			memcpy(allow_spec, a, strlen(a) + 1);
+		else
+			allow_spec_too_long = 1;
+	}
 }
 
 static void parse_allow(void)
 {
 	char err[256], line[320];
 	int saved = errno;
-	if (xio_allow_parse(getenv("XIO_ALLOW"), &allow, err, sizeof(err)) == 0) {
+	if (allow_spec_too_long)
+		snprintf(err, sizeof(err), "XIO_ALLOW: longer than %zu bytes", sizeof(allow_spec) - 1);
+	else if (xio_allow_parse(allow_spec_set ? allow_spec : NULL, &allow, err, sizeof(err)) == 0)
 		allow_ok = 1;
-	} else {
+	if (!allow_ok) {
 		int n = snprintf(line, sizeof(line), "xio: %s; this process runs on the kernel\n",
 				 err);
 		if (n > 0)

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -33,6 +34,7 @@ void t_monitor_start(struct t_monitor *m, ...)
 
 	snprintf(m->dir, sizeof(m->dir), "/tmp/xio-test-XXXXXX");
 	cr_assert(mkdtemp(m->dir), "mkdtemp: %s", strerror(errno));
+	chmod(m->dir, 0755); /* reachable by processes that drop privileges */
 	snprintf(m->sock, sizeof(m->sock), "%s/monitor.sock", m->dir);
 	snprintf(m->log, sizeof(m->log), "%s/monitor.log", m->dir);
 	argv[argc++] = XIO_MONITOR_BIN;

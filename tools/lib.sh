@@ -29,6 +29,9 @@ xio_reserve_hugepages() {
 xio_monitor_start() {
   local build=$1; shift
   MONITOR_DIR=$(mktemp -d /tmp/xio-run-XXXXXX)
+  # Programs that drop privileges (nginx workers run as nobody) must reach
+  # the socket: the directory is traversable, the socket itself is 0666.
+  chmod 755 "$MONITOR_DIR"
   export XIO_MONITOR_SOCK=$MONITOR_DIR/monitor.sock
   "$build/monitor/xio-monitor" --foreground --socket "$XIO_MONITOR_SOCK" "$@" \
     2>"$MONITOR_DIR/monitor.log" &

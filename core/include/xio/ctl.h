@@ -120,6 +120,10 @@ ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags);
 
 /* The monitor socket path: $XIO_MONITOR_SOCK or the default. */
 const char *xio_ctl_sock_path(void);
+/* Remember $XIO_MONITOR_SOCK now (the shim, at load time): programs such
+ * as nginx workers and setproctitle users clear or overwrite their
+ * environment later. */
+void xio__ctl_capture_env(void);
 
 /*
  * The client: one control connection per process, opened on first use
