@@ -50,6 +50,24 @@ void xio__conn_after_post(struct xio_conn *c)
 		xio__conn_doorbell(c);
 }
 
+/* The kernel connection's error, reported once as TCP does: afterwards
+ * the socket reads as ended. */
+static ssize_t take_kernel_error(struct xio_conn *c)
+{
+	if (c->kernel_errq) {
+		int e = 0;
+		socklen_t l = sizeof(e);
+		xio_sys_getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &l); /* clears it */
+		c->kernel_errq = 0;
+		if (e && !c->kernel_err)
+			c->kernel_err = -e;
+	}
+	ssize_t r = c->kernel_err;
+	c->kernel_err = 0;
+	c->kernel_eof = 1;
+	return r;
+}
+
 /* With the ring empty: 0 at end of file, -errno, or 1 for "nothing yet". */
 ssize_t xio__conn_rx_state(struct xio_conn *c)
 {
@@ -57,8 +75,8 @@ ssize_t xio__conn_rx_state(struct xio_conn *c)
 		return c->rx.err;
 	if (xio__conn_peer_tx_done(c) || c->shut_rd)
 		return xio__chan_rx_pending(&c->rx) ? 1 : 0;
-	if (c->kernel_err)
-		return c->kernel_err;
+	if (c->kernel_err || c->kernel_errq)
+		return xio__chan_rx_pending(&c->rx) ? 1 : take_kernel_error(c);
 	if (c->kernel_eof)
 		return xio__chan_rx_pending(&c->rx) ? 1 : 0;
 	return 1;
@@ -73,8 +91,8 @@ ssize_t xio__conn_tx_state(struct xio_conn *c)
 		return c->tx.err;
 	if (xio__conn_peer_rx_gone(c))
 		return -EPIPE;
-	if (c->kernel_err)
-		return c->kernel_err;
+	if (c->kernel_err || c->kernel_errq)
+		return take_kernel_error(c);
 	if (c->kernel_eof)
 		return -EPIPE; /* the peer closed its socket without telling us */
 	return 0;
@@ -205,20 +223,23 @@ ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt
 
 /* --- readiness ----------------------------------------------------------- */
 
+/* What poll(2) would say; looks only, consumes nothing. */
 static short readiness(struct xio_conn *c)
 {
 	short rev = 0;
-	if (c->rx.err || c->tx.err || c->kernel_err)
-		rev |= POLLERR;
-	if (xio__chan_rx_pending(&c->rx) || xio__conn_rx_state(c) != 1)
+	int err = c->rx.err || c->tx.err || c->kernel_err || c->kernel_errq;
+	int peer_done = xio__conn_peer_tx_done(c) || c->kernel_eof;
+	int rx_gone = xio__conn_peer_rx_gone(c);
+	if (err) /* as a reset TCP socket reports */
+		rev |= POLLERR | POLLIN | POLLRDHUP | POLLHUP;
+	if (xio__chan_rx_pending(&c->rx) || peer_done || c->shut_rd)
 		rev |= POLLIN;
-	if (xio__conn_peer_tx_done(c) || c->kernel_eof)
+	if (peer_done)
 		rev |= POLLRDHUP;
-	if (c->kernel_err || ((xio__conn_peer_tx_done(c) || c->kernel_eof) &&
-			      (c->shut_wr || xio__conn_peer_rx_gone(c))))
+	if (peer_done && (c->shut_wr || rx_gone))
 		rev |= POLLHUP;
-	if (xio__conn_tx_state(c) < 0 || xio_bufalloc_max_contig(&c->tx.ba) > 0 ||
-	    xio__chan_tx_can_reclaim(&c->tx))
+	if (err || c->shut_wr || rx_gone || c->kernel_eof ||
+	    xio_bufalloc_max_contig(&c->tx.ba) > 0 || xio__chan_tx_can_reclaim(&c->tx))
 		rev |= POLLOUT;
 	return rev;
 }

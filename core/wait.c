@@ -74,6 +74,15 @@ void xio__conn_doorbell(struct xio_conn *c)
 void xio__conn_drain(struct xio_conn *c)
 {
 	char scratch[256];
+	/* Look before reading: a pending error (a reset) stays on the socket,
+	 * for SO_ERROR and for the read that reports it (xio__conn_rx_state). */
+	struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
+	if (xio_sys_poll(&p, 1, 0) <= 0)
+		return;
+	if (p.revents & POLLERR) {
+		c->kernel_errq = 1;
+		return;
+	}
 	for (int i = 0; i < 64; i++) {
 		ssize_t r = xio_sys_recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
 		if (r > 0)
@@ -90,7 +99,7 @@ void xio__conn_drain(struct xio_conn *c)
 
 static int ready(struct xio_conn *c, int dir)
 {
-	if (c->kernel_eof || c->kernel_err || c->rx.err || c->tx.err)
+	if (c->kernel_eof || c->kernel_err || c->kernel_errq || c->rx.err || c->tx.err)
 		return 1;
 	if (dir == XIO_WAIT_RX)
 		return xio__chan_rx_pending(&c->rx) || xio__conn_peer_tx_done(c);

@@ -73,13 +73,25 @@ static void drop_intent(int fd, uint64_t intent)
 	xio__conn_free(tmp);
 }
 
+/* SO_LINGER {1, 0}: the close resets the connection. Then the peer must
+ * learn it from the kernel's RST (ECONNRESET), not from an orderly end of
+ * stream in the segment. */
+static int aborts(int fd)
+{
+	struct linger lg;
+	socklen_t l = sizeof(lg);
+	return xio_sys_getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &l) == 0 && lg.l_onoff &&
+	       lg.l_linger == 0;
+}
+
 static void teardown(struct psock *ps, int fd)
 {
 	xio__epoll_forget(ps);
 	switch (atomic_load(&ps->kind)) {
 	case PS_CONN:
 		ps->conn->fd = fd; /* still open: the wrapper closes it after us */
-		if (ps->inherited)
+		xio__stats_conn_closed(ps->conn);
+		if (ps->inherited || aborts(fd))
 			xio__conn_detach_quiet(ps->conn);
 		else
 			xio__conn_detach(ps->conn);

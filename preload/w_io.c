@@ -47,9 +47,12 @@ static ssize_t ps_readv(struct psock *ps, const struct iovec *iov, int n, int ms
 	ssize_t r = xio__conn_readv(ps->conn, iov, n, io_flags(ps, msgflags));
 	/* Drained: stay armed, so new data rings the kernel socket for
 	 * whatever the program sleeps in next (an epoll set we do not know,
-	 * a nested one, another process's poll). */
-	if (!xio__chan_rx_pending(&ps->conn->rx))
-		atomic_store(&ps->conn->rx.g.ctl->rx_waiting, 1);
+	 * a nested one, another process's poll). If the peer took the arm, it
+	 * rang: swallow that byte, or the socket would stay readable in the
+	 * kernel's eyes with nothing to read. */
+	if (!xio__chan_rx_pending(&ps->conn->rx) &&
+	    atomic_exchange(&ps->conn->rx.g.ctl->rx_waiting, 1) == 0)
+		xio__conn_drain(ps->conn);
 	pthread_mutex_unlock(&ps->rlock);
 	if (r > 0 && !(msgflags & MSG_PEEK)) {
 		STAT_ADD(rx_bytes, (uint64_t)r);
@@ -137,17 +140,13 @@ EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flag
 	return recv(fd, buf, len, flags);
 }
 
-/* The peer's address for recvfrom/recvmsg callers that ask for it. */
+/* Linux's TCP never reports a source address on receive: the length
+ * comes back as 0 and the buffer untouched. */
 static void fill_peer(int fd, struct sockaddr *sa, socklen_t *len)
 {
-	if (sa && len) {
-		struct sockaddr_storage ss;
-		socklen_t l = sizeof(ss);
-		if (xio_sys_getpeername(fd, (struct sockaddr *)&ss, &l) == 0) {
-			memcpy(sa, &ss, *len < l ? *len : l);
-			*len = l;
-		}
-	}
+	(void)fd;
+	if (sa && len)
+		*len = 0;
 }
 
 EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,

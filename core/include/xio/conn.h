@@ -29,7 +29,8 @@ struct xio_conn {
 	struct xio_chan_rx rx;        /* direction peer -> side */
 	int shut_rd, shut_wr;
 	int kernel_eof;  /* the kernel socket read end of file */
-	int kernel_err;  /* ... or this error (negative errno) */
+	int kernel_err;  /* ... or this error (negative errno), taken from it */
+	int kernel_errq; /* an error is pending on the socket (left for SO_ERROR) */
 	struct xio_conn_stats st;
 	/* One thread per process sleeps in the kernel for this connection;
 	 * others wait on wait_cv until it wakes (wait.c). */
