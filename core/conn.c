@@ -167,6 +167,14 @@ void xio__conn_detach_quiet(struct xio_conn *c)
 {
 	if (!c->accel)
 		return;
+	/* This process lets go of its side; the monitor keeps the side alive
+	 * while another process holds it. */
+	struct xio_msg_close m;
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_CLOSE, 0);
+	m.conn_id = c->conn_id;
+	m.side = c->side;
+	xio__ctl_post(&m, -1);
 	xio__chan_tx_fini(&c->tx);
 	xio_seg_unmap(c->base, &c->params);
 	c->base = NULL;
@@ -184,4 +192,135 @@ int xio__conn_peer_tx_done(struct xio_conn *c)
 {
 	return atomic_load_explicit(&c->rx.g.ctl->tx_fin, memory_order_acquire) ||
 	       atomic_load_explicit(&c->hdr->side_gone[1 - c->side], memory_order_acquire);
+}
+
+/*
+ * Handing a connection to a new program image (exec). The segment mapping
+ * dies with the old image, but what the process knows privately must not:
+ * which of its buffers are out (the allocator) and the descriptors it has
+ * taken off the ring but not yet read. The image is written before exec
+ * and read back by the new image's shim, which maps the segment again.
+ */
+#define IMAGE_MAGIC 0x58494f49u /* "XIOI" */
+
+struct conn_image {
+	uint32_t magic, size;
+	uint64_t conn_id;
+	uint32_t side, tx_seq;
+	struct xio_seg_params params;
+	int32_t shut_rd, shut_wr, kernel_eof, kernel_err, kernel_errq, ring_due;
+	uint32_t ba_n, ba_head, ba_tail, ba_used;
+	uint32_t rx_pos, rx_n, rx_consumed, rx_nrel;
+	struct xio_desc rx_cache[XIO_RX_BURST];
+	uint32_t rx_rel[XIO_RX_BURST];
+	uint16_t ba_len[]; /* ba_n entries */
+};
+
+size_t xio__conn_image_size(const struct xio_conn *c)
+{
+	return sizeof(struct conn_image) + (size_t)c->tx.ba.n * sizeof(uint16_t);
+}
+
+int xio__conn_image_save(const struct xio_conn *c, void *buf, size_t len)
+{
+	struct conn_image *im = buf;
+	if (!c->accel || len < xio__conn_image_size(c))
+		return -EINVAL;
+	memset(im, 0, sizeof(*im));
+	im->magic = IMAGE_MAGIC;
+	im->size = (uint32_t)xio__conn_image_size(c);
+	im->conn_id = c->conn_id;
+	im->side = c->side;
+	im->tx_seq = c->tx.seq;
+	im->params = c->params;
+	im->shut_rd = c->shut_rd;
+	im->shut_wr = c->shut_wr;
+	im->kernel_eof = c->kernel_eof;
+	im->kernel_err = c->kernel_err;
+	im->kernel_errq = c->kernel_errq;
+	im->ring_due = c->rx.ring_due;
+	im->ba_n = c->tx.ba.n;
+	im->ba_head = c->tx.ba.head;
+	im->ba_tail = c->tx.ba.tail;
+	im->ba_used = c->tx.ba.used;
+	im->rx_pos = c->rx.pos;
+	im->rx_n = c->rx.n;
+	im->rx_consumed = c->rx.consumed;
+	im->rx_nrel = c->rx.nrel;
+	memcpy(im->rx_cache, c->rx.cache, sizeof(im->rx_cache));
+	memcpy(im->rx_rel, c->rx.rel, sizeof(im->rx_rel));
+	memcpy(im->ba_len, c->tx.ba.len, (size_t)c->tx.ba.n * sizeof(uint16_t));
+	return (int)im->size;
+}
+
+uint64_t xio__conn_image_id(const void *buf, size_t len, unsigned *side)
+{
+	const struct conn_image *im = buf;
+	if (len < sizeof(*im) || im->magic != IMAGE_MAGIC)
+		return 0;
+	*side = im->side;
+	return im->conn_id;
+}
+
+int xio__conn_image_restore(struct xio_conn *c, const void *buf, size_t len,
+			    const struct xio_msg_attach *a, int segfd)
+{
+	const struct conn_image *im = buf;
+	if (len < sizeof(*im) || im->magic != IMAGE_MAGIC || im->size > len ||
+	    im->conn_id != a->conn_id || im->side != a->side ||
+	    memcmp(&im->params, &a->params, sizeof(im->params))) {
+		xio_sys_close(segfd);
+		return -EINVAL;
+	}
+	int r = xio__conn_attach(c, a, segfd);
+	if (r < 0)
+		return r;
+	if (im->ba_n != c->tx.ba.n || im->size != xio__conn_image_size(c) ||
+	    im->rx_n > XIO_RX_BURST || im->rx_pos > im->rx_n || im->rx_nrel > XIO_RX_BURST) {
+		xio__conn_detach_quiet(c);
+		return -EINVAL;
+	}
+	c->tx.seq = im->tx_seq;
+	c->shut_rd = im->shut_rd;
+	c->shut_wr = im->shut_wr;
+	c->kernel_eof = im->kernel_eof;
+	c->kernel_err = im->kernel_err;
+	c->kernel_errq = im->kernel_errq;
+	c->rx.ring_due = im->ring_due;
+	c->tx.ba.head = im->ba_head;
+	c->tx.ba.tail = im->ba_tail;
+	c->tx.ba.used = im->ba_used;
+	memcpy(c->tx.ba.len, im->ba_len, (size_t)im->ba_n * sizeof(uint16_t));
+	c->rx.pos = im->rx_pos;
+	c->rx.n = im->rx_n;
+	c->rx.consumed = im->rx_consumed;
+	c->rx.nrel = im->rx_nrel;
+	memcpy(c->rx.cache, im->rx_cache, sizeof(im->rx_cache));
+	memcpy(c->rx.rel, im->rx_rel, sizeof(im->rx_rel));
+	return 0;
+}
+
+/* Ask the monitor for the segment again (same process, after exec). */
+int xio__conn_reattach(struct xio_conn *c, uint64_t conn_id, unsigned side, const void *image,
+		       size_t len)
+{
+	struct xio_msg_close m;
+	union {
+		struct xio_msg_attach a;
+		char raw[XIO_CTL_MAX_MSG];
+	} rep;
+	int segfd;
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_REATTACH, 0);
+	m.conn_id = conn_id;
+	m.side = side;
+	int r = xio__ctl_request(&m, c->fd, &rep, &segfd);
+	if (r < 0)
+		return r;
+	if (rep.a.h.type != XIO_MSG_ATTACH || segfd < 0) {
+		if (segfd >= 0)
+			xio_sys_close(segfd);
+		return -ENOENT;
+	}
+	return xio__conn_image_restore(c, image, len, &rep.a, segfd);
 }

@@ -8,6 +8,7 @@
  * -ENOTCONN for a second before the next try, and callers stay on the kernel.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -204,6 +205,26 @@ int xio__ctl_status(struct xio_msg_status *st)
 		return -EPROTO;
 	*st = rep.st;
 	return 0;
+}
+
+int xio__ctl_sock_fd(void)
+{
+	pthread_mutex_lock(&lock);
+	int fd = ensure_locked() == 0 ? sock : -1;
+	pthread_mutex_unlock(&lock);
+	return fd;
+}
+
+void xio__ctl_adopt(int fd)
+{
+	pthread_once(&atfork_once, register_atfork);
+	pthread_mutex_lock(&lock);
+	if (sock >= 0 && sock != fd)
+		xio_sys_close(sock);
+	sock = fd;
+	retry_at = 0;
+	xio_sys_fcntl(fd, F_SETFD, FD_CLOEXEC);
+	pthread_mutex_unlock(&lock);
 }
 
 void xio__ctl_reset(void)

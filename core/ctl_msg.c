@@ -27,6 +27,7 @@ size_t xio_ctl_msg_size(uint16_t type)
 	case XIO_MSG_ACCEPT:
 		return sizeof(struct xio_msg_hdr);
 	case XIO_MSG_CLOSE:
+	case XIO_MSG_REATTACH:
 		return sizeof(struct xio_msg_close);
 	case XIO_MSG_ERROR:
 		return sizeof(struct xio_msg_error);

@@ -18,6 +18,7 @@
 #include "xio/seg.h"
 
 #define MON_FIFO 32        /* messages read ahead per process */
+#define MON_OWNERS 4       /* processes that may hold one side */
 #define MON_MAX_INTENTS 4096 /* per process: an intent holds one of our fds */
 
 struct mon_msg {
@@ -77,7 +78,9 @@ struct mon_conn {
 	int reason;                 /* why not, when !accel */
 	int segfd;                  /* kept to mark a dead side gone */
 	int huge;
-	struct mon_proc *side[2];   /* attached processes, NULL when not (any more) */
+	/* The processes holding each side: the one that paired it, and others
+	 * that proved they hold the socket too (REATTACH after fork + exec). */
+	struct mon_proc *side[2][MON_OWNERS];
 	uint8_t decided[2];         /* this side has had its answer */
 	UT_hash_handle hh;          /* by key */
 	UT_hash_handle hh_id;       /* by id */
@@ -112,7 +115,13 @@ struct mon_listener *mon_listener_find(struct monitor *m, uint64_t netns,
 struct mon_intent *mon_intent_find(struct monitor *m, struct mon_proc *p, uint64_t intent);
 void mon_intent_drop(struct monitor *m, struct mon_intent *in);
 struct mon_conn *mon_conn_new(struct monitor *m, const struct mon_ckey *k);
-void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side, int crashed);
+/* Owners of a side (state.c). */
+int mon_side_has(const struct mon_conn *c, unsigned side, const struct mon_proc *p);
+int mon_side_any(const struct mon_conn *c, unsigned side);
+int mon_side_add(struct mon_conn *c, unsigned side, struct mon_proc *p);
+/* p no longer holds side (CLOSE, or it died: crashed = 1). */
+void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
+			struct mon_proc *p, int crashed);
 void mon_conn_free(struct monitor *m, struct mon_conn *c);
 void mon_conn_sweep(struct monitor *m);
 void mon_listener_remove(struct monitor *m, struct mon_listener *l);

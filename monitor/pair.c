@@ -44,7 +44,7 @@ static void reply_attach(struct monitor *m, struct mon_proc *p, uint32_t seq, st
 	a.conn_id = c->id;
 	a.side = side;
 	a.params = m->params;
-	c->side[side] = p;
+	mon_side_add(c, side, p);
 	c->decided[side] = 1;
 	reply(p, &a, XIO_MSG_ATTACH, seq, c->segfd);
 }
@@ -302,8 +302,32 @@ static void on_close(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
 	struct xio_msg_close *cm = (void *)&msg->u;
 	struct mon_conn *c;
 	HASH_FIND(hh_id, m->conns_by_id, &cm->conn_id, sizeof(cm->conn_id), c);
-	if (c && cm->side < 2 && c->side[cm->side] == p)
-		mon_conn_side_gone(m, c, cm->side, 0);
+	if (c && cm->side < 2 && mon_side_has(c, cm->side, p))
+		mon_conn_side_gone(m, c, cm->side, p, 0);
+}
+
+/* After exec a process asks for the segment of a connection whose socket
+ * it holds (it may be a forked child of the one that paired it): it proves
+ * it with the socket itself, and becomes one more owner of that side. */
+static void on_reattach(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
+{
+	struct xio_msg_close *rm = (void *)&msg->u;
+	struct mon_conn *c;
+	struct mon_ckey k;
+	int ok = 0;
+	HASH_FIND(hh_id, m->conns_by_id, &rm->conn_id, sizeof(rm->conn_id), c);
+	if (c && rm->side < 2 && c->accel && msg->fd >= 0 &&
+	    conn_key_from(msg->fd, p->pid, rm->side == 0, &k) == 0 && !memcmp(&k, &c->key, sizeof(k)))
+		ok = 1;
+	if (msg->fd >= 0)
+		xio_sys_close(msg->fd);
+	msg->fd = -1;
+	if (ok && mon_side_add(c, rm->side, p) < 0)
+		ok = 0;
+	if (ok)
+		reply_attach(m, p, msg->u.h.seq, c, rm->side);
+	else
+		reply_fallback(m, p, msg->u.h.seq, XIO_FB_UNKNOWN_INTENT);
 }
 
 static void on_status(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
@@ -351,6 +375,9 @@ void mon_handle(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
 		break;
 	case XIO_MSG_STATUS:
 		on_status(m, p, msg);
+		break;
+	case XIO_MSG_REATTACH:
+		on_reattach(m, p, msg);
 		break;
 	default:
 		mon_log(MON_WARN, "process %d sent message type %u, which it may not send",

@@ -113,18 +113,52 @@ void mon_conn_free(struct monitor *m, struct mon_conn *c)
 	free(c);
 }
 
-/* A side closed (CLOSE) or its process died (crashed = 1). The entry goes
- * when no side is attached and none is still to be answered. A server that
- * has not accepted yet must still get the segment: the client's data (and
- * its end of stream) are in it and nowhere else. If it never accepts, the
- * entry goes with the last listener on that address (mon_conn_sweep). */
-void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side, int crashed)
+int mon_side_has(const struct mon_conn *c, unsigned side, const struct mon_proc *p)
 {
+	for (int i = 0; i < MON_OWNERS; i++)
+		if (c->side[side][i] == p)
+			return 1;
+	return 0;
+}
+
+int mon_side_any(const struct mon_conn *c, unsigned side)
+{
+	for (int i = 0; i < MON_OWNERS; i++)
+		if (c->side[side][i])
+			return 1;
+	return 0;
+}
+
+int mon_side_add(struct mon_conn *c, unsigned side, struct mon_proc *p)
+{
+	if (mon_side_has(c, side, p))
+		return 0;
+	for (int i = 0; i < MON_OWNERS; i++)
+		if (!c->side[side][i]) {
+			c->side[side][i] = p;
+			return 0;
+		}
+	return -ENOSPC;
+}
+
+/* A side closed (CLOSE) or its process died (crashed = 1). The side is
+ * gone with its last owner; the entry goes when no side is held and none
+ * is still to be answered. A server that has not accepted yet must still
+ * get the segment: the client's data (and its end of stream) are in it and
+ * nowhere else. If it never accepts, the entry goes with the last listener
+ * on that address (mon_conn_sweep). */
+void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
+			struct mon_proc *p, int crashed)
+{
+	for (int i = 0; i < MON_OWNERS; i++)
+		if (c->side[side][i] == p)
+			c->side[side][i] = NULL;
+	if (mon_side_any(c, side))
+		return;
 	if (crashed && c->accel && c->segfd >= 0)
 		xio_seg_mark_gone(c->segfd, &m->params, side);
-	c->side[side] = NULL;
 	c->decided[side] = 1;
-	if (!c->side[1 - side] && c->decided[1 - side])
+	if (!mon_side_any(c, 1 - side) && c->decided[1 - side])
 		mon_conn_free(m, c);
 }
 
@@ -135,7 +169,7 @@ void mon_conn_sweep(struct monitor *m)
 	struct mon_conn *c, *tmp;
 	HASH_ITER(hh, m->conns, c, tmp)
 	{
-		if (c->side[0] || c->side[1])
+		if (mon_side_any(c, 0) || mon_side_any(c, 1))
 			continue;
 		if ((c->decided[0] && c->decided[1]) ||
 		    !mon_listener_find(m, c->key.netns, &c->key.server))
@@ -165,15 +199,18 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 	unsigned nconns = 0;
 	HASH_ITER(hh, m->conns, c, ctmp)
 	{
-		int mine0 = c->side[0] == p, mine1 = c->side[1] == p;
+		int mine0 = mon_side_has(c, 0, p), mine1 = mon_side_has(c, 1, p);
 		if (mine0 && mine1) {
 			/* Both ends in this process (it connected to itself). */
-			if (c->accel && c->segfd >= 0)
+			for (int i = 0; i < MON_OWNERS; i++)
+				if (c->side[0][i] == p)
+					c->side[0][i] = NULL;
+			if (!mon_side_any(c, 0) && c->accel && c->segfd >= 0)
 				xio_seg_mark_gone(c->segfd, &m->params, 0);
-			c->side[0] = NULL;
-			mon_conn_side_gone(m, c, 1, 1);
+			c->decided[0] = 1;
+			mon_conn_side_gone(m, c, 1, p, 1);
 		} else if (mine0 || mine1) {
-			mon_conn_side_gone(m, c, mine0 ? 0 : 1, 1);
+			mon_conn_side_gone(m, c, mine0 ? 0 : 1, p, 1);
 		}
 		nconns += (unsigned)(mine0 || mine1);
 	}

@@ -26,7 +26,8 @@ static pthread_once_t allow_once = PTHREAD_ONCE_INIT;
 
 void xio__stats_init(void);
 
-__attribute__((constructor)) static void shim_ctor(void)
+/* First of the shim's constructors (w_exec.c runs after it). */
+__attribute__((constructor(101))) static void shim_ctor(void)
 {
 	xio__real_init();
 	xio__stats_init();

@@ -100,6 +100,13 @@ void xio__conn_detach(struct xio_conn *c);
  * the peer when the last holder closes. */
 void xio__conn_detach_quiet(struct xio_conn *c);
 
+/* exec: the connection's private state as bytes, and back (conn.c). */
+size_t xio__conn_image_size(const struct xio_conn *c);
+int xio__conn_image_save(const struct xio_conn *c, void *buf, size_t len);
+uint64_t xio__conn_image_id(const void *buf, size_t len, unsigned *side);
+int xio__conn_reattach(struct xio_conn *c, uint64_t conn_id, unsigned side, const void *image,
+		       size_t len);
+
 /* Adaptive wait for dir (XIO_WAIT_RX/TX): spin, yield, then sleep on the
  * kernel socket with a doorbell armed. Returns 0 to re-check, or -EINTR /
  * -EAGAIN (SO_RCVTIMEO expired) exactly as a blocking recv would. */

@@ -31,6 +31,7 @@ enum xio_msg_type {
 	XIO_MSG_ACCEPT,     /* + accepted fd; reply ATTACH + fd, or FALLBACK */
 	XIO_MSG_CLOSE,      /* {conn_id, side}; no reply */
 	XIO_MSG_STATUS,     /* reply STATUS_REPLY */
+	XIO_MSG_REATTACH,   /* + socket {conn_id, side}: after exec; reply ATTACH or FALLBACK */
 	/* monitor -> process */
 	XIO_MSG_OK = 0x100,
 	XIO_MSG_ERROR,
@@ -138,5 +139,10 @@ uint64_t xio__ctl_next_intent(void);
 int xio__ctl_status(struct xio_msg_status *st);
 /* Forget the connection (tests; after fork it happens by itself). */
 void xio__ctl_reset(void);
+/* The control socket (opened if need be), or -1: exec hands it to the
+ * new program image. */
+int xio__ctl_sock_fd(void);
+/* Take over fd as this process's control socket (after exec). */
+void xio__ctl_adopt(int fd);
 
 #endif /* XIO_CORE_CTL_H */
