@@ -300,3 +300,15 @@ Test(chan, burst_release_keeps_doorbell_debt)
 	cr_assert_eq(xio__chan_flush(&rx), 1, "the wake-up was lost");
 	cr_assert_eq(atomic_load(&tx.g.ctl->tx_waiting), 0);
 }
+
+/* Our copy of DPDK's ring size formula agrees with rte_ring_get_memsize_elem
+ * for every element size and ring size the segments use. */
+Test(chan, ring_memsize_matches_dpdk)
+{
+	for (unsigned count = 2; count <= (1u << 20); count <<= 1) {
+		cr_assert_eq(xio_seg_ring_memsize(16, count),
+			     (size_t)rte_ring_get_memsize_elem(16, count), "count %u", count);
+		cr_assert_eq(xio_seg_ring_memsize(4, count),
+			     (size_t)rte_ring_get_memsize_elem(4, count), "count %u", count);
+	}
+}

@@ -111,6 +111,9 @@ _Static_assert(sizeof(struct xio_desc) == 16, "descriptor is 16 bytes");
 int xio_seg_params_init(struct xio_seg_params *p, uint64_t seg_size, uint32_t chunk_size,
 			uint32_t max_msg);
 
+/* Bytes of an rte_ring of count slots of esize bytes (DPDK's formula). */
+size_t xio_seg_ring_memsize(unsigned esize, unsigned count);
+
 /*
  * xio_seg_layout - check p and compute where everything is.
  * Returns 0, or -EINVAL if p is inconsistent or does not fit seg_size.
