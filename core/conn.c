@@ -130,7 +130,7 @@ void xio__conn_pair_accepted(struct xio_conn *c)
 	take_reply(c, r, &rep, segfd);
 }
 
-void xio__conn_detach(struct xio_conn *c)
+void xio__conn_fin(struct xio_conn *c)
 {
 	if (!c->accel)
 		return;
@@ -148,6 +148,13 @@ void xio__conn_detach(struct xio_conn *c)
 	/* Swallow doorbells the peer rang, so that closing the kernel socket
 	 * sends FIN rather than RST. */
 	xio__conn_drain(c);
+}
+
+void xio__conn_detach(struct xio_conn *c)
+{
+	if (!c->accel)
+		return;
+	xio__conn_fin(c);
 
 	struct xio_msg_close m;
 	memset(&m, 0, sizeof(m));

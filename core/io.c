@@ -65,7 +65,11 @@ static ssize_t take_kernel_error(struct xio_conn *c)
 	ssize_t r = c->kernel_err;
 	c->kernel_err = 0;
 	c->kernel_eof = 1;
-	return r;
+	/* EPIPE is what a socket that had the peer's FIN then gets for a reset:
+	 * the peer ended the stream in order and its kernel reset afterwards
+	 * (a doorbell byte left unread at its close). A read never returns
+	 * EPIPE on Linux; it is end of file. */
+	return r == -EPIPE ? 0 : r;
 }
 
 /* With the ring empty: 0 at end of file, -errno, or 1 for "nothing yet". */

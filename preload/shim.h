@@ -36,6 +36,7 @@ struct psock {
 	int fd;            /* an fd of it, for the monitor and doorbells */
 	uint64_t intent;   /* PS_CONNECTING */
 	uint64_t listener_id; /* PS_LISTENER */
+	pid_t listener_pid;   /* ... registered by this process */
 	struct xio_conn *conn; /* PS_CONN */
 	int inherited;     /* the connection came through fork() */
 	pthread_mutex_t lock;  /* state changes */

@@ -62,6 +62,24 @@ static void print_stats(void)
 	errno = saved;
 }
 
+/* A process that exits with connections open: the kernel closes the
+ * sockets, and the peers must see an orderly end as over TCP. Nothing is
+ * unmapped (other threads may still run during exit), and connections
+ * shared with another process through fork are left to it. */
+static void fin_live(int fd, struct psock *ps, void *arg)
+{
+	(void)arg;
+	if (atomic_load(&ps->kind) == PS_CONN && ps->conn && ps->fd == fd && !ps->inherited)
+		xio__conn_fin(ps->conn);
+}
+
+__attribute__((destructor)) static void shim_exit(void)
+{
+	int saved = errno;
+	fdtab_each(fin_live, NULL);
+	errno = saved;
+}
+
 void xio__stats_init(void)
 {
 	const char *s = getenv("XIO_STATS");

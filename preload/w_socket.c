@@ -32,6 +32,24 @@ EXPORT int socket(int domain, int type, int protocol)
 	return fd;
 }
 
+/* Register a listening socket with the monitor in this process's name.
+ * Returns 1 if registered. */
+static int register_listener(struct psock *ps, int fd)
+{
+	struct xio_msg_id m;
+	union {
+		struct xio_msg_id ok;
+		char raw[XIO_CTL_MAX_MSG];
+	} rep;
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_LISTEN, 0);
+	if (xio__ctl_request(&m, fd, &rep, NULL) != 0 || rep.ok.h.type != XIO_MSG_OK)
+		return 0;
+	ps->listener_id = rep.ok.id;
+	ps->listener_pid = xio_sys_getpid();
+	return 1;
+}
+
 EXPORT int listen(int fd, int backlog)
 {
 	SHIM_INIT();
@@ -43,23 +61,27 @@ EXPORT int listen(int fd, int backlog)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	if (xio_sys_getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-	    xio__allowed((struct sockaddr *)&ss, sl)) {
-		struct xio_msg_id m;
-		union {
-			struct xio_msg_id ok;
-			char raw[XIO_CTL_MAX_MSG];
-		} rep;
-		memset(&m, 0, sizeof(m));
-		xio_ctl_hdr(&m.h, XIO_MSG_LISTEN, 0);
-		if (xio__ctl_request(&m, fd, &rep, NULL) == 0 && rep.ok.h.type == XIO_MSG_OK) {
-			ps->listener_id = rep.ok.id;
-			atomic_store(&ps->kind, PS_LISTENER);
-		}
-	}
-	if (atomic_load(&ps->kind) != PS_LISTENER)
+	    xio__allowed((struct sockaddr *)&ss, sl) && register_listener(ps, fd))
+		atomic_store(&ps->kind, PS_LISTENER);
+	else
 		psock_to_kernel(ps);
 	errno = saved;
 	return r;
+}
+
+/* A listener inherited through fork (nginx workers, pre-forked servers):
+ * the process that accepts on it registers it too, before it waits, so
+ * that its clients pair even once the parent has closed its copy. */
+static void own_listener(struct psock *ps, int fd)
+{
+	if (ps && atomic_load(&ps->kind) == PS_LISTENER && ps->listener_pid != xio_sys_getpid()) {
+		int saved = errno;
+		pthread_mutex_lock(&ps->lock);
+		if (ps->listener_pid != xio_sys_getpid())
+			register_listener(ps, fd);
+		pthread_mutex_unlock(&ps->lock);
+		errno = saved;
+	}
 }
 
 static int after_accept(struct psock *lps, int nfd, int flags)
@@ -96,6 +118,7 @@ EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	SHIM_INIT();
 	struct psock *lps = fdtab_lookup(fd);
+	own_listener(lps, fd);
 	return after_accept(lps, REAL(accept4)(fd, addr, len, flags), flags);
 }
 
@@ -103,6 +126,7 @@ EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
 	SHIM_INIT();
 	struct psock *lps = fdtab_lookup(fd);
+	own_listener(lps, fd);
 	return after_accept(lps, REAL(accept)(fd, addr, len), 0);
 }
 

@@ -92,6 +92,10 @@ uint64_t xio__conn_intent(int fd);
 void xio__conn_pair_connected(struct xio_conn *c, uint64_t intent);
 void xio__conn_pair_accepted(struct xio_conn *c);
 
+/* End the stream as close(2) would (flags, doorbell, swallow doorbells so
+ * the kernel sends FIN, not RST) without unmapping anything. */
+void xio__conn_fin(struct xio_conn *c);
+
 /* Tear down: flags to the peer, monitor told, segment unmapped. Does not
  * close c->fd and does not free c. */
 void xio__conn_detach(struct xio_conn *c);
