@@ -88,6 +88,7 @@ struct xio_shim_stats {
 };
 extern struct xio_shim_stats xio_stats;
 void xio__stats_conn_closed(const struct xio_conn *c);
+void xio__stats_reset(void); /* in a forked child */
 #define STAT_ADD(field, v) atomic_fetch_add_explicit(&xio_stats.field, (v), memory_order_relaxed)
 
 /* epoll.c */

@@ -19,6 +19,17 @@ static _Atomic uint64_t doorbells;
  * PostgreSQL) overwrite the original environment strings. */
 static char stats_to[1024];
 
+void xio__stats_reset(void)
+{
+	atomic_store(&xio_stats.accel_conns, 0);
+	atomic_store(&xio_stats.fallback_conns, 0);
+	atomic_store(&xio_stats.tx_bytes, 0);
+	atomic_store(&xio_stats.rx_bytes, 0);
+	atomic_store(&xio_stats.tx_msgs, 0);
+	atomic_store(&xio_stats.rx_msgs, 0);
+	atomic_store(&doorbells, 0);
+}
+
 void xio__stats_conn_closed(const struct xio_conn *c)
 {
 	atomic_fetch_add_explicit(&doorbells, c->st.doorbells, memory_order_relaxed);

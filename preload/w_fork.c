@@ -40,6 +40,8 @@ EXPORT pid_t fork(void)
 	if (pid >= 0) {
 		int saved = errno;
 		fdtab_each(mark, pid == 0 ? (void *)1 : NULL);
+		if (pid == 0) /* the child's line counts what the child does */
+			xio__stats_reset();
 		errno = saved;
 	}
 	return pid;

@@ -143,6 +143,7 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	}
 	uint64_t intent = xio__conn_intent(fd);
 	if (!intent) { /* no monitor */
+		STAT_ADD(fallback_conns, 1);
 		psock_to_kernel(ps);
 		return REAL(connect)(fd, sa, len);
 	}

@@ -343,6 +343,36 @@ check_accel() {
   return 0
 }
 
+# require_stat ROLE KEY OP VALUE: beyond check_accel, a bound on one summed
+# counter of a role (server or client), e.g. "client rx_bytes -ge 10485760":
+# the payload itself went over shared memory, not only some of the bytes.
+# VALUE may be "server:KEY" or "client:KEY" to compare with the other sum.
+# Skipped without the shim.
+require_stat() {
+  [ "$NO_PRELOAD" = 1 ] && return 0
+  local role=$1 key=$2 op=$3 want=$4 file have
+  case $role in server) file=$SERVER_STATS ;; *) file=$CLIENT_STATS ;; esac
+  case $want in
+    server:*) want=$(stats_sum "$SERVER_STATS" "${want#server:}") ;;
+    client:*) want=$(stats_sum "$CLIENT_STATS" "${want#client:}") ;;
+  esac
+  have=$(stats_sum "$file" "$key")
+  local ok=1
+  case $op in
+    -ge) ((have >= want)) || ok=0 ;;
+    -gt) ((have > want)) || ok=0 ;;
+    -eq) ((have == want)) || ok=0 ;;
+    -le) ((have <= want)) || ok=0 ;;
+    *) fail "require_stat: unknown operator $op" ;;
+  esac
+  if [ $ok = 0 ]; then
+    echo "server stats: $(stats_summary "$SERVER_STATS")"
+    echo "client stats: $(stats_summary "$CLIENT_STATS")"
+    COMPAT_VERBOSE_FAIL=0
+    fail "$role $key = $have, want $op $want"
+  fi
+}
+
 # compat_finish: the verdict. Call after every server was stopped (so their
 # stats lines are written).
 compat_finish() {

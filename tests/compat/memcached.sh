@@ -120,4 +120,7 @@ wait "$c1" || fail "concurrent client 1 exited $?"
 wait "$c2" || fail "concurrent client 2 exited $?"
 
 stop_server "$srv" TERM
+# Three clients each stored and fetched 512 KiB.
+require_stat server rx_bytes -ge $((3 * 524288))
+require_stat client rx_bytes -ge $((3 * 524288))
 compat_finish

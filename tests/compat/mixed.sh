@@ -76,4 +76,9 @@ if [ "$NO_PRELOAD" != 1 ]; then
     fail "server fallback_conns = 0: the plain client's connection was not counted as fallback"
   [ "$(stats_sum "$CLIENT_STATS" accel_conns)" -ge 1 ] || fail "preloaded client accel_conns = 0"
 fi
+# The preloaded client's 30 x 256 KiB went over shared memory both ways,
+# and the plain client's bytes were not counted as such.
+require_stat client rx_bytes -ge $((30 * 262144))
+require_stat server rx_bytes -eq client:tx_bytes
+require_stat server tx_bytes -eq client:rx_bytes
 compat_finish

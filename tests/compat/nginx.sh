@@ -79,4 +79,6 @@ fi
 # Graceful stop: SIGQUIT lets the workers finish and exit normally.
 stop_server "$srv" QUIT 10
 no_crash_in "$WORK/logs/error.log" "exited on signal|exited with code [1-9]" "an nginx worker died"
+# Both 10 MiB downloads (sendfile) came over shared memory.
+require_stat client rx_bytes -ge $((20 * 1048576))
 compat_finish

@@ -64,4 +64,7 @@ xio_client 30 "$node" "$WORK/client.js" "$port" $((4 * 1048576)) 1 || fail "node
 xio_client 30 "$node" "$WORK/client.js" "$port" $((1048576)) 4 || fail "node client (4 connections) exited $?"
 
 stop_server "$srv" TERM 10
+# 4 MiB + 4 x 1 MiB echoed.
+require_stat server rx_bytes -ge $((8 * 1048576))
+require_stat client rx_bytes -ge $((8 * 1048576))
 compat_finish

@@ -26,4 +26,5 @@ code=$(xio_client 10 curl -sS -o /dev/null -w '%{http_code}' "$url/missing") || 
 [ "$code" = 404 ] || fail "GET /missing: HTTP $code, want 404"
 
 stop_server "$srv" INT 10
+require_stat client rx_bytes -ge $((5 * 1048576))
 compat_finish

@@ -58,4 +58,7 @@ tr '\r' '\n' <"$WORK/bench.out" | grep -E '^(SET|GET): .*requests per second' >"
 sed 's/^/  /' "$WORK/bench.res"
 
 stop_server "$srv" TERM
+# The 1 MiB value crossed in both directions over shared memory.
+require_stat server rx_bytes -ge 1048576
+require_stat client rx_bytes -ge 1048576
 compat_finish

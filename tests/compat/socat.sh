@@ -24,4 +24,7 @@ echo "second connection" | xio_client 10 socat -t 5 - TCP4:127.0.0.1:"$port" >"$
 [ "$(cat "$WORK/small.out")" = "second connection" ] || fail "second echo: '$(cat "$WORK/small.out")'"
 
 stop_server "$srv" TERM 10
+# The whole 16 MiB, both ways.
+require_stat server rx_bytes -ge 16777216
+require_stat client rx_bytes -ge 16777216
 compat_finish
