@@ -258,14 +258,23 @@ short xio__conn_poll(struct xio_conn *c, short events, int arm)
 	short rev = readiness(c);
 	if ((rev & (events | always)) || !arm)
 		return rev & (events | always);
-	/* Nothing yet: swallow stale doorbells so the kernel socket does not
-	 * stay readable, announce the sleep, and look once more. */
-	xio__conn_drain(c);
+	/*
+	 * Nothing yet: announce the sleep. The word reads 0 when the peer
+	 * took our previous announcement, i.e. rang a doorbell that is still
+	 * in the kernel socket: only then is there a byte to swallow (so the
+	 * socket does not stay readable for nothing). An idle connection in an
+	 * event loop thus costs no system call per wait.
+	 */
+	int stale = 0;
 	if (events & (POLLIN | POLLRDHUP))
-		atomic_store_explicit(&c->rx.g.ctl->rx_waiting, 1, memory_order_seq_cst);
+		stale |= atomic_exchange_explicit(&c->rx.g.ctl->rx_waiting, 1,
+						  memory_order_seq_cst) == 0;
 	if (events & POLLOUT)
-		atomic_store_explicit(&c->tx.g.ctl->tx_waiting, 1, memory_order_seq_cst);
+		stale |= atomic_exchange_explicit(&c->tx.g.ctl->tx_waiting, 1,
+						  memory_order_seq_cst) == 0;
 	atomic_thread_fence(memory_order_seq_cst);
+	if (stale)
+		xio__conn_drain(c);
 	return readiness(c) & (events | always);
 }
 

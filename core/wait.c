@@ -30,7 +30,7 @@
 #define cpu_relax() __asm__ volatile("" ::: "memory")
 #endif
 
-static uint64_t spin_ns = 50000, yield_ns = 200000;
+static uint64_t spin_ns = 50000, yield_ns = 200000, poll_spin_ns = 20000;
 static int tuned;
 
 /* Spinning only pays when the peer runs on another CPU at the same time.
@@ -45,8 +45,11 @@ static int single_cpu(void)
 static void tune(void)
 {
 	if (single_cpu())
-		spin_ns = 0;
+		spin_ns = poll_spin_ns = 0;
 	const char *s = getenv("XIO_SPIN_US"), *y = getenv("XIO_YIELD_US");
+	const char *ps = getenv("XIO_POLL_SPIN_US");
+	if (ps && *ps)
+		poll_spin_ns = strtoull(ps, NULL, 10) * 1000;
 	if (s && *s)
 		spin_ns = strtoull(s, NULL, 10) * 1000;
 	if (y && *y)
@@ -61,6 +64,13 @@ static inline uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t xio__poll_spin_ns(void)
+{
+	if (!tuned)
+		tune();
+	return poll_spin_ns;
+}
+
 void xio__conn_doorbell(struct xio_conn *c)
 {
 	static const char bell = 0;
@@ -73,20 +83,28 @@ void xio__conn_doorbell(struct xio_conn *c)
 
 void xio__conn_drain(struct xio_conn *c)
 {
-	char scratch[256];
 	/* Look before reading: a pending error (a reset) stays on the socket,
 	 * for SO_ERROR and for the read that reports it (xio__conn_rx_state). */
 	struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
 	if (xio_sys_poll(&p, 1, 0) <= 0)
 		return;
-	if (p.revents & POLLERR) {
+	xio__conn_drain_ready(c, p.revents);
+}
+
+void xio__conn_drain_ready(struct xio_conn *c, unsigned revents)
+{
+	char scratch[256];
+	if (revents & POLLERR) {
 		c->kernel_errq = 1;
 		return;
 	}
+	/* Readable and no error: reading cannot take an error away. */
 	for (int i = 0; i < 64; i++) {
 		ssize_t r = xio_sys_recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
-		if (r > 0)
+		if (r == (ssize_t)sizeof(scratch))
 			continue;
+		if (r > 0)
+			return; /* less than asked: that was all */
 		if (r == 0)
 			c->kernel_eof = 1;
 		else if (r == -EINTR)

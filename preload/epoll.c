@@ -356,12 +356,28 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 	struct epoll_event kev[64];
 	int64_t deadline = timeout >= 0 ? now_ns() + (int64_t)timeout * 1000000 : -1;
 
-	for (int arm = 0;; arm = 1) {
+	/* A short look before sleeping: the peer usually answers within
+	 * microseconds, and then neither side rings or sleeps. */
+	int64_t spin_end = timeout != 0 ? now_ns() + (int64_t)xio__poll_spin_ns() : 0;
+	int n;
+	for (;;) {
 		pthread_mutex_lock(&ep->mu);
-		int n = scan(ep, out, max, arm, 0);
+		n = scan(ep, out, max, 0, 0);
 		pthread_mutex_unlock(&ep->mu);
+		if (n || now_ns() >= spin_end)
+			break;
+		xio_cpu_relax();
+	}
+	for (;; n = 0) {
+		/* What scan() found has had EPOLLET/EPOLLONESHOT applied: it is
+		 * returned in this round, with whatever the kernel has at once. */
+		if (!n) {
+			pthread_mutex_lock(&ep->mu);
+			n = scan(ep, out, max, 1, 0);
+			pthread_mutex_unlock(&ep->mu);
+		}
 		int tmo = 0;
-		if (!n && arm) {
+		if (!n) {
 			if (deadline < 0)
 				tmo = -1;
 			else {
@@ -390,8 +406,11 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 			}
 			int kind = atomic_load(&e->ps->kind);
 			if (kind == PS_CONN) {
-				/* A doorbell or the kernel's FIN: the channels say what. */
-				xio__conn_drain(e->ps->conn);
+				/* A doorbell or the kernel's FIN: swallow it and stay
+				 * armed (so the program's next read has nothing to
+				 * swallow); the channels say what is ready. */
+				xio__conn_drain_ready(e->ps->conn, kev[i].events);
+				atomic_store(&e->ps->conn->rx.g.ctl->rx_waiting, 1);
 				continue; /* rescanned below */
 			}
 			/* Not paired yet: what the kernel says is the truth, except
@@ -430,7 +449,7 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 		}
 		if (n)
 			return n;
-		if (arm && deadline >= 0 && now_ns() >= deadline)
+		if (deadline >= 0 && now_ns() >= deadline)
 			return 0;
 	}
 }

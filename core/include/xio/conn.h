@@ -121,6 +121,11 @@ void xio__conn_doorbell(struct xio_conn *c);
 
 /* Read and discard doorbell bytes; notes kernel end of file or error. */
 void xio__conn_drain(struct xio_conn *c);
+/* The same when poll/epoll already reported revents for the socket. */
+void xio__conn_drain_ready(struct xio_conn *c, unsigned revents);
+/* How long poll/epoll look at accelerated sockets before they sleep
+ * (XIO_POLL_SPIN_US, default 20 microseconds; 0 on a one-CPU process). */
+uint64_t xio__poll_spin_ns(void);
 
 /* 1 if the peer can no longer receive (closed its read side or died). */
 int xio__conn_peer_rx_gone(struct xio_conn *c);
