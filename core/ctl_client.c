@@ -27,6 +27,26 @@ static int sock = -1;
 static uint32_t seq;
 static uint64_t retry_at;
 static _Atomic uint64_t intent_ctr;
+/* Set while this thread holds the lock: a signal handler that opens a
+ * connection while the code it interrupted talks to the monitor must not
+ * wait for a lock its own thread holds. It gets "no monitor" instead, and
+ * its connection stays on the kernel. */
+static __thread int in_ctl;
+
+static int enter(void)
+{
+	if (in_ctl)
+		return -ENOTCONN;
+	pthread_mutex_lock(&lock);
+	in_ctl = 1;
+	return 0;
+}
+
+static void leave(void)
+{
+	in_ctl = 0;
+	pthread_mutex_unlock(&lock);
+}
 
 static uint64_t now_ns(void)
 {
@@ -150,7 +170,8 @@ int xio__ctl_request(void *msg, int send_fd, void *reply, int *reply_fd)
 
 	if (reply_fd)
 		*reply_fd = -1;
-	pthread_mutex_lock(&lock);
+	if (enter() < 0)
+		return -ENOTCONN;
 	r = ensure_locked();
 	if (r == 0) {
 		h->seq = ++seq;
@@ -162,7 +183,7 @@ int xio__ctl_request(void *msg, int send_fd, void *reply, int *reply_fd)
 			r = -ENOTCONN;
 		}
 	}
-	pthread_mutex_unlock(&lock);
+	leave();
 	return r;
 }
 
@@ -171,7 +192,8 @@ int xio__ctl_post(void *msg, int send_fd)
 	struct xio_msg_hdr *h = msg;
 	int r;
 
-	pthread_mutex_lock(&lock);
+	if (enter() < 0)
+		return -ENOTCONN;
 	r = ensure_locked();
 	if (r == 0) {
 		h->seq = ++seq;
@@ -181,7 +203,7 @@ int xio__ctl_post(void *msg, int send_fd)
 			r = -ENOTCONN;
 		}
 	}
-	pthread_mutex_unlock(&lock);
+	leave();
 	return r;
 }
 
@@ -209,9 +231,10 @@ int xio__ctl_status(struct xio_msg_status *st)
 
 int xio__ctl_sock_fd(void)
 {
-	pthread_mutex_lock(&lock);
+	if (enter() < 0)
+		return -1;
 	int fd = ensure_locked() == 0 ? sock : -1;
-	pthread_mutex_unlock(&lock);
+	leave();
 	return fd;
 }
 

@@ -468,3 +468,23 @@ EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	return epoll_pwait(epfd, ev, max, timeout, NULL);
 }
+
+EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct timespec *tmo,
+			const sigset_t *mask)
+{
+	SHIM_INIT();
+	struct psock *ps = fdtab_lookup(epfd);
+	if (!ps || atomic_load(&ps->kind) != PS_EPOLL || ps->ep->nxio == 0 || max <= 0) {
+		/* glibc 2.35+ has it; call through the kernel directly so that
+		 * an older libc does not stop the shim from loading. */
+		long r = XIO__SC(SYS_epoll_pwait2, epfd, ev, max, tmo, mask, _NSIG / 8);
+		return (int)xio_ret(r);
+	}
+	/* Millisecond resolution, rounded up, as the shim's wait works in. */
+	int ms = -1;
+	if (tmo) {
+		int64_t ns = (int64_t)tmo->tv_sec * 1000000000 + tmo->tv_nsec;
+		ms = ns <= 0 ? 0 : (int)((ns + 999999) / 1000000);
+	}
+	return (int)xio_ret(xepoll_wait(ps->ep, ev, max, ms, mask));
+}
