@@ -155,19 +155,7 @@ void xio__conn_detach(struct xio_conn *c)
 	if (!c->accel)
 		return;
 	xio__conn_fin(c);
-
-	struct xio_msg_close m;
-	memset(&m, 0, sizeof(m));
-	xio_ctl_hdr(&m.h, XIO_MSG_CLOSE, 0);
-	m.conn_id = c->conn_id;
-	m.side = c->side;
-	xio__ctl_post(&m, -1);
-
-	xio__chan_tx_fini(&c->tx);
-	xio_seg_unmap(c->base, &c->params);
-	c->base = NULL;
-	c->hdr = NULL;
-	c->accel = 0;
+	xio__conn_detach_quiet(c);
 }
 
 void xio__conn_detach_quiet(struct xio_conn *c)

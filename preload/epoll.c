@@ -195,10 +195,10 @@ void xio__epoll_forget(struct psock *ps)
 	}
 }
 
-EXPORT int epoll_create(int size)
+/* Every epoll instance gets its (empty) shadow set, so that a socket added
+ * later, or the instance nested in another, can be followed. */
+static int track(int fd)
 {
-	SHIM_INIT();
-	int fd = REAL(epoll_create)(size);
 	if (fd >= 0) {
 		int saved = errno;
 		struct psock *old = fdtab_exchange(fd, NULL);
@@ -210,19 +210,16 @@ EXPORT int epoll_create(int size)
 	return fd;
 }
 
+EXPORT int epoll_create(int size)
+{
+	SHIM_INIT();
+	return track(REAL(epoll_create)(size));
+}
+
 EXPORT int epoll_create1(int flags)
 {
 	SHIM_INIT();
-	int fd = REAL(epoll_create1)(flags);
-	if (fd >= 0) {
-		int saved = errno;
-		struct psock *old = fdtab_exchange(fd, NULL);
-		if (old)
-			psock_unref(old, fd);
-		ep_new(fd);
-		errno = saved;
-	}
-	return fd;
+	return track(REAL(epoll_create1)(flags));
 }
 
 EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
