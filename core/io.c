@@ -141,7 +141,10 @@ ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt,
 			if (!(fl & XIO_IO_PEEK)) {
 				xio__conn_after_release(c);
 				c->st.rx_bytes += (uint64_t)r;
+				c->st.rx_msgs++;
 				atomic_store_explicit(&c->rx.g.ctl->rx_bytes, c->st.rx_bytes,
+						      memory_order_relaxed);
+				atomic_store_explicit(&c->rx.g.ctl->rx_msgs, c->st.rx_msgs,
 						      memory_order_relaxed);
 			}
 			got += (size_t)r;
@@ -220,6 +223,7 @@ ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt
 		c->st.tx_bytes += got;
 		c->st.tx_msgs++;
 		atomic_store_explicit(&c->tx.g.ctl->tx_bytes, c->st.tx_bytes, memory_order_relaxed);
+		atomic_store_explicit(&c->tx.g.ctl->tx_msgs, c->st.tx_msgs, memory_order_relaxed);
 	}
 	xio__conn_after_post(c);
 	return (ssize_t)done;

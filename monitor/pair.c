@@ -342,6 +342,24 @@ static void on_status(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	st.fallback_total = m->fallback_total;
 	st.segments_huge = m->huge_total;
 	st.segments_small = m->small_total;
+	/* The endpoints keep per-connection counters in each segment; the
+	 * monitor holds every live segment's fd and adds them up. */
+	struct mon_conn *c, *tmp;
+	struct xio_seg_layout l;
+	if (xio_seg_layout(&m->params, &l) == 0)
+		HASH_ITER(hh, m->conns, c, tmp)
+		{
+			void *base;
+			if (!c->accel || c->segfd < 0 || xio_seg_map(c->segfd, &m->params, &base) < 0)
+				continue;
+			for (int d = 0; d < 2; d++) {
+				struct xio_chan_ctl *ctl = (void *)((char *)base + l.chan_off[d]);
+				st.live_tx_bytes += atomic_load(&ctl->tx_bytes);
+				st.live_tx_msgs += atomic_load(&ctl->tx_msgs);
+				st.live_doorbells += atomic_load(&ctl->doorbells);
+			}
+			xio_seg_unmap(base, &m->params);
+		}
 	reply(p, &st, XIO_MSG_STATUS_REPLY, msg->u.h.seq, -1);
 }
 

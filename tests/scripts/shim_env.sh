@@ -7,7 +7,9 @@
 #  3. with no monitor, connections work over plain TCP and count as
 #     fallbacks;
 #  4. with a monitor and the default allowlist, the same pair is
-#     accelerated (so 2 and 3 are not passing for a shim that never works).
+#     accelerated (so 2 and 3 are not passing for a shim that never works);
+#  5. `xio-monitor --status` reads the counters of a live connection from
+#     its segment.
 set -u
 build=$(cd "$1" && pwd)
 shim=$build/preload/libxio_preload.so
@@ -53,6 +55,22 @@ grep -q "bad token '10.0.0.0/40'" "$dir/badallow.client.err" ||
 pair good
 [ "$(sum "$dir/good.stats" accel_conns)" -ge 2 ] || fail "default: not accelerated: $(cat "$dir/good.stats")"
 [ "$(sum "$dir/good.stats" rx_bytes)" -ge 524288 ] || fail "default: bytes not over xio: $(cat "$dir/good.stats")"
+
+# 5. The monitor reads the per-connection counters of live connections.
+LD_PRELOAD="$shim" socat TCP4-LISTEN:"$port",bind=127.0.0.1,reuseaddr EXEC:cat 2>/dev/null &
+spid=$!
+for _ in $(seq 100); do grep -q ":$(printf %04X "$port") 00000000:0000 0A" /proc/net/tcp && break; sleep 0.05; done
+(head -c 300000 /dev/zero; sleep 3) | LD_PRELOAD="$shim" timeout 10 socat - TCP4:127.0.0.1:"$port" >/dev/null &
+cpid=$!
+live=0
+for _ in $(seq 40); do
+  live=$("$build/monitor/xio-monitor" --status --socket "$XIO_MONITOR_SOCK" | awk '$1 == "live_tx_bytes" { print $2 }')
+  [ "${live:-0}" -ge 600000 ] && break
+  sleep 0.05
+done
+[ "${live:-0}" -ge 600000 ] || fail "monitor --status: live_tx_bytes ${live:-none}, want >= 600000"
+kill "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null
+kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; spid=""
 xio_monitor_stop
 
 # 3. No monitor at all.

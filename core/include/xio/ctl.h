@@ -97,6 +97,9 @@ struct xio_msg_status {
 	struct xio_msg_hdr h;
 	uint32_t procs, listeners, intents, conns;
 	uint64_t accel_total, fallback_total, segments_huge, segments_small;
+	/* Summed over the live accelerated connections, read from their
+	 * segments' counters (what the endpoints wrote there). */
+	uint64_t live_tx_bytes, live_tx_msgs, live_doorbells;
 };
 
 /* The exact size of a message of type t, or 0 for an unknown type. */
