@@ -7,6 +7,7 @@
 #include "sem.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -87,6 +88,10 @@ static int worker_loop(void *arg)
 		uint32_t id, reply[2];
 		ST_CHECK(st_read_full(a, &id, 4) == 4, "id");
 		if (id == QUIT) {
+			/* Leave the listener group before answering: with
+			 * SO_REUSEPORT the kernel would otherwise route the next
+			 * client to a listener that is about to close. */
+			close(w->l);
 			ST_CHECK(write(a, "bye!", 4) == 4, "bye");
 			close(a);
 			return 0;
@@ -155,6 +160,87 @@ ST_TEST(proc, listener_shared_by_forked_workers)
 	for (int i = 0; i < CLIENTS; i++)
 		cr_assert_eq(served[i], 1, "client %d served %d times", i, served[i]);
 	close(rep[0]);
+}
+
+struct reuse_worker {
+	struct workers w;
+	uint16_t port;
+	int ready_w; /* one byte once listening */
+};
+
+static int reuseport_worker(void *arg)
+{
+	struct reuse_worker *rw = arg;
+	int one = 1;
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(rw->port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	ST_CHECK(l >= 0, "socket");
+	ST_CHECK(setsockopt(l, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0, "SO_REUSEPORT");
+	ST_CHECK(bind(l, (struct sockaddr *)&a, sizeof(a)) == 0, "bind: %s", strerror(errno));
+	ST_CHECK(listen(l, 64) == 0, "listen");
+	ST_CHECK(write(rw->ready_w, "r", 1) == 1, "ready");
+	rw->w.l = l;
+	return worker_loop(&rw->w);
+}
+
+/* SO_REUSEPORT: two processes each with their own listener on one port;
+ * 20 clients are each served exactly once, by one of them. */
+ST_TEST(proc, reuseport_listeners_in_two_processes)
+{
+	int rep[2], ready[2], fds[CLIENTS], one = 1;
+	pid_t pids[2];
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	cr_assert_eq(pipe(rep), 0);
+	cr_assert_eq(pipe(ready), 0);
+	/* A first member of the group picks the port; it leaves once the
+	 * workers are in. */
+	int l0 = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(setsockopt(l0, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+	cr_assert_eq(bind(l0, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(l0, (struct sockaddr *)&a, &al), 0);
+	struct reuse_worker rw = { .w = { .report_w = rep[1] }, .port = ntohs(a.sin_port),
+				   .ready_w = ready[1] };
+	for (uint32_t i = 0; i < 2; i++) {
+		rw.w.index = i;
+		pids[i] = st_fork(reuseport_worker, &rw);
+	}
+	for (int i = 0; i < 2; i++) {
+		char b;
+		cr_assert(st_wait_fd(ready[0], POLLIN, ST_WAIT_MS) & POLLIN, "worker not listening");
+		cr_assert_eq(read(ready[0], &b, 1), 1);
+	}
+	close(l0);
+	close(rep[1]);
+	for (uint32_t i = 0; i < CLIENTS; i++) {
+		fds[i] = st_connect(rw.port);
+		cr_assert(fds[i] >= 0, "connect %u: %s", i, strerror(errno));
+		cr_assert_eq(write(fds[i], &i, 4), 4);
+	}
+	for (uint32_t i = 0; i < CLIENTS; i++) {
+		uint32_t reply[2];
+		char b;
+		cr_assert_eq(st_read_full(fds[i], reply, 8), 8, "client %u got no answer", i);
+		cr_assert_eq(reply[0], i, "client %u got the answer for %u", i, reply[0]);
+		cr_assert_eq(read(fds[i], &b, 1), 0, "client %u: more than one answer", i);
+		close(fds[i]);
+	}
+	quit_one_worker(rw.port);
+	quit_one_worker(rw.port);
+	st_assert_child_ok(pids[0]);
+	st_assert_child_ok(pids[1]);
+	int served[CLIENTS] = { 0 };
+	uint32_t id;
+	while (read(rep[0], &id, 4) == 4) {
+		cr_assert_lt(id, CLIENTS);
+		served[id]++;
+	}
+	for (int i = 0; i < CLIENTS; i++)
+		cr_assert_eq(served[i], 1, "client %d served %d times", i, served[i]);
+	close(rep[0]);
+	close(ready[0]);
+	close(ready[1]);
 }
 
 #define THREAD_BYTES (16u << 20)
