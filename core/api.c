@@ -401,7 +401,7 @@ int xio_shutdown(xio_conn *c, int how)
 		c->shut_rd = 1;
 		atomic_store_explicit(&c->rx.g.ctl->rx_closed, 1, memory_order_release);
 		atomic_thread_fence(memory_order_seq_cst);
-		if (atomic_exchange_explicit(&c->rx.g.ctl->tx_waiting, 0, memory_order_acq_rel))
+		if (xio_wait_claim(&c->rx.g.ctl->tx_waiting))
 			xio__conn_doorbell(c);
 	}
 	return 0;

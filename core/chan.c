@@ -180,11 +180,9 @@ int xio__chan_tx_notify(struct xio_chan_tx *tx)
 	 * a descriptor nobody will ring for.
 	 */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(w, memory_order_relaxed) == 0)
-		return 0;
-	/* Clear it ourselves: further posts before the receiver wakes ring
+	/* Claiming it means further posts before the receiver wakes ring
 	 * nothing more (one doorbell per sleep: the batched wake-up). */
-	return atomic_exchange_explicit(w, 0, memory_order_acq_rel) != 0;
+	return xio_wait_claim(w);
 }
 
 /* Make sure cache[pos] is a valid descriptor; 1 if one is there, 0 if the
@@ -255,9 +253,7 @@ int xio__chan_flush(struct xio_chan_rx *rx)
 	 * full channel. */
 	_Atomic uint32_t *w = &rx->g.ctl->tx_waiting;
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(w, memory_order_relaxed) == 0)
-		return due;
-	return atomic_exchange_explicit(w, 0, memory_order_acq_rel) != 0 || due;
+	return xio_wait_claim(w) || due;
 }
 
 static ssize_t rx_copy(struct xio_chan_rx *rx, void *dst, size_t len, int peek)

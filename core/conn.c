@@ -141,12 +141,16 @@ void xio__conn_fin(struct xio_conn *c)
 	int ring = xio__chan_tx_notify(&c->tx);
 	/* A peer asleep on a full channel must learn it can stop. */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_exchange_explicit(&c->rx.g.ctl->tx_waiting, 0, memory_order_acq_rel))
+	if (xio_wait_claim(&c->rx.g.ctl->tx_waiting))
 		ring = 1;
 	if (ring)
 		xio__conn_doorbell(c);
-	/* Swallow doorbells the peer rang, so that closing the kernel socket
-	 * sends FIN rather than RST. */
+	/* Read the doorbells the peer rang or is ringing, so that closing the
+	 * kernel socket sends FIN rather than RST. */
+	int owed = xio_wait_disarm(&c->rx.g.ctl->rx_waiting);
+	owed |= xio_wait_disarm(&c->tx.g.ctl->tx_waiting);
+	if (owed)
+		xio__conn_owed_doorbell(c);
 	xio__conn_drain(c);
 }
 

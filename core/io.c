@@ -263,19 +263,17 @@ short xio__conn_poll(struct xio_conn *c, short events, int arm)
 	if ((rev & (events | always)) || !arm)
 		return rev & (events | always);
 	/*
-	 * Nothing yet: announce the sleep. The word reads 0 when the peer
-	 * took our previous announcement, i.e. rang a doorbell that is still
-	 * in the kernel socket: only then is there a byte to swallow (so the
-	 * socket does not stay readable for nothing). An idle connection in an
-	 * event loop thus costs no system call per wait.
+	 * Nothing yet: announce the sleep. If the peer had claimed our
+	 * previous announcement, it rang a doorbell that is still in the
+	 * kernel socket: only then is there a byte to swallow (so the socket
+	 * does not stay readable for nothing). An idle connection in an event
+	 * loop thus costs no system call per wait.
 	 */
 	int stale = 0;
 	if (events & (POLLIN | POLLRDHUP))
-		stale |= atomic_exchange_explicit(&c->rx.g.ctl->rx_waiting, 1,
-						  memory_order_seq_cst) == 0;
+		stale |= xio_wait_arm(&c->rx.g.ctl->rx_waiting);
 	if (events & POLLOUT)
-		stale |= atomic_exchange_explicit(&c->tx.g.ctl->tx_waiting, 1,
-						  memory_order_seq_cst) == 0;
+		stale |= xio_wait_arm(&c->tx.g.ctl->tx_waiting);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (stale)
 		xio__conn_drain(c);

@@ -64,6 +64,15 @@ static inline uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void xio__conn_owed_doorbell(struct xio_conn *c)
+{
+	/* The peer claimed our arm and rings: its byte is sent right after
+	 * the claim, so this waits microseconds, bounded in any case. */
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	if (xio_sys_poll(&p, 1, 10) > 0)
+		xio__conn_drain_ready(c, (unsigned)p.revents);
+}
+
 uint64_t xio__poll_spin_ns(void)
 {
 	if (!tuned)
@@ -91,9 +100,24 @@ void xio__conn_drain(struct xio_conn *c)
 	xio__conn_drain_ready(c, p.revents);
 }
 
+/* Each doorbell byte read settles one claim: the word goes from CLAIMED
+ * back to IDLE (nothing owed), so nobody later waits for a byte already
+ * read. */
+static void settle(struct xio_conn *c, ssize_t bytes)
+{
+	uint32_t claimed = XIO_WAIT_CLAIMED;
+	if (bytes > 0 && atomic_compare_exchange_strong(&c->rx.g.ctl->rx_waiting, &claimed,
+							XIO_WAIT_IDLE))
+		bytes--;
+	claimed = XIO_WAIT_CLAIMED;
+	if (bytes > 0)
+		atomic_compare_exchange_strong(&c->tx.g.ctl->tx_waiting, &claimed, XIO_WAIT_IDLE);
+}
+
 void xio__conn_drain_ready(struct xio_conn *c, unsigned revents)
 {
 	char scratch[256];
+	ssize_t total = 0;
 	if (revents & POLLERR) {
 		c->kernel_errq = 1;
 		return;
@@ -101,18 +125,21 @@ void xio__conn_drain_ready(struct xio_conn *c, unsigned revents)
 	/* Readable and no error: reading cannot take an error away. */
 	for (int i = 0; i < 64; i++) {
 		ssize_t r = xio_sys_recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+		if (r > 0)
+			total += r;
 		if (r == (ssize_t)sizeof(scratch))
 			continue;
 		if (r > 0)
-			return; /* less than asked: that was all */
+			break; /* less than asked: that was all */
 		if (r == 0)
 			c->kernel_eof = 1;
 		else if (r == -EINTR)
 			continue;
 		else if (r != -EAGAIN && !c->kernel_err)
 			c->kernel_err = (int)r;
-		return;
+		break;
 	}
+	settle(c, total);
 }
 
 static int ready(struct xio_conn *c, int dir)
@@ -138,6 +165,8 @@ static int ready(struct xio_conn *c, int dir)
  * becomes the kernel sleeper. So no doorbell is consumed by one thread
  * while another sleeps on without seeing it.
  */
+#define SLEPT_OTHER 1 /* another thread slept in the kernel for us */
+
 static int kernel_sleep(struct xio_conn *c)
 {
 	char b;
@@ -147,7 +176,7 @@ static int kernel_sleep(struct xio_conn *c)
 	if (c->sleeper) {
 		pthread_cond_wait(&c->wait_cv, &c->wait_mu);
 		pthread_mutex_unlock(&c->wait_mu);
-		return 0;
+		return SLEPT_OTHER;
 	}
 	c->sleeper = 1;
 	pthread_mutex_unlock(&c->wait_mu);
@@ -193,13 +222,20 @@ int xio__conn_wait(struct xio_conn *c, int dir)
 						 : &c->tx.g.ctl->tx_waiting;
 	/* The other half of the handshake in chan.c (xio__chan_tx_notify,
 	 * xio__chan_flush): announce the sleep, full fence, look again. */
-	atomic_store_explicit(w, 1, memory_order_seq_cst);
+	if (xio_wait_arm(w))
+		xio__conn_drain(c); /* a doorbell owed from before */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (ready(c, dir)) {
-		atomic_store_explicit(w, 0, memory_order_relaxed);
+		if (xio_wait_disarm(w))
+			xio__conn_owed_doorbell(c);
 		return 0;
 	}
 	int r = kernel_sleep(c);
-	atomic_store_explicit(w, 0, memory_order_relaxed);
-	return r;
+	/* A wake by a doorbell read it (and settled its claim). Only a sleep
+	 * cut short (signal, SO_RCVTIMEO) can leave a claimed byte on its
+	 * way; a thread that waited for another thread's sleep leaves the
+	 * bytes to that one. */
+	if (xio_wait_disarm(w) && r < 0)
+		xio__conn_owed_doorbell(c);
+	return r == SLEPT_OTHER ? 0 : r;
 }

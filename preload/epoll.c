@@ -407,7 +407,8 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 				 * armed (so the program's next read has nothing to
 				 * swallow); the channels say what is ready. */
 				xio__conn_drain_ready(e->ps->conn, kev[i].events);
-				atomic_store(&e->ps->conn->rx.g.ctl->rx_waiting, 1);
+				if (xio_wait_arm(&e->ps->conn->rx.g.ctl->rx_waiting))
+					xio__conn_owed_doorbell(e->ps->conn);
 				continue; /* rescanned below */
 			}
 			/* Not paired yet: what the kernel says is the truth, except

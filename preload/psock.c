@@ -138,7 +138,7 @@ static void install_conn(struct psock *ps, struct xio_conn *c)
 {
 	/* Armed from the start: the first message wakes a program that went
 	 * to sleep on the socket before we ever looked at it. */
-	atomic_store(&c->rx.g.ctl->rx_waiting, 1);
+	xio_wait_arm(&c->rx.g.ctl->rx_waiting);
 	ps->conn = c;
 	atomic_store_explicit(&ps->kind, PS_CONN, memory_order_release);
 	STAT_ADD(accel_conns, 1);

@@ -47,12 +47,20 @@ static ssize_t ps_readv(struct psock *ps, const struct iovec *iov, int n, int ms
 	ssize_t r = xio__conn_readv(ps->conn, iov, n, io_flags(ps, msgflags));
 	/* Drained: stay armed, so new data rings the kernel socket for
 	 * whatever the program sleeps in next (an epoll set we do not know,
-	 * a nested one, another process's poll). If the peer took the arm, it
-	 * rang: swallow that byte, or the socket would stay readable in the
-	 * kernel's eyes with nothing to read. */
-	if (!xio__chan_rx_pending(&ps->conn->rx) &&
-	    atomic_exchange(&ps->conn->rx.g.ctl->rx_waiting, 1) == 0)
-		xio__conn_drain(ps->conn);
+	 * a nested one, another process's poll). If the peer had claimed the
+	 * arm, it rang: read that byte, or the socket would stay readable in
+	 * the kernel's eyes with nothing to read (and a close with it unread
+	 * would reset the connection). */
+	_Atomic uint32_t *w = &ps->conn->rx.g.ctl->rx_waiting;
+	if (r == 0 || (r < 0 && r != -EAGAIN && r != -EINTR)) {
+		/* The end: nothing more will come, so no more arming; a
+		 * doorbell the peer claimed is read now, in case the program
+		 * exits next (an unread byte would turn its FIN into a RST). */
+		if (xio_wait_disarm(w))
+			xio__conn_owed_doorbell(ps->conn);
+	} else if (!xio__chan_rx_pending(&ps->conn->rx) && xio_wait_arm(w)) {
+		xio__conn_owed_doorbell(ps->conn);
+	}
 	pthread_mutex_unlock(&ps->rlock);
 	if (r > 0 && !(msgflags & MSG_PEEK)) {
 		STAT_ADD(rx_bytes, (uint64_t)r);

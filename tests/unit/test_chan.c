@@ -160,11 +160,12 @@ Test(chan, one_doorbell_per_sleep)
 {
 	send_bytes("x", 1);
 	cr_assert_eq(xio__chan_tx_notify(&tx), 0, "receiver awake: no doorbell");
-	atomic_store(&rx.g.ctl->rx_waiting, 1);
+	atomic_store(&rx.g.ctl->rx_waiting, XIO_WAIT_ARMED);
 	send_bytes("y", 1);
 	cr_assert_eq(xio__chan_tx_notify(&tx), 1);
 	send_bytes("z", 1);
 	cr_assert_eq(xio__chan_tx_notify(&tx), 0, "second post, same sleep: no doorbell");
+	cr_assert_eq(atomic_load(&rx.g.ctl->rx_waiting), XIO_WAIT_CLAIMED, "the byte is owed");
 }
 
 /* A descriptor pointing past the buffer area is refused. */
@@ -295,10 +296,10 @@ Test(chan, burst_release_keeps_doorbell_debt)
 	char buf[64 * 40];
 	for (int i = 0; i < 40; i++)
 		send_bytes("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde", 64);
-	atomic_store(&tx.g.ctl->tx_waiting, 1); /* the sender went to sleep */
+	atomic_store(&tx.g.ctl->tx_waiting, XIO_WAIT_ARMED); /* the sender went to sleep */
 	cr_assert_eq(xio__chan_read(&rx, buf, sizeof(buf)), (ssize_t)sizeof(buf));
 	cr_assert_eq(xio__chan_flush(&rx), 1, "the wake-up was lost");
-	cr_assert_eq(atomic_load(&tx.g.ctl->tx_waiting), 0);
+	cr_assert_eq(atomic_load(&tx.g.ctl->tx_waiting), XIO_WAIT_CLAIMED);
 }
 
 /* Our copy of DPDK's ring size formula agrees with rte_ring_get_memsize_elem

@@ -121,6 +121,9 @@ void xio__conn_doorbell(struct xio_conn *c);
 
 /* Read and discard doorbell bytes; notes kernel end of file or error. */
 void xio__conn_drain(struct xio_conn *c);
+/* Read the doorbell byte the peer claimed to send (it may still be on its
+ * way: waits for it, briefly). */
+void xio__conn_owed_doorbell(struct xio_conn *c);
 /* The same when poll/epoll already reported revents for the socket. */
 void xio__conn_drain_ready(struct xio_conn *c, unsigned revents);
 /* How long poll/epoll look at accelerated sockets before they sleep

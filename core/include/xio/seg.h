@@ -93,6 +93,45 @@ struct xio_chan_ctl {
 _Static_assert(offsetof(struct xio_chan_ctl, rx_waiting) % XIO_CACHE_LINE == 0, "rx line");
 _Static_assert(offsetof(struct xio_chan_ctl, tx_waiting) % XIO_CACHE_LINE == 0, "tx line");
 
+/*
+ * The waiting words (rx_waiting, tx_waiting) take three values:
+ *   XIO_WAIT_IDLE    the side is not asleep and owes nothing;
+ *   XIO_WAIT_ARMED   the side may sleep in the kernel: wake it;
+ *   XIO_WAIT_CLAIMED the other side took the arm and rings (or rang) one
+ *                    doorbell byte, which the sleeper must read.
+ * Only the side that may sleep arms (IDLE/CLAIMED -> ARMED) or disarms;
+ * only the other side claims (ARMED -> CLAIMED, by compare-and-swap). So a
+ * side always knows whether a doorbell byte is owed to it, and can read it
+ * before it closes: an unread byte would make the kernel reset the
+ * connection instead of ending it.
+ */
+enum { XIO_WAIT_IDLE = 0, XIO_WAIT_ARMED = 1, XIO_WAIT_CLAIMED = 2 };
+
+/* The waker: 1 if it must ring now (it claimed the arm). Call after a full
+ * fence that follows the change it announces. */
+static inline int xio_wait_claim(_Atomic uint32_t *w)
+{
+	uint32_t armed = XIO_WAIT_ARMED;
+	if (atomic_load_explicit(w, memory_order_relaxed) != XIO_WAIT_ARMED)
+		return 0;
+	return atomic_compare_exchange_strong_explicit(w, &armed, XIO_WAIT_CLAIMED,
+						       memory_order_acq_rel, memory_order_relaxed);
+}
+
+/* The sleeper: arm, or disarm. Both return 1 if a doorbell byte had been
+ * claimed (it is owed: read it). */
+static inline int xio_wait_arm(_Atomic uint32_t *w)
+{
+	return atomic_exchange_explicit(w, XIO_WAIT_ARMED, memory_order_seq_cst) ==
+	       XIO_WAIT_CLAIMED;
+}
+
+static inline int xio_wait_disarm(_Atomic uint32_t *w)
+{
+	return atomic_exchange_explicit(w, XIO_WAIT_IDLE, memory_order_acq_rel) ==
+	       XIO_WAIT_CLAIMED;
+}
+
 /* A descriptor on a data ring: one message of payload in the sender's
  * buffer area. Fixed size; offsets, never pointers. */
 struct xio_desc {
