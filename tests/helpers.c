@@ -315,3 +315,36 @@ uint64_t t_now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+
+void t_suite_up(struct t_monitor *m, xio_listener **lis, int backlog)
+{
+	t_monitor_start(m, NULL);
+	struct sockaddr_in a = t_loopback(0);
+	int r = xio_listen(lis, (struct sockaddr *)&a, sizeof(a), backlog, 0);
+	cr_assert_eq(r, 0, "xio_listen: %s", xio_strerror(r));
+}
+
+void t_suite_down(struct t_monitor *m, xio_listener **lis)
+{
+	if (*lis)
+		xio_listener_close(*lis);
+	*lis = NULL;
+	t_monitor_stop(m);
+}
+
+pid_t t_pair_accelerated(xio_listener *lis, xio_conn **server, unsigned flags,
+			 int (*fn)(xio_conn *, void *), void *arg)
+{
+	struct sockaddr_in a = t_loopback(t_listener_port(lis));
+	pid_t pid = t_fork_client((struct sockaddr *)&a, sizeof(a), 0, 1, fn, arg);
+	int r = t_accept(lis, server, flags, 5000);
+	cr_assert_eq(r, 0, "accept: %s", xio_strerror(r));
+	cr_assert(xio_conn_is_accelerated(*server), "server end is not accelerated");
+	return pid;
+}
+
+void t_reap(pid_t pid, int timeout_ms)
+{
+	int st = t_wait(pid, timeout_ms);
+	cr_assert_eq(st, 0, "client exited with %d (see its stderr)", st);
+}

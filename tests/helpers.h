@@ -64,6 +64,19 @@ void t_seg_close(struct t_seg *s);
 void t_pattern_fill(void *buf, size_t len, uint64_t seed, uint64_t pos);
 int t_pattern_check(const void *buf, size_t len, uint64_t seed, uint64_t pos);
 
+/* A test suite's monitor and an xio listener on 127.0.0.1 (port 0), for
+ * .init / .fini. */
+void t_suite_up(struct t_monitor *m, xio_listener **lis, int backlog);
+void t_suite_down(struct t_monitor *m, xio_listener **lis);
+
+/* Fork a client running fn on an accelerated connection to lis and accept
+ * the server end (flags for it), which must be accelerated too. */
+pid_t t_pair_accelerated(xio_listener *lis, xio_conn **server, unsigned flags,
+			 int (*fn)(xio_conn *, void *), void *arg);
+
+/* Wait for a client (bounded) and fail the test unless it exited 0. */
+void t_reap(pid_t pid, int timeout_ms);
+
 /* Hugepages: 1 if at least n 2 MiB pages are free now. */
 int t_hugepages_free(unsigned n);
 

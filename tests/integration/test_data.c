@@ -18,40 +18,26 @@ static xio_listener *lis;
 
 static void setup(void)
 {
-	t_monitor_start(&mon, NULL);
-	struct sockaddr_in a = t_loopback(0);
-	int r = xio_listen(&lis, (struct sockaddr *)&a, sizeof(a), 16, 0);
-	cr_assert_eq(r, 0, "xio_listen: %s", xio_strerror(r));
+	t_suite_up(&mon, &lis, 16);
 }
 
 static void teardown(void)
 {
-	if (lis)
-		xio_listener_close(lis);
-	lis = NULL;
-	t_monitor_stop(&mon);
+	t_suite_down(&mon, &lis);
 }
 
 TestSuite(data, .init = setup, .fini = teardown);
 
 #define MIB (1u << 20)
 
-/* Fork a client running fn on an accelerated connection to the suite's
- * listener; accept the server end, which must be accelerated too. */
 static pid_t pair(xio_conn **server, int (*fn)(xio_conn *, void *), void *arg)
 {
-	struct sockaddr_in a = t_loopback(t_listener_port(lis));
-	pid_t pid = t_fork_client((struct sockaddr *)&a, sizeof(a), 0, 1, fn, arg);
-	int r = t_accept(lis, server, 0, 5000);
-	cr_assert_eq(r, 0, "accept: %s", xio_strerror(r));
-	cr_assert(xio_conn_is_accelerated(*server), "server end is not accelerated");
-	return pid;
+	return t_pair_accelerated(lis, server, 0, fn, arg);
 }
 
 static void reap(pid_t pid, int timeout_ms)
 {
-	int st = t_wait(pid, timeout_ms);
-	cr_assert_eq(st, 0, "client exited with %d (see its stderr)", st);
+	t_reap(pid, timeout_ms);
 }
 
 /* Write len bytes of pattern seed starting at stream position pos, in
