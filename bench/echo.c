@@ -134,6 +134,19 @@ void *echo_buf_alloc(size_t size)
 	return p;
 }
 
+int echo_buf_reserve(void **buf, size_t *bufsz, size_t size)
+{
+	if (*bufsz >= size)
+		return 0;
+	free(*buf);
+	*bufsz = 0;
+	*buf = echo_buf_alloc(size);
+	if (!*buf)
+		return -ENOMEM;
+	*bufsz = size;
+	return 0;
+}
+
 /* Only async-signal-safe calls in here: kill, alarm, write, _exit. */
 static void on_alarm(int sig)
 {

@@ -101,6 +101,11 @@ int echo_msg_check(const char *name, const char *side, const void *buf, size_t l
  * pattern (so that copying transports move real, non-zero pages). */
 void *echo_buf_alloc(size_t size);
 
+/* echo_buf_reserve - make *buf (of *bufsz bytes) hold at least size bytes,
+ * replacing it with a larger echo_buf_alloc() buffer if needed. Returns 0
+ * or -ENOMEM (then *buf is NULL and *bufsz 0). */
+int echo_buf_reserve(void **buf, size_t *bufsz, size_t size);
+
 /* Write seq into the first and the last 8 bytes of a message. memcpy
  * because the ends of a message need not be 8-byte aligned. */
 static inline void echo_msg_stamp(void *buf, size_t size, uint64_t seq)

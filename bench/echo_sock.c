@@ -214,14 +214,8 @@ static int sock_server_serve(void *srv, size_t size)
 	uint64_t seq;
 	int fd, err = 0;
 
-	if (s->bufsz < size) {
-		free(s->buf);
-		s->bufsz = 0;
-		s->buf = echo_buf_alloc(size);
-		if (!s->buf)
-			return -ENOMEM;
-		s->bufsz = size;
-	}
+	if (echo_buf_reserve(&s->buf, &s->bufsz, size) < 0)
+		return -ENOMEM;
 	fd = echo_sock_accept(s->lfd, s->family);
 	if (fd < 0) {
 		echo_err("%s server: accept: %s", s->name, echo_strerror(fd));

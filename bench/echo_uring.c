@@ -164,14 +164,8 @@ static int uring_server_serve(void *srv, size_t size)
 	uint64_t seq;
 	int fd, err = 0;
 
-	if (s->bufsz < size) {
-		free(s->buf);
-		s->bufsz = 0;
-		s->buf = echo_buf_alloc(size);
-		if (!s->buf)
-			return -ENOMEM;
-		s->bufsz = size;
-	}
+	if (echo_buf_reserve(&s->buf, &s->bufsz, size) < 0)
+		return -ENOMEM;
 	/* Accepting is setup, not measured: a plain accept is enough. */
 	fd = echo_sock_accept(s->lfd, s->family);
 	if (fd < 0) {

@@ -269,14 +269,8 @@ static int xio_server_serve(void *srv, size_t size)
 	xio_conn *c;
 	int err;
 
-	if (!s->zc && s->bufsz < size) {
-		free(s->buf);
-		s->bufsz = 0;
-		s->buf = echo_buf_alloc(size);
-		if (!s->buf)
-			return -ENOMEM;
-		s->bufsz = size;
-	}
+	if (!s->zc && echo_buf_reserve(&s->buf, &s->bufsz, size) < 0)
+		return -ENOMEM;
 	/* The child has no SIGALRM handler (the time limit kills it), so
 	 * -EINTR cannot come back here. */
 	err = xio_accept(s->l, &c, 0);
