@@ -224,32 +224,6 @@ ssize_t xio_write(xio_conn *c, const void *buf, size_t len)
 	return xio__conn_writev(c, &v, 1, io_flags(c));
 }
 
-/* Wait until the receive side has something (data, end, error). Returns
- * 1 to try again, or what the caller must return. */
-static ssize_t rx_wait(xio_conn *c)
-{
-	ssize_t s = xio__conn_rx_state(c);
-	if (s <= 0)
-		return s;
-	if (c->nonblock) {
-		xio__conn_drain(c); /* the peer may be gone */
-		s = xio__conn_rx_state(c);
-		return s <= 0 ? s : -EAGAIN;
-	}
-	int r = xio__conn_wait(c, XIO_WAIT_RX);
-	return r < 0 ? r : 1;
-}
-
-/* Wait until the send side can move. Returns 1 to try again, or what the
- * caller must return. */
-static ssize_t tx_wait(xio_conn *c)
-{
-	if (c->nonblock)
-		return -EAGAIN;
-	int r = xio__conn_wait(c, XIO_WAIT_TX);
-	return r < 0 ? r : 1;
-}
-
 /* --- zero copy --------------------------------------------------------- */
 
 int xio_alloc(xio_conn *c, size_t len, struct xio_buf *b)
@@ -284,7 +258,7 @@ int xio_alloc(xio_conn *c, size_t len, struct xio_buf *b)
 		if (off != -ENOBUFS)
 			return (int)off;
 		xio__conn_after_post(c);
-		ssize_t w = tx_wait(c);
+		ssize_t w = xio__conn_tx_wait(c, io_flags(c));
 		if (w <= 0)
 			return (int)w;
 	}
@@ -351,7 +325,7 @@ ssize_t xio_recv(xio_conn *c, struct xio_buf *b)
 		}
 		if (r < 0)
 			return r;
-		ssize_t w = rx_wait(c);
+		ssize_t w = xio__conn_rx_wait(c, io_flags(c));
 		if (w <= 0)
 			return w;
 	}

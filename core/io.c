@@ -102,6 +102,31 @@ ssize_t xio__conn_tx_state(struct xio_conn *c)
 	return 0;
 }
 
+/* --- waiting ------------------------------------------------------------ */
+
+ssize_t xio__conn_rx_wait(struct xio_conn *c, unsigned fl)
+{
+	ssize_t s = xio__conn_rx_state(c);
+	if (s <= 0)
+		return s;
+	if (fl & XIO_IO_NONBLOCK) {
+		/* Look at the kernel socket once: the peer may be gone. */
+		xio__conn_drain(c);
+		s = xio__conn_rx_state(c);
+		return s <= 0 ? s : -EAGAIN;
+	}
+	int r = xio__conn_wait(c, XIO_WAIT_RX);
+	return r < 0 ? r : 1;
+}
+
+ssize_t xio__conn_tx_wait(struct xio_conn *c, unsigned fl)
+{
+	if (fl & XIO_IO_NONBLOCK)
+		return -EAGAIN;
+	int r = xio__conn_wait(c, XIO_WAIT_TX);
+	return r < 0 ? r : 1;
+}
+
 /* --- reading ------------------------------------------------------------ */
 
 static ssize_t rx_copy(struct xio_conn *c, const struct iovec *iov, int n, size_t skip,
@@ -154,19 +179,8 @@ ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt,
 		}
 		if (r < 0)
 			return got ? (ssize_t)got : r;
-		ssize_t s = xio__conn_rx_state(c);
-		if (s <= 0)
-			return got ? (ssize_t)got : s;
-		if (fl & XIO_IO_NONBLOCK) {
-			/* Look at the kernel socket once: the peer may be gone. */
-			xio__conn_drain(c);
-			s = xio__conn_rx_state(c);
-			if (s <= 0)
-				return got ? (ssize_t)got : s;
-			return got ? (ssize_t)got : -EAGAIN;
-		}
-		int w = xio__conn_wait(c, XIO_WAIT_RX);
-		if (w < 0)
+		ssize_t w = xio__conn_rx_wait(c, fl);
+		if (w <= 0)
 			return got ? (ssize_t)got : w;
 	}
 }
@@ -192,10 +206,8 @@ ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt
 		int64_t off = xio__chan_alloc_upto(&c->tx, ask, &got);
 		if (off == -ENOBUFS) {
 			xio__conn_after_post(c); /* never wait while the receiver sleeps unwoken */
-			if (fl & XIO_IO_NONBLOCK)
-				return done ? (ssize_t)done : -EAGAIN;
-			int w = xio__conn_wait(c, XIO_WAIT_TX);
-			if (w < 0)
+			ssize_t w = xio__conn_tx_wait(c, fl);
+			if (w <= 0)
 				return done ? (ssize_t)done : w;
 			continue;
 		}

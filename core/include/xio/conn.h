@@ -61,6 +61,11 @@ short xio__conn_poll(struct xio_conn *c, short events, int arm);
 ssize_t xio__conn_rx_state(struct xio_conn *c);
 /* 0 if writing may go on, else the error a write returns. */
 ssize_t xio__conn_tx_state(struct xio_conn *c);
+/* With nothing to read (rx) or no room (tx): wait as fl allows. Returns 1
+ * to try again, or what the call must return (0 at end of file, -EAGAIN,
+ * -EINTR, -errno). */
+ssize_t xio__conn_rx_wait(struct xio_conn *c, unsigned fl);
+ssize_t xio__conn_tx_wait(struct xio_conn *c, unsigned fl);
 /* Give back released buffers / wake a sleeping receiver, ringing the
  * doorbell when the peer sleeps. */
 void xio__conn_after_release(struct xio_conn *c);
