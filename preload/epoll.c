@@ -52,6 +52,10 @@ struct pepoll {
 	int epfd;
 	struct pentry *head;
 	unsigned nxio; /* entries that are accelerated or nested sets */
+	/* When the kernel part of the set was last looked at, and how many
+	 * waits since have been answered from the channels alone. */
+	_Atomic int64_t os_last_ns;
+	_Atomic unsigned os_skipped;
 };
 
 static int64_t now_ns(void)
@@ -59,6 +63,27 @@ static int64_t now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static unsigned os_ratio = 16;
+static int64_t os_max_ns = 100000;
+static pthread_once_t os_once = PTHREAD_ONCE_INIT;
+
+static void os_tune(void)
+{
+	const char *r = getenv("XIO_EPOLL_OS_RATIO"), *u = getenv("XIO_EPOLL_OS_US");
+	if (r && *r)
+		os_ratio = (unsigned)strtoul(r, NULL, 10);
+	if (u && *u)
+		os_max_ns = (int64_t)strtoll(u, NULL, 10) * 1000;
+}
+
+/* With accelerated events ready: must the kernel's part be looked at too? */
+static int kernel_due(struct pepoll *ep)
+{
+	pthread_once(&os_once, os_tune);
+	return atomic_fetch_add_explicit(&ep->os_skipped, 1, memory_order_relaxed) + 1 >= os_ratio ||
+	       now_ns() - atomic_load_explicit(&ep->os_last_ns, memory_order_relaxed) >= os_max_ns;
 }
 
 static struct pepoll *ep_new(int epfd)
@@ -315,12 +340,18 @@ static int scan(struct pepoll *ep, struct epoll_event *out, int max, int arm, in
 	for (struct pentry *e = ep->head; e && n < max; e = e->next) {
 		if (e->oneshot_off)
 			continue;
+		/* The edge's signature is read before the readiness: a change
+		 * that lands between the two then shows as a new edge on the
+		 * next wait. Read after, it would be recorded as reported
+		 * without ever having been seen, and an EPOLLET program would
+		 * sleep on data it was never told of. */
+		int kind = atomic_load(&e->ps->kind);
+		int et = (e->events & EPOLLET) && kind == PS_CONN;
+		uint64_t sig = et ? xio__conn_event_sig(e->ps->conn) : 0;
 		uint32_t rev = entry_ready(e, arm, depth);
 		if (!rev)
 			continue;
-		int kind = atomic_load(&e->ps->kind);
-		if ((e->events & EPOLLET) && kind == PS_CONN) {
-			uint64_t sig = xio__conn_event_sig(e->ps->conn);
+		if (et && atomic_load(&e->ps->kind) == PS_CONN) {
 			if (e->et_seen && e->et_sig == sig)
 				continue;
 			if (depth == 0) {
@@ -382,8 +413,25 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 				tmo = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 			}
 		}
+		/*
+		 * The kernel's part of the set (kernel fds, doorbells, FIN and
+		 * RST) costs a system call. With accelerated events in hand it
+		 * is looked at only every XIO_EPOLL_OS_RATIO waits or after
+		 * XIO_EPOLL_OS_US, as libvma's OS-poll ratio does: a busy set
+		 * makes no system call on most waits, and a kernel fd is never
+		 * starved for longer than that bound.
+		 */
 		int room = max - n < 64 ? max - n : 64;
-		int k = room > 0 ? REAL(epoll_pwait)(ep->epfd, kev, room, tmo, mask) : 0;
+		int k = 0;
+		if (room > 0 && (!n || kernel_due(ep))) {
+			if (tmo)
+				xio__sleep_begin();
+			k = REAL(epoll_pwait)(ep->epfd, kev, room, tmo, mask);
+			if (tmo)
+				xio__sleep_end();
+			atomic_store_explicit(&ep->os_last_ns, now_ns(), memory_order_relaxed);
+			atomic_store_explicit(&ep->os_skipped, 0, memory_order_relaxed);
+		}
 		if (k < 0) {
 			if (n)
 				return n;
@@ -403,12 +451,11 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 			}
 			int kind = atomic_load(&e->ps->kind);
 			if (kind == PS_CONN) {
-				/* A doorbell or the kernel's FIN: swallow it and stay
-				 * armed (so the program's next read has nothing to
-				 * swallow); the channels say what is ready. */
+				/* A doorbell or the kernel's FIN: swallow it; the
+				 * channels say what is ready. The word is not armed
+				 * again: this thread is awake, and arms it only
+				 * before it sleeps next. */
 				xio__conn_drain_ready(e->ps->conn, kev[i].events);
-				if (xio_wait_arm(&e->ps->conn->rx.g.ctl->rx_waiting))
-					xio__conn_owed_doorbell(e->ps->conn);
 				continue; /* rescanned below */
 			}
 			/* Not paired yet: what the kernel says is the truth, except
@@ -426,7 +473,7 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 		 * so a program waiting only for EPOLLIN gets its data. */
 		struct psock *pending[16];
 		int np = 0;
-		for (struct pentry *e = ep->head; e && np < 16; e = e->next)
+		for (struct pentry *e = k > 0 ? ep->head : NULL; e && np < 16; e = e->next)
 			if (atomic_load(&e->ps->kind) == PS_CONNECTING)
 				pending[np++] = e->ps;
 		pthread_mutex_unlock(&ep->mu);

@@ -16,6 +16,8 @@
 #include "xio/ctl.h"
 #include "xio/sys.h"
 
+_Atomic int xio__shim_sleepers;
+
 static struct xio_allow *allow;
 static int allow_ok;
 /* Copies taken at load time: the environment may be gone or overwritten by

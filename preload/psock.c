@@ -136,9 +136,9 @@ void psock_unref(struct psock *ps, int fd)
 
 static void install_conn(struct psock *ps, struct xio_conn *c)
 {
-	/* Armed from the start: the first message wakes a program that went
-	 * to sleep on the socket before we ever looked at it. */
-	xio_wait_arm(&c->rx.g.ctl->rx_waiting);
+	/* Not armed: the program arms the word when it first sleeps in a
+	 * call of ours (arm only to sleep), so its first message costs the
+	 * peer no doorbell. */
 	ps->conn = c;
 	atomic_store_explicit(&ps->kind, PS_CONN, memory_order_release);
 	STAT_ADD(accel_conns, 1);

@@ -61,6 +61,20 @@ static inline long xio_ret(long r)
 	return r;
 }
 
+/* Threads of this process asleep in a poll, select or epoll_wait that armed
+ * accelerated sockets. While one sleeps, reads leave the words armed (that
+ * thread must still be woken); otherwise a read takes its word back, so an
+ * awake program's peers make no system call for it (w_io.c). */
+extern _Atomic int xio__shim_sleepers;
+static inline void xio__sleep_begin(void)
+{
+	atomic_fetch_add_explicit(&xio__shim_sleepers, 1, memory_order_acq_rel);
+}
+static inline void xio__sleep_end(void)
+{
+	atomic_fetch_sub_explicit(&xio__shim_sleepers, 1, memory_order_acq_rel);
+}
+
 /* init.c */
 void xio__shim_init(void);
 #define SHIM_INIT() xio__real_init()

@@ -40,8 +40,10 @@ EXPORT pid_t fork(void)
 	if (pid >= 0) {
 		int saved = errno;
 		fdtab_each(mark, pid == 0 ? (void *)1 : NULL);
-		if (pid == 0) /* the child's line counts what the child does */
+		if (pid == 0) { /* the child's line counts what the child does */
 			xio__stats_reset();
+			atomic_store(&xio__shim_sleepers, 0); /* only this thread exists */
+		}
 		errno = saved;
 	}
 	return pid;

@@ -45,20 +45,27 @@ static ssize_t ps_readv(struct psock *ps, const struct iovec *iov, int n, int ms
 		return -EINVAL; /* no urgent data over xio (docs/compatibility.md) */
 	pthread_mutex_lock(&ps->rlock);
 	ssize_t r = xio__conn_readv(ps->conn, iov, n, io_flags(ps, msgflags));
-	/* Drained: stay armed, so new data rings the kernel socket for
-	 * whatever the program sleeps in next (an epoll set we do not know,
-	 * a nested one, another process's poll). If the peer had claimed the
-	 * arm, it rang: read that byte, or the socket would stay readable in
-	 * the kernel's eyes with nothing to read (and a close with it unread
-	 * would reset the connection). */
+	/*
+	 * Arm only to sleep: a program that reads is awake, so its peer must
+	 * not pay a doorbell for the next message. A word left armed by a
+	 * poll or epoll_wait that has returned is taken back here, unless
+	 * another thread of this process sleeps in one right now (it must
+	 * still be woken). At the end of the stream the word is taken back in
+	 * any case. A doorbell the peer claimed is read now: an unread byte
+	 * would keep the socket readable for nothing, and turn the close's FIN
+	 * into a RST.
+	 */
 	_Atomic uint32_t *w = &ps->conn->rx.g.ctl->rx_waiting;
-	if (r == 0 || (r < 0 && r != -EAGAIN && r != -EINTR)) {
-		/* The end: nothing more will come, so no more arming; a
-		 * doorbell the peer claimed is read now, in case the program
-		 * exits next (an unread byte would turn its FIN into a RST). */
-		if (xio_wait_disarm(w))
+	int ended = r == 0 || (r < 0 && r != -EAGAIN && r != -EINTR);
+	if (ended || (!ps->inherited &&
+		      atomic_load_explicit(&xio__shim_sleepers, memory_order_acquire) == 0)) {
+		if (atomic_load_explicit(w, memory_order_relaxed) != XIO_WAIT_IDLE &&
+		    xio_wait_disarm(w))
 			xio__conn_owed_doorbell(ps->conn);
 	} else if (!xio__chan_rx_pending(&ps->conn->rx) && xio_wait_arm(w)) {
+		/* A copy of this connection in another process (fork), or
+		 * another thread here, may sleep on it in a call we cannot
+		 * see: stay armed, as a TCP socket would wake them. */
 		xio__conn_owed_doorbell(ps->conn);
 	}
 	pthread_mutex_unlock(&ps->rlock);

@@ -94,7 +94,12 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 			ts.tv_nsec = left % 1000000000;
 			tp = &ts;
 		}
+		int sleeps = arm && !ready;
+		if (sleeps)
+			xio__sleep_begin();
 		int r = REAL(ppoll)(k, n, tp, sigmask);
+		if (sleeps)
+			xio__sleep_end();
 		if (r < 0) {
 			ret = -errno;
 			goto out;

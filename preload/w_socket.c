@@ -98,7 +98,6 @@ static int after_accept(struct psock *lps, int nfd, int flags)
 		if (c->accel) {
 			struct psock *ps = psock_new(nfd, PS_TCP, !!(flags & SOCK_NONBLOCK));
 			if (ps) {
-				xio_wait_arm(&c->rx.g.ctl->rx_waiting);
 				ps->conn = c;
 				atomic_store(&ps->kind, PS_CONN);
 				STAT_ADD(accel_conns, 1);
