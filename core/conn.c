@@ -11,6 +11,8 @@
  * queue and can tell an xio client from a kernel one without waiting.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +66,11 @@ int xio__conn_attach(struct xio_conn *c, const struct xio_msg_attach *a, int seg
 		return r;
 	}
 	xio__chan_rx_init(&c->rx, &grx);
+	int on = 1;
+	socklen_t ol = sizeof(c->app_nodelay);
+	if (xio_sys_getsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &c->app_nodelay, &ol) < 0)
+		c->app_nodelay = 0;
+	xio_sys_setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	c->base = base;
 	c->hdr = base;
 	c->params = a->params;
@@ -207,7 +214,7 @@ struct conn_image {
 	uint64_t conn_id;
 	uint32_t side, tx_seq;
 	struct xio_seg_params params;
-	int32_t shut_rd, shut_wr, kernel_eof, kernel_err, kernel_errq, ring_due;
+	int32_t shut_rd, shut_wr, kernel_eof, kernel_err, kernel_errq, ring_due, app_nodelay;
 	uint32_t ba_n, ba_head, ba_tail, ba_used;
 	uint32_t rx_pos, rx_n, rx_consumed, rx_nrel;
 	struct xio_desc rx_cache[XIO_RX_BURST];
@@ -238,6 +245,7 @@ int xio__conn_image_save(const struct xio_conn *c, void *buf, size_t len)
 	im->kernel_err = c->kernel_err;
 	im->kernel_errq = c->kernel_errq;
 	im->ring_due = c->rx.ring_due;
+	im->app_nodelay = c->app_nodelay;
 	im->ba_n = c->tx.ba.n;
 	im->ba_head = c->tx.ba.head;
 	im->ba_tail = c->tx.ba.tail;
@@ -286,6 +294,7 @@ int xio__conn_image_restore(struct xio_conn *c, const void *buf, size_t len,
 	c->kernel_err = im->kernel_err;
 	c->kernel_errq = im->kernel_errq;
 	c->rx.ring_due = im->ring_due;
+	c->app_nodelay = im->app_nodelay;
 	c->tx.ba.head = im->ba_head;
 	c->tx.ba.tail = im->ba_tail;
 	c->tx.ba.used = im->ba_used;

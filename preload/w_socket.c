@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <string.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 
 #include "shim.h"
@@ -293,5 +294,23 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 	if (ps && level == SOL_SOCKET && name == SO_ERROR &&
 	    atomic_load(&ps->kind) == PS_CONNECTING)
 		psock_finish_connect(ps, fd, 0);
-	return REAL(getsockopt)(fd, level, name, val, len);
+	int r = REAL(getsockopt)(fd, level, name, val, len);
+	/* TCP_NODELAY is on under an accelerated socket for its doorbells
+	 * (conn.h); the program sees what it set. */
+	if (r == 0 && ps && level == IPPROTO_TCP && name == TCP_NODELAY && len &&
+	    *len >= sizeof(int) && atomic_load(&ps->kind) == PS_CONN)
+		*(int *)val = ps->conn->app_nodelay;
+	return r;
+}
+
+EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	SHIM_INIT();
+	struct psock *ps = fdtab_lookup(fd);
+	if (ps && level == IPPROTO_TCP && name == TCP_NODELAY && val && len >= sizeof(int) &&
+	    atomic_load(&ps->kind) == PS_CONN) {
+		ps->conn->app_nodelay = *(const int *)val != 0;
+		return 0; /* the doorbells keep TCP_NODELAY on */
+	}
+	return REAL(setsockopt)(fd, level, name, val, len);
 }

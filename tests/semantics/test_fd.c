@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,35 @@ ST_TEST(fd, fcntl_nonblock_exact)
 		cr_assert_eq(fcntl(fd, F_SETFL, O_RDWR), 0);
 		cr_assert_eq(fcntl(fd, F_GETFL), O_RDWR, "F_GETFL %#x", fcntl(fd, F_GETFL));
 		cr_assert_eq(fcntl(fd, F_GETFD), 0);
+	}
+	close(c);
+	close(s);
+}
+
+/* TCP_NODELAY reads back as the program set it (off on a fresh socket), on
+ * both ends, and data flows after each change. */
+ST_TEST(fd, tcp_nodelay_reads_back)
+{
+	int c, s;
+	char b[1];
+	st_pair(&c, &s);
+	int fds[] = { c, s };
+	for (int i = 0; i < 2; i++) {
+		int fd = fds[i], peer = fds[1 - i];
+		int steps[] = { -1, 1, 0 }; /* -1: as created */
+		for (int k = 0; k < 3; k++) {
+			if (steps[k] >= 0)
+				cr_assert_eq(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &steps[k],
+							sizeof(int)), 0);
+			int v = -1;
+			socklen_t l = sizeof(v);
+			cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l), 0);
+			cr_assert_eq(l, sizeof(int));
+			cr_assert_eq(!!v, steps[k] == 1, "fd %d: TCP_NODELAY reads %d at step %d", fd,
+				     v, k);
+			cr_assert_eq(write(fd, "x", 1), 1);
+			cr_assert_eq(read(peer, b, 1), 1);
+		}
 	}
 	close(c);
 	close(s);

@@ -31,6 +31,12 @@ struct xio_conn {
 	int kernel_eof;  /* the kernel socket read end of file */
 	int kernel_err;  /* ... or this error (negative errno), taken from it */
 	int kernel_errq; /* an error is pending on the socket (left for SO_ERROR) */
+	/* TCP_NODELAY as the program set it. While accelerated the kernel
+	 * socket carries only doorbells, and has TCP_NODELAY on: otherwise
+	 * Nagle's algorithm holds a doorbell behind an unacknowledged one
+	 * until the peer's delayed ACK (40 ms). The shim shows the program
+	 * its own setting. */
+	int app_nodelay;
 	struct xio_conn_stats st;
 	/* One thread per process sleeps in the kernel for this connection;
 	 * others wait on wait_cv until it wakes (wait.c). */
