@@ -395,7 +395,7 @@ int xio_conn_poll_arm(xio_conn *c, short events)
 {
 	if (!c->accel)
 		return 0; /* the kernel socket tells the truth by itself */
-	return xio__conn_poll(c, events, 1);
+	return xio__conn_poll(c, events, xio__wait_token());
 }
 
 const char *xio_strerror(int err)

@@ -168,6 +168,31 @@ int xio__chan_post(struct xio_chan_tx *tx, uint32_t off, uint32_t len)
 	return 0;
 }
 
+/* The sleeps this thread rang a doorbell for lately. A handful is enough:
+ * a sender's batch goes to few sleeping processes at a time, and a miss
+ * only costs one doorbell more. */
+#define RUNG_SLOTS 4
+static __thread uint64_t rung[RUNG_SLOTS];
+static __thread unsigned rung_next;
+
+int xio__wait_claim_batched(_Atomic uint32_t *w, _Atomic uint64_t *tok)
+{
+	if (atomic_load_explicit(w, memory_order_acquire) != XIO_WAIT_ARMED)
+		return 0;
+	/* Pairs with the release of the sleeper's arm: the token of that
+	 * sleep, or of a newer one (then we ring: never a missed wake-up). */
+	uint64_t t = atomic_load_explicit(tok, memory_order_relaxed);
+	if (t)
+		for (unsigned i = 0; i < RUNG_SLOTS; i++)
+			if (rung[i] == t)
+				return 0; /* that sleeper is woken already */
+	if (!xio_wait_claim(w))
+		return 0;
+	if (t)
+		rung[rung_next++ % RUNG_SLOTS] = t;
+	return 1;
+}
+
 int xio__chan_tx_notify(struct xio_chan_tx *tx)
 {
 	_Atomic uint32_t *w = &tx->g.ctl->rx_waiting;
@@ -182,7 +207,7 @@ int xio__chan_tx_notify(struct xio_chan_tx *tx)
 	atomic_thread_fence(memory_order_seq_cst);
 	/* Claiming it means further posts before the receiver wakes ring
 	 * nothing more (one doorbell per sleep: the batched wake-up). */
-	return xio_wait_claim(w);
+	return xio__wait_claim_batched(w, &tx->g.ctl->rx_token);
 }
 
 /* Make sure cache[pos] is a valid descriptor; 1 if one is there, 0 if the
@@ -253,7 +278,7 @@ int xio__chan_flush(struct xio_chan_rx *rx)
 	 * full channel. */
 	_Atomic uint32_t *w = &rx->g.ctl->tx_waiting;
 	atomic_thread_fence(memory_order_seq_cst);
-	return xio_wait_claim(w) || due;
+	return xio__wait_claim_batched(w, &rx->g.ctl->tx_token) || due;
 }
 
 static ssize_t rx_copy(struct xio_chan_rx *rx, void *dst, size_t len, int peek)

@@ -264,7 +264,7 @@ static short readiness(struct xio_conn *c)
 	return rev;
 }
 
-short xio__conn_poll(struct xio_conn *c, short events, int arm)
+short xio__conn_poll(struct xio_conn *c, short events, uint64_t arm)
 {
 	if (!c->accel) {
 		struct pollfd p = { .fd = c->fd, .events = events };
@@ -283,9 +283,9 @@ short xio__conn_poll(struct xio_conn *c, short events, int arm)
 	 */
 	int stale = 0;
 	if (events & (POLLIN | POLLRDHUP))
-		stale |= xio_wait_arm(&c->rx.g.ctl->rx_waiting);
+		stale |= xio_wait_arm_token(&c->rx.g.ctl->rx_waiting, &c->rx.g.ctl->rx_token, arm);
 	if (events & POLLOUT)
-		stale |= xio_wait_arm(&c->tx.g.ctl->tx_waiting);
+		stale |= xio_wait_arm_token(&c->tx.g.ctl->tx_waiting, &c->tx.g.ctl->tx_token, arm);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (stale)
 		xio__conn_drain(c);

@@ -10,8 +10,9 @@
  * messages are posted while it sleeps, it gets one doorbell.
  *
  * XIO_SPIN_US and XIO_YIELD_US tune the first two phases (defaults 50 and
- * 200 microseconds; no spinning for a process bound to one CPU); an idle
- * connection then costs no CPU.
+ * 200 microseconds; a process bound to one CPU yields instead of spinning);
+ * an idle connection then costs no CPU. poll, select and epoll_wait look
+ * for XIO_POLL_SPIN_US (20) before they sleep.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -42,10 +43,13 @@ static int single_cpu(void)
 	return sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) == 1;
 }
 
+static int one_cpu;
+
 static void tune(void)
 {
-	if (single_cpu())
-		spin_ns = poll_spin_ns = 0;
+	one_cpu = single_cpu();
+	if (one_cpu)
+		spin_ns = 0;
 	const char *s = getenv("XIO_SPIN_US"), *y = getenv("XIO_YIELD_US");
 	const char *ps = getenv("XIO_POLL_SPIN_US");
 	if (ps && *ps)
@@ -64,6 +68,27 @@ static inline uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Tokens are a random 64-bit start plus a counter, drawn again when the
+ * process id changes (a forked child, even through a raw clone), so no two
+ * sleeps on the host share one in practice. Drawn only before a sleep,
+ * where a getpid costs nothing next to the sleep itself. */
+static _Atomic uint64_t token_next;
+static _Atomic int token_pid;
+
+uint64_t xio__wait_token(void)
+{
+	int pid = (int)xio_sys_getpid();
+	if (atomic_load_explicit(&token_pid, memory_order_acquire) != pid) {
+		uint64_t r = 0;
+		if (XIO__SC(SYS_getrandom, &r, sizeof(r), 0, 0, 0, 0) != (long)sizeof(r))
+			r = now_ns() * 0x9e3779b97f4a7c15ull ^ ((uint64_t)pid << 40);
+		atomic_store_explicit(&token_next, r, memory_order_relaxed);
+		atomic_store_explicit(&token_pid, pid, memory_order_release);
+	}
+	uint64_t t = atomic_fetch_add_explicit(&token_next, 1, memory_order_relaxed);
+	return t ? t : atomic_fetch_add_explicit(&token_next, 1, memory_order_relaxed);
+}
+
 void xio__conn_owed_doorbell(struct xio_conn *c)
 {
 	/* The peer claimed our arm and rings: its byte is sent right after
@@ -78,6 +103,19 @@ uint64_t xio__poll_spin_ns(void)
 	if (!tuned)
 		tune();
 	return poll_spin_ns;
+}
+
+/* One step of poll's and epoll_wait's look before they sleep. A process
+ * bound to one CPU gives the CPU away at each step: its peer may be bound
+ * to the same one (then it runs and answers at once), or not (then the
+ * yield comes straight back). Either way the answer is seen without a
+ * doorbell, where a pure spin would hold the CPU the peer needs. */
+void xio__poll_relax(void)
+{
+	if (one_cpu)
+		xio_sys_sched_yield();
+	else
+		cpu_relax();
 }
 
 void xio__conn_doorbell(struct xio_conn *c)
@@ -220,9 +258,11 @@ int xio__conn_wait(struct xio_conn *c, int dir)
 
 	_Atomic uint32_t *w = dir == XIO_WAIT_RX ? &c->rx.g.ctl->rx_waiting
 						 : &c->tx.g.ctl->tx_waiting;
+	_Atomic uint64_t *tok = dir == XIO_WAIT_RX ? &c->rx.g.ctl->rx_token
+						   : &c->tx.g.ctl->tx_token;
 	/* The other half of the handshake in chan.c (xio__chan_tx_notify,
 	 * xio__chan_flush): announce the sleep, full fence, look again. */
-	if (xio_wait_arm(w))
+	if (xio_wait_arm_token(w, tok, xio__wait_token()))
 		xio__conn_drain(c); /* a doorbell owed from before */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (ready(c, dir)) {

@@ -308,10 +308,10 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	return r;
 }
 
-static int scan(struct pepoll *ep, struct epoll_event *out, int max, int arm, int depth);
+static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t arm, int depth);
 
 /* Readiness of one shadow entry (without side effects unless arm). */
-static uint32_t entry_ready(struct pentry *e, int arm, int depth)
+static uint32_t entry_ready(struct pentry *e, uint64_t arm, int depth)
 {
 	int kind = atomic_load(&e->ps->kind);
 	if (kind == PS_EPOLL) {
@@ -334,7 +334,7 @@ static uint32_t entry_ready(struct pentry *e, int arm, int depth)
 /* Report ready accelerated members into out (at most max). Caller holds
  * ep->mu. depth > 0: a nested look, which reports without consuming
  * EPOLLET/EPOLLONESHOT state. */
-static int scan(struct pepoll *ep, struct epoll_event *out, int max, int arm, int depth)
+static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t arm, int depth)
 {
 	int n = 0;
 	for (struct pentry *e = ep->head; e && n < max; e = e->next) {
@@ -394,14 +394,17 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 		pthread_mutex_unlock(&ep->mu);
 		if (n || now_ns() >= spin_end)
 			break;
-		xio_cpu_relax();
+		xio__poll_relax();
 	}
 	for (;; n = 0) {
 		/* What scan() found has had EPOLLET/EPOLLONESHOT applied: it is
 		 * returned in this round, with whatever the kernel has at once. */
 		if (!n) {
+			/* About to sleep: arm every accelerated member with this
+			 * sleep's token (one doorbell wakes the whole set). */
+			uint64_t token = xio__wait_token();
 			pthread_mutex_lock(&ep->mu);
-			n = scan(ep, out, max, 1, 0);
+			n = scan(ep, out, max, token, 0);
 			pthread_mutex_unlock(&ep->mu);
 		}
 		int tmo = 0;

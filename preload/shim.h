@@ -45,12 +45,6 @@ struct psock {
 	struct pepoll *member_of[PS_MAX_EPOLL];
 };
 
-#if defined(__x86_64__) || defined(__i386__)
-#define xio_cpu_relax() __builtin_ia32_pause()
-#else
-#define xio_cpu_relax() __asm__ volatile("" ::: "memory")
-#endif
-
 /* -1/errno at the POSIX boundary: the only place errno is set. */
 static inline long xio_ret(long r)
 {

@@ -61,7 +61,7 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 	/* A short look at the accelerated sockets before anything else: the
 	 * peer usually answers within microseconds (see epoll.c). */
 	int64_t spin_end = tmo_ns != 0 ? now_ns() + (int64_t)xio__poll_spin_ns() : 0;
-	for (int found = 0; !found && now_ns() < spin_end; xio_cpu_relax())
+	for (int found = 0; !found && now_ns() < spin_end; xio__poll_relax())
 		for (nfds_t i = 0; i < n && !found; i++)
 			found = ps[i] && (xio__conn_poll(ps[i]->conn,
 						     fds[i].events | POLLERR | POLLHUP, 0) &
@@ -69,12 +69,14 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 
 	for (int arm = 0;; arm = 1) {
 		int ready = 0;
+		/* Armed only to sleep, all with one token (seg.h). */
+		uint64_t token = arm ? xio__wait_token() : 0;
 		for (nfds_t i = 0; i < n; i++) {
 			fds[i].revents = 0;
 			if (!ps[i])
 				continue;
 			short want = fds[i].events | POLLERR | POLLHUP;
-			fds[i].revents = xio__conn_poll(ps[i]->conn, want, arm) & want;
+			fds[i].revents = xio__conn_poll(ps[i]->conn, want, token) & want;
 			ready += fds[i].revents != 0;
 		}
 		memcpy(k, fds, n * sizeof(*k));
@@ -106,10 +108,13 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 		}
 		for (nfds_t i = 0; i < n; i++) {
 			if (ps[i]) {
-				if (k[i].revents && !fds[i].revents) {
-					/* Woken through the kernel socket: look again. */
+				if (k[i].revents && !fds[i].revents)
+					xio__conn_drain(ps[i]->conn); /* the doorbell */
+				/* Look at every accelerated socket again, not only
+				 * those that rang: a peer rings once per sleep token,
+				 * however many of our sockets it wrote to. */
+				if (!fds[i].revents) {
 					short want = fds[i].events | POLLERR | POLLHUP;
-					xio__conn_drain(ps[i]->conn);
 					fds[i].revents = xio__conn_poll(ps[i]->conn, want, 0) & want;
 					ready += fds[i].revents != 0;
 				}

@@ -81,6 +81,10 @@ int xio__chan_post(struct xio_chan_tx *tx, uint32_t off, uint32_t len);
 void xio__chan_unalloc(struct xio_chan_tx *tx, uint32_t off);
 int xio__chan_reclaim(struct xio_chan_tx *tx);
 int xio__chan_tx_notify(struct xio_chan_tx *tx);
+/* Claim the arm of word w (with its sleep token at tok) unless this thread
+ * already rang a doorbell for that sleep (seg.h, sleep tokens): 1 if the
+ * caller must ring now. Call after a full fence. */
+int xio__wait_claim_batched(_Atomic uint32_t *w, _Atomic uint64_t *tok);
 /* 1 if the receiver has released something that reclaim would take back. */
 int xio__chan_tx_can_reclaim(struct xio_chan_tx *tx);
 static inline void *xio__chan_tx_ptr(const struct xio_chan_tx *tx, uint32_t off)

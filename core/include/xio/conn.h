@@ -58,9 +58,13 @@ ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt
 			 unsigned flags);
 
 /* Readiness as poll(2) would report it for the TCP socket: POLLIN, POLLOUT,
- * POLLRDHUP, POLLHUP, POLLERR. With arm set and none of events ready, arms
- * the doorbell so the kernel socket turns readable when that changes. */
-short xio__conn_poll(struct xio_conn *c, short events, int arm);
+ * POLLRDHUP, POLLHUP, POLLERR. With a sleep token (not 0) and none of
+ * events ready, arms the doorbell for that sleep so the kernel socket
+ * turns readable when that changes. */
+short xio__conn_poll(struct xio_conn *c, short events, uint64_t token);
+
+/* A token for one sleep, unique on this host (seg.h, sleep tokens). */
+uint64_t xio__wait_token(void);
 
 /* With the receive ring empty: 0 at end of file, -errno, or 1 for
  * "nothing yet". */
@@ -138,8 +142,10 @@ void xio__conn_owed_doorbell(struct xio_conn *c);
 /* The same when poll/epoll already reported revents for the socket. */
 void xio__conn_drain_ready(struct xio_conn *c, unsigned revents);
 /* How long poll/epoll look at accelerated sockets before they sleep
- * (XIO_POLL_SPIN_US, default 20 microseconds; 0 on a one-CPU process). */
+ * (XIO_POLL_SPIN_US, default 20 microseconds). */
 uint64_t xio__poll_spin_ns(void);
+/* One step of that look: a pause, or a yield for a process bound to one CPU. */
+void xio__poll_relax(void);
 
 /* 1 if the peer can no longer receive (closed its read side or died). */
 int xio__conn_peer_rx_gone(struct xio_conn *c);

@@ -84,10 +84,12 @@ struct xio_chan_ctl {
 	/* Written by the receiver (and cleared by the sender when it rings). */
 	alignas(XIO_CACHE_LINE) _Atomic uint32_t rx_waiting; /* receiver armed to sleep */
 	_Atomic uint32_t rx_closed;                           /* receiver will read no more */
+	_Atomic uint64_t rx_token;                            /* ... in this sleep (below) */
 	_Atomic uint64_t rx_bytes, rx_msgs;
 	/* Written by the sender (and cleared by the receiver when it rings). */
 	alignas(XIO_CACHE_LINE) _Atomic uint32_t tx_waiting; /* sender armed: blocked on full */
 	_Atomic uint32_t tx_fin;                              /* sender will write no more */
+	_Atomic uint64_t tx_token;                            /* ... in this sleep (below) */
 	_Atomic uint64_t tx_bytes, tx_msgs, doorbells;
 };
 _Static_assert(offsetof(struct xio_chan_ctl, rx_waiting) % XIO_CACHE_LINE == 0, "rx line");
@@ -124,6 +126,24 @@ static inline int xio_wait_arm(_Atomic uint32_t *w)
 {
 	return atomic_exchange_explicit(w, XIO_WAIT_ARMED, memory_order_seq_cst) ==
 	       XIO_WAIT_CLAIMED;
+}
+
+/*
+ * Sleep tokens: one sleep (a poll, select or epoll_wait, or a blocking
+ * read) may watch many connections. It arms each of their words with the
+ * same token, unique to that sleep (xio__wait_token). A waker that has
+ * rung a doorbell for token T this batch need not ring for another
+ * connection armed with T: the one wake-up makes the sleeper look at
+ * every connection it armed before it returns or sleeps again. So a
+ * process asleep on 50 connections costs its peer one system call, not 50
+ * (xio__wait_claim_batched). The token is written before the arm (release
+ * through the exchange) and read after seeing ARMED (acquire); a token a
+ * peer fakes can only cost its own connection a wake-up.
+ */
+static inline int xio_wait_arm_token(_Atomic uint32_t *w, _Atomic uint64_t *tok, uint64_t token)
+{
+	atomic_store_explicit(tok, token, memory_order_relaxed);
+	return xio_wait_arm(w);
 }
 
 static inline int xio_wait_disarm(_Atomic uint32_t *w)
