@@ -42,6 +42,7 @@ struct pentry {
 	uint32_t events; /* as the program asked */
 	epoll_data_t data;
 	int oneshot_off; /* EPOLLONESHOT fired; until EPOLL_CTL_MOD */
+	int parked;      /* deleted by the program, still in the kernel set */
 	int et_seen;     /* EPOLLET: reported since the last change */
 	uint64_t et_sig; /* ... with this state */
 	struct pentry *next;
@@ -166,6 +167,13 @@ static void unlink_entry(struct pepoll *ep, struct pentry *e)
 	free(e);
 }
 
+/* Take a parked entry out of the kernel set for good. Caller holds ep->mu. */
+static void park_drop(struct pepoll *ep, struct pentry *e)
+{
+	REAL(epoll_ctl)(ep->epfd, EPOLL_CTL_DEL, e->fd, NULL);
+	unlink_entry(ep, e);
+}
+
 /* Re-register ps in every set that follows it, for its current kind. */
 static void sync_ps(struct psock *ps)
 {
@@ -178,7 +186,9 @@ static void sync_ps(struct psock *ps)
 		struct pentry *e;
 		for (e = ep->head; e && e->ps != ps; e = e->next)
 			;
-		if (e) {
+		if (e && e->parked) {
+			park_drop(ep, e);
+		} else if (e) {
 			struct epoll_event ev = kernel_reg(e, kind);
 			REAL(epoll_ctl)(ep->epfd, EPOLL_CTL_MOD, e->fd, &ev);
 			e->et_seen = 0;
@@ -261,7 +271,48 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	pthread_mutex_lock(&ep->mu);
 	struct pentry *e = find(ep, fd);
 	int r;
-	if (op == EPOLL_CTL_DEL) {
+	/*
+	 * An accelerated socket is registered in the kernel the same way
+	 * whatever the program asks (EPOLLIN for doorbells, FIN and RST), so
+	 * event loops that change a socket's events on every request (MOD,
+	 * or DEL then ADD: redis' ae, libevent) cost no system call: the
+	 * shadow entry changes, and a deleted entry is parked in the kernel
+	 * set until it is added back, or until a kernel event or a change of
+	 * kind shows it must really go (park_drop).
+	 */
+	if (e && e->parked && (kind != PS_CONN || e->ps != ps)) {
+		/* Fell back meanwhile, or the fd number is another socket's now:
+		 * no longer ours to park. */
+		park_drop(ep, e);
+		e = NULL;
+	}
+	if (e && e->parked) {
+		if (op == EPOLL_CTL_ADD) {
+			e->parked = 0;
+			e->events = ev->events;
+			e->data = ev->data;
+			e->oneshot_off = 0;
+			e->et_seen = 0;
+			r = 0;
+		} else {
+			errno = ENOENT; /* as the kernel answers for an fd not in the set */
+			r = -1;
+		}
+	} else if (op == EPOLL_CTL_DEL && e && kind == PS_CONN) {
+		e->parked = 1;
+		r = 0;
+	} else if (op == EPOLL_CTL_MOD && e && kind == PS_CONN) {
+		if (ev->events & EPOLLEXCLUSIVE) {
+			errno = EINVAL; /* the kernel refuses MOD with EPOLLEXCLUSIVE */
+			r = -1;
+		} else {
+			e->events = ev->events;
+			e->data = ev->data;
+			e->oneshot_off = 0;
+			e->et_seen = 0;
+			r = 0;
+		}
+	} else if (op == EPOLL_CTL_DEL) {
 		r = REAL(epoll_ctl)(epfd, op, fd, ev);
 		if (r == 0 && e)
 			unlink_entry(ep, e);
@@ -338,7 +389,7 @@ static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t ar
 {
 	int n = 0;
 	for (struct pentry *e = ep->head; e && n < max; e = e->next) {
-		if (e->oneshot_off)
+		if (e->oneshot_off || e->parked)
 			continue;
 		/* The edge's signature is read before the readiness: a change
 		 * that lands between the two then shows as a new edge on the
@@ -453,6 +504,14 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 				continue;
 			}
 			int kind = atomic_load(&e->ps->kind);
+			if (e->parked) {
+				/* A doorbell armed before the delete, or the
+				 * kernel's FIN: the program no longer watches it. */
+				if (kind == PS_CONN)
+					xio__conn_drain_ready(e->ps->conn, kev[i].events);
+				park_drop(ep, e);
+				continue;
+			}
 			if (kind == PS_CONN) {
 				/* A doorbell or the kernel's FIN: swallow it; the
 				 * channels say what is ready. The word is not armed

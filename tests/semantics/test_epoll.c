@@ -333,6 +333,10 @@ ST_TEST(epoll, ctl_bookkeeping)
 	cr_assert_eq(write(c, "x", 1), 1);
 	cr_assert(st_wait_fd(s, POLLIN, ST_WAIT_MS) & POLLIN);
 	cr_assert_eq(ep_wait1(ep, 0, 41), 0, "reported after EPOLL_CTL_DEL");
+	cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL), -1, "deleted twice");
+	cr_assert_eq(errno, ENOENT);
+	cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_MOD, s, &e), -1, "modified after delete");
+	cr_assert_eq(errno, ENOENT);
 	e.data.u64 = 42;
 	cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, s, &e), 0);
 	cr_assert_eq(ep_wait1(ep, 0, 42), EPOLLIN, "not reported after re-adding");
@@ -362,5 +366,50 @@ ST_TEST(epoll, registration_outlives_fd_via_dup)
 		     strerror(errno));
 	close(d);
 	close(c);
+	close(ep);
+}
+
+/* The peer of event_loop_rounds: rounds of "send a request, wait for the
+ * reply", each request after a pause every 16 rounds so that the other
+ * side sometimes sleeps in epoll_wait. */
+static int request_rounds(int fd, void *arg)
+{
+	int rounds = *(int *)arg;
+	for (int i = 0; i < rounds; i++) {
+		uint32_t v = (uint32_t)i, r;
+		if (i % 16 == 0)
+			st_sleep_ms(2);
+		ST_CHECK(st_write_full(fd, &v, 4) == 4, "request %d: %s", i, strerror(errno));
+		ST_CHECK(st_read_full(fd, &r, 4) == 4, "reply %d: %s", i, strerror(errno));
+		ST_CHECK(r == v + 1, "reply %u to request %u", r, v);
+	}
+	return 0;
+}
+
+/* An event loop that changes a socket's registration on every request, as
+ * redis' ae and libevent do (ADD for reading, MOD to writing, DEL when
+ * done), is woken for every request, reads it, and its replies arrive in
+ * order; a wait after DEL reports nothing. */
+ST_TEST(epoll, event_loop_rounds)
+{
+	int rounds = 400, ep = ep_new();
+	pid_t pid;
+	int s = st_peer_start(&pid, request_rounds, &rounds);
+	for (int i = 0; i < rounds; i++) {
+		uint32_t v;
+		ep_add(ep, s, EPOLLIN, 50);
+		cr_assert_eq(ep_wait1(ep, ST_WAIT_MS, 50), EPOLLIN, "round %d: not woken", i);
+		cr_assert_eq(st_read_full(s, &v, 4), 4);
+		cr_assert_eq(v, (uint32_t)i);
+		struct epoll_event e = { .events = EPOLLOUT, .data.u64 = 51 };
+		cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_MOD, s, &e), 0, "MOD: %s", strerror(errno));
+		cr_assert_eq(ep_wait1(ep, ST_WAIT_MS, 51), EPOLLOUT, "round %d: not writable", i);
+		v++;
+		cr_assert_eq(write(s, &v, 4), 4);
+		cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL), 0, "DEL: %s", strerror(errno));
+		cr_assert_eq(ep_wait1(ep, 0, 0), 0, "round %d: reported after DEL", i);
+	}
+	close(s);
+	st_assert_child_ok(pid);
 	close(ep);
 }
