@@ -274,22 +274,27 @@ short xio__conn_poll(struct xio_conn *c, short events, uint64_t arm)
 	short rev = readiness(c);
 	if ((rev & (events | always)) || !arm)
 		return rev & (events | always);
+	xio__conn_arm(c, events, arm);
+	return readiness(c) & (events | always);
+}
+
+void xio__conn_arm(struct xio_conn *c, short events, uint64_t token)
+{
 	/*
-	 * Nothing yet: announce the sleep. If the peer had claimed our
-	 * previous announcement, it rang a doorbell that is still in the
-	 * kernel socket: only then is there a byte to swallow (so the socket
-	 * does not stay readable for nothing). An idle connection in an event
+	 * Announce the sleep. If the peer had claimed our previous
+	 * announcement, it rang a doorbell that is still in the kernel
+	 * socket: only then is there a byte to swallow (so the socket does
+	 * not stay readable for nothing). An idle connection in an event
 	 * loop thus costs no system call per wait.
 	 */
 	int stale = 0;
 	if (events & (POLLIN | POLLRDHUP))
-		stale |= xio_wait_arm_token(&c->rx.g.ctl->rx_waiting, &c->rx.g.ctl->rx_token, arm);
+		stale |= xio_wait_arm_token(&c->rx.g.ctl->rx_waiting, &c->rx.g.ctl->rx_token, token);
 	if (events & POLLOUT)
-		stale |= xio_wait_arm_token(&c->tx.g.ctl->tx_waiting, &c->tx.g.ctl->tx_token, arm);
+		stale |= xio_wait_arm_token(&c->tx.g.ctl->tx_waiting, &c->tx.g.ctl->tx_token, token);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (stale)
 		xio__conn_drain(c);
-	return readiness(c) & (events | always);
 }
 
 size_t xio__conn_nread(struct xio_conn *c)

@@ -403,8 +403,21 @@ static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t ar
 		if (!rev)
 			continue;
 		if (et && atomic_load(&e->ps->kind) == PS_CONN) {
-			if (e->et_seen && e->et_sig == sig)
-				continue;
+			if (e->et_seen && e->et_sig == sig) {
+				/* Reported already, so no report now; but this wait
+				 * may sleep, and must wake for the next edge even
+				 * though something (EPOLLOUT, most often) is ready:
+				 * arm, then look at the signature once more. */
+				if (!arm)
+					continue;
+				xio__conn_arm(e->ps->conn, (short)e->events, arm);
+				uint64_t now = xio__conn_event_sig(e->ps->conn);
+				if (now == sig)
+					continue;
+				sig = now;
+				if (!(rev = entry_ready(e, 0, depth)))
+					continue;
+			}
 			if (depth == 0) {
 				e->et_seen = 1;
 				e->et_sig = sig;

@@ -63,6 +63,11 @@ ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt
  * turns readable when that changes. */
 short xio__conn_poll(struct xio_conn *c, short events, uint64_t token);
 
+/* Arm the doorbell for events with a sleep token, whatever is ready now
+ * (the caller looks again afterwards): for an EPOLLET socket whose ready
+ * state was reported already, and must wake its sleep when it changes. */
+void xio__conn_arm(struct xio_conn *c, short events, uint64_t token);
+
 /* A token for one sleep, unique on this host (seg.h, sleep tokens). */
 uint64_t xio__wait_token(void);
 
