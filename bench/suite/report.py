@@ -1,0 +1,380 @@
+#!/usr/bin/env python3
+"""bench/suite/report.py OUT_DIR - the suite's results from its raw data.
+
+Reads OUT_DIR/raw.csv (round,scenario,transport,size,metric,value: one
+measurement of one round) and OUT_DIR/failures.csv (round,scenario,
+transport,size,why), and writes:
+
+  results.csv  scenario,transport,size,metric,value: the median over the
+               rounds of every metric, and for each xio row ratio_vs_tcp and
+               ratio_vs_uds of the scenario's headline metric
+  results.md   one Markdown table per scenario group
+  *.png        one bar chart per group (gnuplot, when it is installed)
+
+Medians, not means: one round disturbed by the rest of a shared machine
+should not move the figure. p99 columns are the median of the rounds' p99s.
+"""
+import csv
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+
+# A group is one table and one chart. Rows are (scenario, size) in the
+# order measured, with one line per transport.
+#   key: scenario name or prefix (ending in "-"), title, headline metric and
+#   its label, whether higher is better, the p99 metric (or None), extra
+#   columns, the unit of the CPU columns, the transports, transports that
+#   cannot run (and why), and whether the chart wants a log scale.
+GROUPS = [
+    dict(key="pingpong", title="Ping-pong (bench/pingpong.c), server on CPU 0, client on CPU 1",
+         main="p50_us", label="p50 RTT µs", higher=False, p99="p99_us",
+         extra=[("rt_per_s", "round trips/s")], cpu="µs/round trip",
+         transports=["tcp", "uds", "xio"], log=True),
+    dict(key="pingpong-1core", title="Ping-pong (bench/pingpong.c), both ends on CPU 0",
+         main="p50_us", label="p50 RTT µs", higher=False, p99="p99_us",
+         extra=[("rt_per_s", "round trips/s")], cpu="µs/round trip",
+         transports=["tcp", "uds", "xio"], log=True),
+    dict(key="stream", title="One-way streaming (bench/stream.c)",
+         main="msgs_per_s", label="messages/s", higher=True, p99=None,
+         extra=[("gb_per_s", "GB/s")], cpu="µs/message",
+         transports=["tcp", "uds", "xio"], log=True),
+    dict(key="shortconn", title="Short connections (bench/shortconn.c): connect, 64 B request and reply, close",
+         main="conns_per_s", label="connections/s", higher=True, p99="p99_us",
+         extra=[("p50_us", "p50 µs")], cpu="µs/connection",
+         transports=["tcp", "uds", "xio"], log=False),
+    dict(key="redis-", title="redis-server + redis-benchmark (-t OP -c C -P P)",
+         main="req_per_s", label="requests/s", higher=True, p99="p99_us",
+         extra=[("p50_us", "p50 µs")], cpu="µs/request",
+         transports=["tcp", "uds", "xio"], log=True),
+    dict(key="nginx-", title="nginx (1 worker, return 200 \"hello\") + wrk -t1 -cC",
+         main="req_per_s", label="requests/s", higher=True, p99="p99_us",
+         extra=[("p50_us", "p50 µs")], cpu="µs/request",
+         transports=["tcp", "uds", "xio"], log=False,
+         na={"uds": "wrk cannot connect to a UNIX socket"}),
+    dict(key="memcached-", title="memcached (-t 2) + bench/mcload.c (90 % get, 10 % set, 64 B values)",
+         main="ops_per_s", label="operations/s", higher=True, p99="p99_us",
+         extra=[("p50_us", "p50 µs")], cpu="µs/operation",
+         transports=["tcp", "uds", "xio"], log=False),
+    dict(key="echo", title="xio-bench-echo --quick (native API; xio-zc = zero-copy)",
+         main="p50_us", label="p50 RTT µs", higher=False, p99="p99_us", extra=[], cpu=None,
+         transports=["xio-zc", "xio", "io_uring-tcp", "io_uring-uds", "tcp", "uds"], log=True),
+]
+
+SIZE_NAMES = {"64": "64 B", "1024": "1 KiB", "16384": "16 KiB", "65536": "64 KiB"}
+
+
+def load(path, ncols):
+    rows = []
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if not line or line.startswith("round,"):
+                    continue
+                rows.append(line.split(",", ncols - 1))
+    return rows
+
+
+def fmt(v):
+    """A figure with about four significant digits, thousands grouped."""
+    if v is None:
+        return "–"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+class Data:
+    def __init__(self, out):
+        self.samples = defaultdict(list)  # (scen, transport, size, metric) -> [values]
+        self.order = []                   # (scen, size) in the order first measured
+        self.rounds = set()
+        for rnd, scen, tr, size, metric, value in load(os.path.join(out, "raw.csv"), 6):
+            try:
+                self.samples[(scen, tr, size, metric)].append(float(value))
+            except ValueError:
+                continue
+            self.rounds.add(rnd)
+            if (scen, size) not in self.order:
+                self.order.append((scen, size))
+        self.failures = defaultdict(list)  # (scen, transport, size) -> [why]
+        for rnd, scen, tr, size, why in load(os.path.join(out, "failures.csv"), 5):
+            self.failures[(scen, tr, size)].append(f"round {rnd}: {why}")
+            # A failure of a whole scenario (transport "all": a program is
+            # missing, echo as a whole) has no row of its own; it is listed
+            # under Failures.
+            if (scen, size) not in self.order and tr != "all" and size != "0":
+                self.order.append((scen, size))
+
+    def med(self, scen, tr, size, metric):
+        v = self.samples.get((scen, tr, size, metric))
+        return statistics.median(v) if v else None
+
+    def spread(self, scen, tr, size, metric):
+        v = self.samples.get((scen, tr, size, metric))
+        return (min(v), max(v)) if v and len(v) > 1 else None
+
+
+def group_of(scen):
+    for g in GROUPS:
+        k = g["key"]
+        if (k.endswith("-") and scen.startswith(k)) or scen == k:
+            return g
+    return None
+
+
+def write_csv(d, out):
+    path = os.path.join(out, "results.csv")
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["scenario", "transport", "size", "metric", "value"])
+        # In the order measured: scenario by scenario, transports as run.
+        for (scen, tr, size, metric) in d.samples:
+            w.writerow([scen, tr, size, metric, f"{d.med(scen, tr, size, metric):.6g}"])
+        for scen, size in d.order:
+            g = group_of(scen)
+            if not g:
+                continue
+            for tr in g["transports"]:
+                if not tr.startswith("xio"):
+                    continue
+                x = d.med(scen, tr, size, g["main"])
+                for base in ("tcp", "uds"):
+                    r = ratio(x, d.med(scen, base, size, g["main"]))
+                    if r is not None:
+                        w.writerow([scen, tr, size, f"ratio_vs_{base}", f"{r:.4g}"])
+    return path
+
+
+def row_label(g, scen, size):
+    if g["key"].endswith("-"):
+        label = scen[len(g["key"]):]
+        return label.upper().replace("-C", " -c ").replace("-P", " -P ") if g["key"] == "redis-" \
+            else label.replace("c", "-c ", 1)
+    return SIZE_NAMES.get(size, f"{size} B")
+
+
+def main_table(d, g, md, notes):
+    rows = [(s, z) for s, z in d.order if group_of(s) is g]
+    if not rows:
+        return
+    better = "higher is better" if g["higher"] else "lower is better"
+    md.append(f"## {g['title']}\n")
+    head = ["", "transport", f"{g['label']} (median)"]
+    if g["p99"]:
+        head.append("p99 µs")
+    head += [lab for _, lab in g["extra"]]
+    head += ["xio/tcp", "xio/uds"]
+    if g["cpu"]:
+        head += [f"CPU server {g['cpu']}", f"CPU client {g['cpu']}"]
+    head.append("doorbells/msg")
+    md.append("| " + " | ".join(head) + " |")
+    md.append("|" + "---|" * len(head))
+    for scen, size in rows:
+        label = row_label(g, scen, size)
+        for tr in g["transports"]:
+            cells = [label, tr]
+            label = ""
+            main = d.med(scen, tr, size, g["main"])
+            fails = d.failures.get((scen, tr, size)) or d.failures.get((scen, "all", "0"))
+            na = g.get("na", {}).get(tr)
+            if main is None:
+                if na:
+                    why = f"n/a: {na}"
+                elif fails:
+                    notes.append(f"{scen} {size} {tr}: " + "; ".join(fails))
+                    why = f"**FAIL** (note {len(notes)})"
+                else:
+                    why = "not run"
+                cells.append(why)
+                cells += [""] * (len(head) - len(cells))
+                md.append("| " + " | ".join(cells) + " |")
+                continue
+            cell = fmt(main)
+            if fails:
+                notes.append(f"{scen} {size} {tr}: " + "; ".join(fails))
+                cell += f" (failed in some rounds, note {len(notes)})"
+            cells.append(cell)
+            if g["p99"]:
+                cells.append(fmt(d.med(scen, tr, size, g["p99"])))
+            cells += [fmt(d.med(scen, tr, size, m)) for m, _ in g["extra"]]
+            for base in ("tcp", "uds"):
+                r = ratio(main, d.med(scen, base, size, g["main"])) if tr.startswith("xio") else None
+                cells.append(f"{r:.2f}x" if r is not None else "–")
+            if g["cpu"]:
+                cells += [fmt(d.med(scen, tr, size, "cpu_srv_us")), fmt(d.med(scen, tr, size, "cpu_cli_us"))]
+            db = d.med(scen, tr, size, "doorbells_per_msg")
+            cells.append(f"{db:.3f}" if db is not None else "–")
+            md.append("| " + " | ".join(cells) + " |")
+    md.append(f"\nRatios are of the headline metric ({g['label']}, {better}).\n")
+
+
+def idle_table(d, md, notes):
+    if not any(s == "idle" for s, _ in d.order):
+        return
+    md.append("## Idle connections (bench/idle.c): CPU while 100 connections are open and quiet\n")
+    md.append("| transport | server % of a core | client % of a core | monitor % of a core | doorbells/msg |")
+    md.append("|---|---|---|---|---|")
+    for scen, size in d.order:
+        if scen != "idle":
+            continue
+        for tr in ("tcp", "xio"):
+            v = d.med(scen, tr, size, "cpu_srv_pct")
+            if v is None:
+                f = d.failures.get((scen, tr, size))
+                if f:
+                    notes.append(f"idle {tr}: " + "; ".join(f))
+                md.append(f"| {tr} | {'**FAIL** (note %d)' % len(notes) if f else 'not run'} | | | |")
+                continue
+            mon = d.med(scen, tr, size, "cpu_mon_pct")
+            db = d.med(scen, tr, size, "doorbells_per_msg")
+            md.append(f"| {tr} | {v:.3f} | {d.med(scen, tr, size, 'cpu_cli_pct'):.3f} | "
+                      f"{'–' if mon is None else f'{mon:.3f}'} | {'–' if db is None else f'{db:.3f}'} |")
+    md.append("\nBoth ends wait in epoll_wait with a 100 ms timeout. The monitor's share covers "
+              "the whole step, connection set-up included.\n")
+
+
+def startup_table(d, md, notes):
+    if not any(s == "startup" for s, _ in d.order):
+        return
+    md.append("## Start-up of a process that loads the shim and never uses it (`env /bin/true`)\n")
+    md.append("| LD_PRELOAD | ms per start (median) | p99 ms | CPU µs per start | difference |")
+    md.append("|---|---|---|---|---|")
+    for tr in ("none", "xio"):
+        v = d.med("startup", tr, "0", "ms_per_start")
+        if v is None:
+            f = d.failures.get(("startup", "all", "0"))
+            if f:
+                notes.append("startup: " + "; ".join(f))
+            md.append(f"| {tr} | {'**FAIL** (note %d)' % len(notes) if f else 'not run'} | | | |")
+            continue
+        diff = d.med("startup", tr, "0", "diff_ms")
+        md.append(f"| {'libxio_preload.so' if tr == 'xio' else 'none'} | {v:.3f} | "
+                  f"{fmt(d.med('startup', tr, '0', 'p99_ms'))} | {fmt(d.med('startup', tr, '0', 'cpu_us_per_start'))} | "
+                  f"{'–' if diff is None else f'{diff:+.3f} ms'} |")
+    md.append("\nNo connection is made, so this row has no XIO_STATS proof to give.\n")
+
+
+def gp_quote(text):
+    """text for a single-quoted gnuplot string, where '' is one quote."""
+    return text.replace("'", "''")
+
+
+def charts(d, out):
+    """One PNG per group: the headline metric, bars per transport."""
+    gp = shutil.which("gnuplot")
+    if not gp:
+        return "gnuplot is not installed (Debian package gnuplot-nox): no charts"
+    terms = subprocess.run([gp, "-e", "set terminal"], capture_output=True, text=True).stdout + \
+        subprocess.run([gp, "-e", "set terminal"], capture_output=True, text=True).stderr
+    term = "pngcairo size 1000,520 font ',10'" if "pngcairo" in terms else "png size 1000,520"
+    made = []
+    specs = list(GROUPS) + [
+        dict(key="idle", title="Idle connections: server CPU, % of a core", main="cpu_srv_pct",
+             label="% of a core", transports=["tcp", "xio"], log=False),
+        dict(key="startup", title="Start-up: ms per start", main="ms_per_start",
+             label="ms", transports=["none", "xio"], log=False),
+    ]
+    os.makedirs(os.path.join(out, "charts"), exist_ok=True)
+    for g in specs:
+        rows = [(s, z) for s, z in d.order if (group_of(s) is g) or s == g["key"]]
+        if not rows:
+            continue
+        name = g["key"].rstrip("-")
+        dat = os.path.join(out, "charts", name + ".dat")
+        with open(dat, "w") as f:
+            f.write('"" ' + " ".join(f'"{t}"' for t in g["transports"]) + "\n")
+            for scen, size in rows:
+                label = row_label(g, scen, size) if g in GROUPS else scen
+                vals = [d.med(scen, t, size, g["main"]) for t in g["transports"]]
+                f.write(f'"{label}" ' + " ".join("?" if v is None else f"{v:.6g}" for v in vals) + "\n")
+        png = os.path.join(out, name + ".png")
+        # On a log scale the bars rise from the bottom of the range: start
+        # it at the power of ten below the smallest value.
+        lo = min((v for s, z in rows for t in g["transports"]
+                  for v in [d.med(s, t, z, g["main"])] if v), default=1)
+        floor = 10 ** math.floor(math.log10(lo)) if lo > 0 else 1
+        ylabel = g["label"] + (" (higher is better)" if g.get("higher") else
+                               " (lower is better)" if "higher" in g else "")
+        script = "\n".join([
+            f"set terminal {term}",
+            "set termoption noenhanced",
+            f"set output '{png}'",
+            f"set title '{gp_quote(g['title'])}' noenhanced",
+            f"set ylabel '{gp_quote(ylabel)}' noenhanced",
+            "set datafile missing '?'",
+            "set style data histograms",
+            "set style histogram clustered gap 1",
+            "set style fill solid 0.85 border -1",
+            "set key top left",
+            "set grid ytics",
+            "set xtics rotate by -20 noenhanced",
+            f"set logscale y; set yrange [{floor:g}:*]" if g.get("log") else "set yrange [0:*]",
+            f"plot for [i=2:{len(g['transports']) + 1}] '{dat}' using i:xtic(1) title columnheader(i)",
+        ])
+        r = subprocess.run([gp], input=script, capture_output=True, text=True)
+        if r.returncode == 0 and os.path.exists(png):
+            made.append(os.path.basename(png))
+        else:
+            return f"gnuplot failed on {name}: {r.stderr.strip()[:300]}"
+    return "charts: " + ", ".join(made) if made else "no charts (no data)"
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: report.py OUT_DIR")
+    out = sys.argv[1]
+    d = Data(out)
+    write_csv(d, out)
+    md, notes = [], []
+    header = open(os.path.join(out, "header.md")).read() if os.path.exists(os.path.join(out, "header.md")) else ""
+    md.append(header.rstrip() + "\n")
+    md.append(f"Medians over {len(d.rounds)} round(s). Every xio row ran the same unmodified "
+              "program with both ends under LD_PRELOAD=libxio_preload.so and was checked to have "
+              "gone over shared memory (XIO_STATS: accel_conns > 0 and tx_bytes > 0 on both ends; "
+              "echo: the monitor's accelerated count). doorbells/msg = both ends' doorbells / both "
+              "ends' messages sent. CPU columns: user + system time of that end divided by the "
+              "requests it handled.\n")
+    for g in GROUPS:
+        main_table(d, g, md, notes)
+    idle_table(d, md, notes)
+    startup_table(d, md, notes)
+    # Failures of whole scenarios (a tool missing) and any not shown above.
+    shown = "\n".join(notes)
+    for (scen, tr, size), why in sorted(d.failures.items()):
+        line = f"{scen} {size} {tr}: " + "; ".join(why)
+        if line not in shown:
+            notes.append(line)
+    if notes:
+        md.append("## Failures\n")
+        for i, n in enumerate(notes, 1):
+            md.append(f"{i}. {n}")
+        md.append("")
+    chart_note = charts(d, out)
+    pngs = sorted(f for f in os.listdir(out) if f.endswith(".png"))
+    if pngs:
+        md.append("## Charts\n")
+        md += [f"![{p}]({p})" for p in pngs]
+        md.append("")
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    print(chart_note, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
