@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 
@@ -24,6 +26,12 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static int sock = -1;
+/* What sock is: the program may close or replace the fd number behind our
+ * back (closefrom, dup2 over it: sshd does). Checked before every use, so
+ * the shim never writes to, hands on at exec, or closes an fd that is not
+ * its own. */
+static dev_t sock_dev;
+static ino_t sock_ino;
 static uint32_t seq;
 static uint64_t retry_at;
 static _Atomic uint64_t intent_ctr;
@@ -32,6 +40,24 @@ static _Atomic uint64_t intent_ctr;
  * wait for a lock its own thread holds. It gets "no monitor" instead, and
  * its connection stays on the kernel. */
 static __thread int in_ctl;
+
+/* 1 if fd is still the socket we opened or adopted. */
+static int still_mine(int fd)
+{
+	struct stat st;
+	return fd >= 0 && xio_sys_fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	       st.st_dev == sock_dev && st.st_ino == sock_ino;
+}
+
+static void remember(int fd)
+{
+	struct stat st;
+	sock = fd;
+	if (xio_sys_fstat(fd, &st) == 0) {
+		sock_dev = st.st_dev;
+		sock_ino = st.st_ino;
+	}
+}
 
 static int enter(void)
 {
@@ -68,7 +94,7 @@ static void atfork_parent(void)
 /* The child must not speak on its parent's session: drop it, reopen later. */
 static void atfork_child(void)
 {
-	if (sock >= 0)
+	if (still_mine(sock))
 		xio_sys_close(sock);
 	sock = -1;
 	retry_at = 0;
@@ -80,9 +106,32 @@ static void register_atfork(void)
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
+/*
+ * The control socket lives at a high fd number, close-on-exec, out of the
+ * way of programs that expect the lowest free number from their own
+ * open() or that dup2 onto small numbers: three quarters of the way up to
+ * RLIMIT_NOFILE, and no higher than 768 (the kernel grows a process's fd
+ * table to the highest fd in use).
+ */
+static int move_high(int fd)
+{
+	struct rlimit rl;
+	long target = 768;
+	if (XIO__SC(SYS_getrlimit, RLIMIT_NOFILE, &rl, 0, 0, 0, 0) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur * 3 / 4 < target)
+		target = (long)rl.rlim_cur * 3 / 4;
+	if (target <= fd)
+		return fd;
+	int hi = xio_sys_fcntl(fd, F_DUPFD_CLOEXEC, (int)target);
+	if (hi < 0)
+		return fd; /* no room up there: keep the low one */
+	xio_sys_close(fd);
+	return hi;
+}
+
 static void drop_locked(void)
 {
-	if (sock >= 0)
+	if (still_mine(sock))
 		xio_sys_close(sock);
 	sock = -1;
 	retry_at = now_ns() + RETRY_NS;
@@ -137,6 +186,8 @@ static int hello_locked(void)
 
 static int ensure_locked(void)
 {
+	if (sock >= 0 && !still_mine(sock))
+		sock = -1; /* closed or replaced by the program: not ours to touch */
 	if (sock >= 0)
 		return 0;
 	if (retry_at && now_ns() < retry_at)
@@ -149,12 +200,12 @@ static int ensure_locked(void)
 		return -ENOTCONN;
 	}
 	strcpy(sa.sun_path, path);
-	sock = xio_sys_socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (sock < 0) {
-		sock = -1;
+	int fd = xio_sys_socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
 		retry_at = now_ns() + RETRY_NS;
 		return -ENOTCONN;
 	}
+	remember(move_high(fd));
 	if (xio_sys_connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0 || hello_locked() < 0) {
 		drop_locked();
 		return -ENOTCONN;
@@ -242,9 +293,9 @@ void xio__ctl_adopt(int fd)
 {
 	pthread_once(&atfork_once, register_atfork);
 	pthread_mutex_lock(&lock);
-	if (sock >= 0 && sock != fd)
+	if (sock >= 0 && sock != fd && still_mine(sock))
 		xio_sys_close(sock);
-	sock = fd;
+	remember(fd);
 	retry_at = 0;
 	xio_sys_fcntl(fd, F_SETFD, FD_CLOEXEC);
 	pthread_mutex_unlock(&lock);
@@ -253,7 +304,7 @@ void xio__ctl_adopt(int fd)
 void xio__ctl_reset(void)
 {
 	pthread_mutex_lock(&lock);
-	if (sock >= 0)
+	if (still_mine(sock))
 		xio_sys_close(sock);
 	sock = -1;
 	retry_at = 0;

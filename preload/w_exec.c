@@ -246,6 +246,16 @@ EXPORT int execle(const char *path, const char *arg, ...)
 	return execve(path, argv, envp);
 }
 
+static int is_ctl_socket(int fd)
+{
+	int v;
+	socklen_t l = sizeof(v);
+	if (fd < 0 || xio_sys_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &l) < 0 || v != AF_UNIX)
+		return 0;
+	l = sizeof(v);
+	return xio_sys_getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &l) == 0 && v == SOCK_SEQPACKET;
+}
+
 /* The new image: take the connections back. Runs after init.c. */
 __attribute__((constructor(102))) static void inherit(void)
 {
@@ -257,11 +267,21 @@ __attribute__((constructor(102))) static void inherit(void)
 	unsetenv(ENV_NAME); /* not for our own children */
 	struct stat st;
 	char *buf = NULL;
+	/* The numbers come from the environment: use (and close) them only if
+	 * they still are what the old image left, a memfd and a UNIX
+	 * seqpacket socket; anything else belongs to the program. */
+	if (xio_sys_fcntl(memfd, F_GET_SEALS, 0) < 0) {
+		errno = saved;
+		return;
+	}
+	if (!is_ctl_socket(ctl))
+		ctl = -1;
 	if (xio_sys_fstat(memfd, &st) < 0 || st.st_size < (off_t)sizeof(struct inherit_hdr) ||
 	    !(buf = malloc((size_t)st.st_size)) ||
 	    XIO__SC(SYS_pread64, memfd, buf, st.st_size, 0, 0, 0) != st.st_size)
 		goto out;
-	xio__ctl_adopt(ctl);
+	if (ctl >= 0)
+		xio__ctl_adopt(ctl);
 	struct inherit_hdr *h = (void *)buf;
 	size_t off = sizeof(*h), size = (size_t)st.st_size;
 	for (uint32_t i = 0; h->magic == INHERIT_MAGIC && i < h->count; i++) {

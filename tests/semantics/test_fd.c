@@ -380,6 +380,86 @@ ST_TEST(fd, lowest_fd_and_no_leak)
 	close(fd);
 }
 
+/* The fds of this process that are open now, as a bitmap of the first 1024. */
+static void open_fds(unsigned char map[1024])
+{
+	memset(map, 0, 1024);
+	DIR *d = opendir("/proc/self/fd");
+	cr_assert(d);
+	int dfd = dirfd(d);
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.') {
+			int fd = atoi(de->d_name);
+			if (fd >= 0 && fd < 1024 && fd != dfd)
+				map[fd] = 1;
+		}
+	closedir(d);
+}
+
+/* The small fd numbers are the program's: after a connection is made,
+ * nothing the program did not open itself holds a number below 64 (a
+ * program that dup2()s onto a small number, or expects open() to return
+ * the lowest free one, must not find a stranger there). */
+ST_TEST(fd, small_fd_numbers_are_the_programs)
+{
+	unsigned char before[1024], now[1024];
+	int c, s;
+	open_fds(before);
+	st_pair(&c, &s);
+	cr_assert_eq(write(c, "x", 1), 1);
+	cr_assert_eq(st_read_full(s, (char[1]){ 0 }, 1), 1);
+	open_fds(now);
+	for (int fd = 0; fd < 64; fd++)
+		cr_assert(!now[fd] || before[fd] || fd == c || fd == s,
+			  "fd %d is open and the program did not open it", fd);
+	close(c);
+	close(s);
+}
+
+/* fds the program replaces behind any library's back stay the program's:
+ * every fd that appeared with a first connection (and that the program
+ * does not know) is replaced with a pipe by dup2, as sshd does over fd
+ * numbers it does not know are taken. New connections still carry data
+ * both ways, and every replaced fd is still open and still the program's
+ * pipe. */
+ST_TEST(fd, replaced_fds_stay_the_programs)
+{
+	unsigned char before[1024], now[1024];
+	int c, s, p[2];
+	open_fds(before);
+	one_connection();
+	open_fds(now);
+	cr_assert_eq(pipe(p), 0);
+	int replaced[16], n = 0;
+	for (int fd = 3; fd < 1024 && n < 16; fd++)
+		if (now[fd] && !before[fd] && fd != p[0] && fd != p[1]) {
+			cr_assert_eq(dup2(p[1], fd), fd, "dup2 onto %d: %s", fd, strerror(errno));
+			replaced[n++] = fd;
+		}
+	for (int i = 0; i < 3; i++)
+		one_connection();
+	st_pair(&c, &s);
+	cr_assert_eq(write(c, "ping", 4), 4);
+	char b[5] = { 0 };
+	cr_assert_eq(st_read_full(s, b, 4), 4);
+	cr_assert_str_eq(b, "ping");
+	close(c);
+	close(s);
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		cr_assert_eq(fstat(replaced[i], &st), 0, "fd %d was closed: %s", replaced[i],
+			     strerror(errno));
+		cr_assert(S_ISFIFO(st.st_mode), "fd %d is no longer the pipe", replaced[i]);
+		cr_assert_eq(write(replaced[i], "k", 1), 1);
+		cr_assert_eq(read(p[0], b, 1), 1);
+		cr_assert_eq(b[0], 'k');
+		close(replaced[i]);
+	}
+	close(p[0]);
+	close(p[1]);
+}
+
 /* A connected socket survives exec: a program exec'd with it as an fd
  * echoes what arrives, and end of file passes through. */
 ST_TEST(fd, socket_survives_exec)
