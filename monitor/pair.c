@@ -120,12 +120,16 @@ static void on_listen(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	int listening = 0, r = -EBADF;
 	if (msg->fd >= 0)
 		r = xio_sock_check_tcp(msg->fd, &listening);
-	if (r == 0 && !listening)
-		r = -EINVAL;
 	if (r == 0 && !(l = calloc(1, sizeof(*l))))
 		r = -ENOMEM;
 	if (r == 0)
 		r = xio_sock_local(msg->fd, &l->key.ep);
+	/* Listening, or bound to a port and about to listen: the shim
+	 * registers before the kernel listens, so that no client can connect
+	 * before the listener is known (it takes the registration back if
+	 * listen fails). */
+	if (r == 0 && !listening && l->key.ep.port == 0)
+		r = -EINVAL;
 	if (r == 0)
 		r = xio_sock_netns(msg->fd, p->pid, &l->key.netns);
 	/* Never keep the listening socket: the port must close with its owner. */

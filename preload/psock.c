@@ -84,6 +84,15 @@ static int aborts(int fd)
 	       lg.l_linger == 0;
 }
 
+void psock_unlisten(struct psock *ps)
+{
+	struct xio_msg_id m;
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_UNLISTEN, 0);
+	m.id = ps->listener_id;
+	xio__ctl_post(&m, -1);
+}
+
 static void teardown(struct psock *ps, int fd)
 {
 	xio__epoll_forget(ps);
@@ -97,14 +106,9 @@ static void teardown(struct psock *ps, int fd)
 			xio__conn_detach(ps->conn);
 		xio__conn_free(ps->conn);
 		break;
-	case PS_LISTENER: {
-		struct xio_msg_id m;
-		memset(&m, 0, sizeof(m));
-		xio_ctl_hdr(&m.h, XIO_MSG_UNLISTEN, 0);
-		m.id = ps->listener_id;
-		xio__ctl_post(&m, -1);
+	case PS_LISTENER:
+		psock_unlisten(ps);
 		break;
-	}
 	case PS_CONNECTING:
 		drop_intent(fd, ps->intent);
 		break;

@@ -92,6 +92,8 @@ static inline void psock_to_kernel(struct psock *ps)
  * wait: block until it completes. Returns the kind afterwards (PS_CONN,
  * PS_CONNECTING), or 0 if the socket went back to the kernel. */
 int psock_finish_connect(struct psock *ps, int fd, int wait);
+/* Take back ps's registration as a listener (one-way message). */
+void psock_unlisten(struct psock *ps);
 /* Pair a connected socket (blocking connect done) and install or drop ps. */
 void psock_pair_connected(struct psock *ps, int fd, uint64_t intent);
 

@@ -51,16 +51,50 @@ static int register_listener(struct psock *ps, int fd)
 	return 1;
 }
 
+static int bound_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_port != 0;
+	if (ss->ss_family == AF_INET6)
+		return ((const struct sockaddr_in6 *)ss)->sin6_port != 0;
+	return 0;
+}
+
+/*
+ * A socket bound to a port is registered before the kernel listens: a
+ * client can connect as soon as the kernel listens (one started right
+ * after its server, retrying), and must find the listener known to the
+ * monitor already, or it would stay on TCP. If the kernel then refuses to
+ * listen, the registration is taken back. A socket that listen() binds
+ * itself (no bind before) has no port to register until it listens.
+ */
 EXPORT int listen(int fd, int backlog)
 {
 	SHIM_INIT();
-	int r = REAL(listen)(fd, backlog);
 	struct psock *ps = fdtab_lookup(fd);
-	if (r < 0 || !ps || atomic_load(&ps->kind) != PS_TCP)
-		return r;
+	if (!ps || atomic_load(&ps->kind) != PS_TCP)
+		return REAL(listen)(fd, backlog);
 	int saved = errno;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
+	int named = xio_sys_getsockname(fd, (struct sockaddr *)&ss, &sl) == 0;
+	int early = named && bound_port(&ss) && xio__allowed((struct sockaddr *)&ss, sl) &&
+		    register_listener(ps, fd);
+	errno = saved;
+	int r = REAL(listen)(fd, backlog);
+	saved = errno;
+	if (r < 0) {
+		if (early)
+			psock_unlisten(ps);
+		errno = saved;
+		return r;
+	}
+	if (early) {
+		atomic_store(&ps->kind, PS_LISTENER);
+		errno = saved;
+		return r;
+	}
+	sl = sizeof(ss);
 	if (xio_sys_getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
 	    xio__allowed((struct sockaddr *)&ss, sl) && register_listener(ps, fd))
 		atomic_store(&ps->kind, PS_LISTENER);
