@@ -161,11 +161,29 @@ void xio__conn_fin(struct xio_conn *c)
 	xio__conn_drain(c);
 }
 
+/*
+ * A TCP socket closed with data it has not read resets the connection, so
+ * that the sender learns its data was lost: the kernel socket is closed
+ * with SO_LINGER {1, 0} (its RST reaches the peer as ECONNRESET, as for an
+ * abort), and rx_closed says "reset" rather than "closed", so the peer's
+ * writes fail at once instead of the one write TCP lets through after an
+ * orderly close.
+ */
+static void reset_unread(struct xio_conn *c)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	xio_sys_setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	atomic_store_explicit(&c->rx.g.ctl->rx_closed, XIO_RX_RESET, memory_order_release);
+}
+
 void xio__conn_detach(struct xio_conn *c)
 {
 	if (!c->accel)
 		return;
-	xio__conn_fin(c);
+	if (xio__chan_rx_pending(&c->rx))
+		reset_unread(c);
+	else
+		xio__conn_fin(c);
 	xio__conn_detach_quiet(c);
 }
 

@@ -65,6 +65,8 @@ static ssize_t take_kernel_error(struct xio_conn *c)
 	ssize_t r = c->kernel_err;
 	c->kernel_err = 0;
 	c->kernel_eof = 1;
+	if (r)
+		c->wrote_past_close = 1; /* reset already: no write gets through */
 	/* EPIPE is what a socket that had the peer's FIN then gets for a reset:
 	 * the peer ended the stream in order and its kernel reset afterwards
 	 * (a doorbell byte left unread at its close). A read never returns
@@ -194,6 +196,24 @@ ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt
 	size_t done = 0, want = iov_total(iov, iovcnt);
 	int i = 0;
 	size_t ioff = 0; /* offset inside iov[i] */
+
+	/*
+	 * The first write after the peer has closed in order (close(), both
+	 * flags, nothing left unread) succeeds on TCP: the bytes leave, and
+	 * the closed peer answers with a reset that makes the next write
+	 * fail. So here: the bytes are dropped (nobody will read them), one
+	 * byte goes to the kernel socket to draw the same reset from the
+	 * peer's kernel, and the next write gets EPIPE. A peer that died or
+	 * reset gets no such write.
+	 */
+	if (want && !c->shut_wr && !c->tx.err && !c->wrote_past_close &&
+	    atomic_load_explicit(&c->tx.g.ctl->rx_closed, memory_order_acquire) == 1 &&
+	    atomic_load_explicit(&c->rx.g.ctl->tx_fin, memory_order_acquire)) {
+		static const char probe = 0;
+		c->wrote_past_close = 1;
+		xio_sys_send(c->fd, &probe, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		return (ssize_t)want;
+	}
 
 	while (done < want) {
 		ssize_t s = xio__conn_tx_state(c);

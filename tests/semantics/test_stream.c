@@ -301,6 +301,80 @@ ST_TEST(stream, sigpipe_on_write_after_peer_close)
 	close(c);
 }
 
+/* The first write after the peer has closed succeeds, as TCP sends it and
+ * the closed peer answers with a reset; the write after that fails with
+ * EPIPE. */
+ST_TEST(stream, first_write_after_peer_close_succeeds)
+{
+	int c, s;
+	st_pair(&c, &s);
+	catch_sigpipe();
+	close(s);
+	await_eof(c);
+	cr_assert_eq(send(c, "first", 5, MSG_NOSIGNAL), 5, "first write after close: %s",
+		     strerror(errno));
+	cr_assert(st_wait_fd(c, POLLERR | POLLHUP, ST_WAIT_MS) & (POLLERR | POLLHUP),
+		  "no reset reported after the first write");
+	cr_assert_eq(send(c, "second", 6, MSG_NOSIGNAL), -1, "second write after close");
+	cr_assert(errno == EPIPE || errno == ECONNRESET, "second write failed with %s",
+		  strerror(errno));
+	cr_assert_eq(sigpipes, 0);
+	close(c);
+}
+
+/* A peer that closes with data it has not read resets the connection: the
+ * sender's next read fails with ECONNRESET (then reads end of file), and
+ * its writes fail. */
+ST_TEST(stream, close_with_unread_data_resets)
+{
+	int c, s;
+	char b[8];
+	st_pair(&c, &s);
+	catch_sigpipe();
+	cr_assert_eq(write(c, "unread!", 7), 7);
+	cr_assert(st_wait_fd(s, POLLIN, ST_WAIT_MS) & POLLIN);
+	close(s);
+	cr_assert(st_wait_fd(c, POLLIN, ST_WAIT_MS) & POLLIN);
+	cr_assert_eq(read(c, b, sizeof(b)), -1, "read after the peer's reset");
+	cr_assert_eq(errno, ECONNRESET, "read failed with %s", strerror(errno));
+	cr_assert_eq(read(c, b, sizeof(b)), 0);
+	cr_assert_eq(send(c, "x", 1, MSG_NOSIGNAL), -1, "write after the peer's reset");
+	cr_assert(errno == EPIPE || errno == ECONNRESET, "write failed with %s", strerror(errno));
+	close(c);
+}
+
+/* The peer of reset_stops_a_streaming_sender: read a little, then close
+ * with the rest unread. */
+static int read_some_then_close(int fd, void *arg)
+{
+	(void)arg;
+	static char b[65536];
+	ST_CHECK(st_read_full(fd, b, sizeof(b)) == (ssize_t)sizeof(b), "read: %s", strerror(errno));
+	return 0; /* the socket closes with the child, unread data in it */
+}
+
+/* A sender streaming to a peer that closes in the middle of receiving
+ * does not finish without an error: within a bounded number of sends one
+ * fails with ECONNRESET or EPIPE. */
+ST_TEST(stream, reset_stops_a_streaming_sender)
+{
+	pid_t pid;
+	static char b[65536];
+	catch_sigpipe();
+	int s = st_peer_start(&pid, read_some_then_close, NULL);
+	ssize_t r = 0;
+	int i;
+	for (i = 0; i < 2000; i++) {
+		r = send(s, b, sizeof(b), MSG_NOSIGNAL);
+		if (r < 0)
+			break;
+	}
+	cr_assert_eq(r, -1, "%d sends of 64 KiB to a peer that closed all succeeded", i);
+	cr_assert(errno == EPIPE || errno == ECONNRESET, "send failed with %s", strerror(errno));
+	close(s);
+	st_assert_child_ok(pid);
+}
+
 /* shutdown(SHUT_WR): the peer reads all the data and then end of file; the
  * half-closed side can no longer write (EPIPE) but still reads what the
  * peer sends, and then the peer's end of file. */

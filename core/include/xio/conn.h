@@ -28,6 +28,8 @@ struct xio_conn {
 	struct xio_chan_tx tx;        /* direction side -> peer */
 	struct xio_chan_rx rx;        /* direction peer -> side */
 	int shut_rd, shut_wr;
+	int wrote_past_close; /* the one write TCP lets through after the peer
+			       * closed is used up (or a reset came first) */
 	int kernel_eof;  /* the kernel socket read end of file */
 	int kernel_err;  /* ... or this error (negative errno), taken from it */
 	int kernel_errq; /* an error is pending on the socket (left for SO_ERROR) */

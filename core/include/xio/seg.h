@@ -83,7 +83,8 @@ _Static_assert(sizeof(struct xio_seg_hdr) <= XIO_SEG_HDR_SIZE, "header fits its 
 struct xio_chan_ctl {
 	/* Written by the receiver (and cleared by the sender when it rings). */
 	alignas(XIO_CACHE_LINE) _Atomic uint32_t rx_waiting; /* receiver armed to sleep */
-	_Atomic uint32_t rx_closed;                           /* receiver will read no more */
+	_Atomic uint32_t rx_closed;                           /* receiver will read no more: 1
+							       * closed, XIO_RX_RESET reset */
 	_Atomic uint64_t rx_token;                            /* ... in this sleep (below) */
 	_Atomic uint64_t rx_bytes, rx_msgs;
 	/* Written by the sender (and cleared by the receiver when it rings). */
@@ -108,6 +109,10 @@ _Static_assert(offsetof(struct xio_chan_ctl, tx_waiting) % XIO_CACHE_LINE == 0, 
  * connection instead of ending it.
  */
 enum { XIO_WAIT_IDLE = 0, XIO_WAIT_ARMED = 1, XIO_WAIT_CLAIMED = 2 };
+
+/* rx_closed: 1 after an orderly close or SHUT_RD; XIO_RX_RESET when the
+ * receiver closed with data unread (TCP resets the connection then). */
+#define XIO_RX_RESET 2u
 
 /* The waker: 1 if it must ring now (it claimed the arm). Call after a full
  * fence that follows the change it announces. */
