@@ -15,8 +15,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include <rte_ring.h>
-#include <rte_ring_elem.h>
+#include "xio/spsc.h"
 
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -34,17 +33,17 @@ void xio__chan_geom(struct xio_chan_geom *g, void *base, const struct xio_seg_pa
 	g->slots = p->ring_slots;
 }
 
-/*
- * A ring's constant fields live in shared memory, and rte_ring's inline
- * functions index the slots with them. Compare them with the trusted
- * values before each call so that a peer that rewrote them is caught
- * instead of steering our accesses outside the ring. (A peer that flips
- * them back and forth exactly between this check and rte_ring's own load
- * is not caught: docs/design.md, "What a peer can do".)
- */
-static inline int ring_sane(const struct rte_ring *r, uint32_t slots)
+/* The four ring sides of a direction, with this process's constants and
+ * indices (spsc.h): DPDK's inline paths are not used on shared rings. */
+static inline struct xio_spsc data_q(const struct xio_chan_geom *g, uint32_t *mine)
 {
-	return r->size == slots && r->mask == slots - 1 && r->capacity == slots - 1;
+	return (struct xio_spsc){ g->data, g->slots - 1, g->slots - 1, sizeof(struct xio_desc),
+				  mine };
+}
+
+static inline struct xio_spsc free_q(const struct xio_chan_geom *g, uint32_t *mine)
+{
+	return (struct xio_spsc){ g->free, g->slots - 1, g->slots - 1, sizeof(uint32_t), mine };
 }
 
 static inline int desc_ok(const struct xio_chan_geom *g, const struct xio_desc *d)
@@ -57,6 +56,7 @@ static inline int desc_ok(const struct xio_chan_geom *g, const struct xio_desc *
 int xio__chan_tx_init(struct xio_chan_tx *tx, const struct xio_chan_geom *g)
 {
 	tx->g = *g;
+	tx->data_prod = tx->free_cons = 0;
 	tx->seq = 0;
 	tx->err = 0;
 	return xio_bufalloc_init(&tx->ba, g->buf_bytes >> g->chunk_shift);
@@ -80,11 +80,12 @@ int xio__chan_reclaim(struct xio_chan_tx *tx)
 
 	if (unlikely(tx->err))
 		return tx->err;
+	struct xio_spsc q = free_q(&tx->g, &tx->free_cons);
 	for (;;) {
-		if (unlikely(!ring_sane(tx->g.free, tx->g.slots)))
-			return tx->err = -EPROTO;
-		unsigned n = rte_ring_sc_dequeue_burst_elem(tx->g.free, offs, sizeof(offs[0]),
-							    64, NULL);
+		int64_t got = xio_spsc_dequeue(&q, offs, 64);
+		if (unlikely(got < 0))
+			return tx->err = (int)got;
+		unsigned n = (unsigned)got;
 		for (unsigned i = 0; i < n; i++) {
 			uint32_t off = offs[i];
 			if (unlikely((off & ((1u << tx->g.chunk_shift) - 1)) != 0 ||
@@ -101,7 +102,10 @@ int xio__chan_reclaim(struct xio_chan_tx *tx)
 
 int xio__chan_tx_can_reclaim(struct xio_chan_tx *tx)
 {
-	return ring_sane(tx->g.free, tx->g.slots) && rte_ring_count(tx->g.free) > 0;
+	struct xio_spsc q = free_q(&tx->g, &tx->free_cons);
+	/* An impossible index counts as "something to do": the reclaim that
+	 * follows reports it, instead of a writer waiting on it for ever. */
+	return xio_spsc_count(&q) != 0;
 }
 
 int64_t xio__chan_alloc(struct xio_chan_tx *tx, uint32_t len)
@@ -159,11 +163,10 @@ int xio__chan_post(struct xio_chan_tx *tx, uint32_t off, uint32_t len)
 
 	if (unlikely(tx->err))
 		return tx->err;
-	if (unlikely(!ring_sane(tx->g.data, tx->g.slots)))
-		return tx->err = -EPROTO;
 	/* The ring has more slots than the area has chunks, so it can only be
 	 * full if the receiver rewrote its consumer index. */
-	if (unlikely(rte_ring_sp_enqueue_bulk_elem(tx->g.data, &d, sizeof(d), 1, NULL) != 1))
+	struct xio_spsc q = data_q(&tx->g, &tx->data_prod);
+	if (unlikely(xio_spsc_enqueue(&q, &d, 1, 1) != 1))
 		return tx->err = -EPROTO;
 	return 0;
 }
@@ -218,10 +221,11 @@ static inline int rx_fill(struct xio_chan_rx *rx)
 		return 1;
 	if (unlikely(rx->err))
 		return rx->err;
-	if (unlikely(!ring_sane(rx->g.data, rx->g.slots)))
-		return rx->err = -EPROTO;
-	unsigned n = rte_ring_sc_dequeue_burst_elem(rx->g.data, rx->cache, sizeof(rx->cache[0]),
-						    XIO_RX_BURST, NULL);
+	struct xio_spsc q = data_q(&rx->g, &rx->data_cons);
+	int64_t got = xio_spsc_dequeue(&q, rx->cache, XIO_RX_BURST);
+	if (unlikely(got < 0))
+		return rx->err = (int)got;
+	unsigned n = (unsigned)got;
 	rx->pos = 0;
 	rx->n = n;
 	rx->consumed = 0;
@@ -243,7 +247,10 @@ int xio__chan_rx_pending(struct xio_chan_rx *rx)
 {
 	if (rx->pos < rx->n)
 		return 1;
-	return ring_sane(rx->g.data, rx->g.slots) && rte_ring_count(rx->g.data) > 0;
+	struct xio_spsc q = data_q(&rx->g, &rx->data_cons);
+	/* An impossible index reads as pending: the read that follows
+	 * reports -EPROTO, rather than a reader that never sleeps or ends. */
+	return xio_spsc_count(&q) != 0;
 }
 
 void xio__chan_release(struct xio_chan_rx *rx, uint32_t off)
@@ -262,13 +269,9 @@ int xio__chan_flush(struct xio_chan_rx *rx)
 	rx->ring_due = 0;
 	if (rx->nrel == 0)
 		return due;
-	if (unlikely(!ring_sane(rx->g.free, rx->g.slots))) {
-		rx->nrel = 0;
-		return rx->err = -EPROTO;
-	}
-	unsigned n = rte_ring_sp_enqueue_burst_elem(rx->g.free, rx->rel, sizeof(rx->rel[0]),
-						    rx->nrel, NULL);
-	if (unlikely(n != rx->nrel)) {
+	struct xio_spsc q = free_q(&rx->g, &rx->free_prod);
+	int64_t n = xio_spsc_enqueue(&q, rx->rel, rx->nrel, 0);
+	if (unlikely(n != (int64_t)rx->nrel)) {
 		/* More buffers out than the sender has: it is lying. */
 		rx->nrel = 0;
 		return rx->err = -EPROTO;

@@ -235,6 +235,7 @@ struct conn_image {
 	int32_t shut_rd, shut_wr, kernel_eof, kernel_err, kernel_errq, ring_due, app_nodelay;
 	uint32_t ba_n, ba_head, ba_tail, ba_used;
 	uint32_t rx_pos, rx_n, rx_consumed, rx_nrel;
+	uint32_t tx_data_prod, tx_free_cons, rx_data_cons, rx_free_prod;
 	struct xio_desc rx_cache[XIO_RX_BURST];
 	uint32_t rx_rel[XIO_RX_BURST];
 	uint16_t ba_len[]; /* ba_n entries */
@@ -272,6 +273,10 @@ int xio__conn_image_save(const struct xio_conn *c, void *buf, size_t len)
 	im->rx_n = c->rx.n;
 	im->rx_consumed = c->rx.consumed;
 	im->rx_nrel = c->rx.nrel;
+	im->tx_data_prod = c->tx.data_prod;
+	im->tx_free_cons = c->tx.free_cons;
+	im->rx_data_cons = c->rx.data_cons;
+	im->rx_free_prod = c->rx.free_prod;
 	memcpy(im->rx_cache, c->rx.cache, sizeof(im->rx_cache));
 	memcpy(im->rx_rel, c->rx.rel, sizeof(im->rx_rel));
 	memcpy(im->ba_len, c->tx.ba.len, (size_t)c->tx.ba.n * sizeof(uint16_t));
@@ -321,6 +326,10 @@ int xio__conn_image_restore(struct xio_conn *c, const void *buf, size_t len,
 	c->rx.n = im->rx_n;
 	c->rx.consumed = im->rx_consumed;
 	c->rx.nrel = im->rx_nrel;
+	c->tx.data_prod = im->tx_data_prod;
+	c->tx.free_cons = im->tx_free_cons;
+	c->rx.data_cons = im->rx_data_cons;
+	c->rx.free_prod = im->rx_free_prod;
 	memcpy(c->rx.cache, im->rx_cache, sizeof(im->rx_cache));
 	memcpy(c->rx.rel, im->rx_rel, sizeof(im->rx_rel));
 	return 0;

@@ -8,6 +8,8 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -212,14 +214,88 @@ Test(chan, good_data_before_bad_desc)
 	cr_assert_eq(xio__chan_read(&rx, buf, sizeof(buf)), -EPROTO);
 }
 
-/* A ring header whose size, mask or capacity was rewritten is detected
- * before rte_ring indexes with it. */
+/* A ring header whose size, mask or capacity was rewritten changes
+ * nothing: both ends index the slots with their own constants. */
 Test(chan, ring_header_rewritten)
 {
 	char buf[16];
 	send_bytes("data", 4);
 	data_ring()->mask = 0xffffffffu;
-	cr_assert_eq(xio__chan_read(&rx, buf, sizeof(buf)), -EPROTO);
+	data_ring()->size = 1u << 31;
+	data_ring()->capacity = 0xffffffffu;
+	free_ring()->mask = 0xffffffffu;
+	cr_assert_eq(xio__chan_read(&rx, buf, sizeof(buf)), 4);
+	cr_assert_eq(memcmp(buf, "data", 4), 0);
+	cr_assert_eq(xio__chan_flush(&rx), 0);
+	cr_assert_eq(xio__chan_reclaim(&tx), 1, "the buffer came back");
+}
+
+/* Attack (issue 8, item 1): the peer moves the receiver's own consumer
+ * index back by one in the segment and goes away. The receiver's "is
+ * there data" answer comes from its private index: nothing is pending, a
+ * read returns nothing, and it can sleep (it did not spin on a phantom
+ * message before). */
+Test(chan, consumer_index_moved_by_peer)
+{
+	char buf[16];
+	send_bytes("data", 4);
+	cr_assert_eq(xio__chan_read(&rx, buf, sizeof(buf)), 4);
+	data_ring()->cons.tail = data_ring()->cons.head - 1;
+	cr_assert_eq(xio__chan_rx_pending(&rx), 0, "a phantom message is pending");
+	cr_assert_eq(xio__chan_read(&rx, buf, sizeof(buf)), 0);
+	send_bytes("more", 4); /* the sender sees the moved index: it may not fill */
+	cr_assert_eq(xio__chan_read(&rx, buf, sizeof(buf)), 4);
+	cr_assert_eq(memcmp(buf, "more", 4), 0);
+}
+
+/* Attack (issue 8, item 4): the peer moves the sender's own consumer index
+ * of the free ring. A writer waiting for room must not see room that never
+ * comes back (it spun before): nothing to reclaim means "sleep". */
+Test(chan, free_ring_index_moved_by_peer)
+{
+	free_ring()->cons.tail = free_ring()->cons.head - 1;
+	free_ring()->cons.head -= 1;
+	cr_assert_eq(xio__chan_tx_can_reclaim(&tx), 0, "phantom buffers to reclaim");
+	cr_assert_eq(xio__chan_reclaim(&tx), 0);
+}
+
+static _Atomic int flipping;
+
+static void *flip_mask(void *arg)
+{
+	(void)arg;
+	uint32_t good = data_ring()->mask;
+	while (atomic_load(&flipping)) {
+		data_ring()->mask = 0xffffffffu;
+		data_ring()->cons.head += 0x40000000u; /* and move our index far out */
+		data_ring()->mask = good;
+		data_ring()->cons.head -= 0x40000000u;
+	}
+	return NULL;
+}
+
+/* Attack (issue 8, item 2): a peer flips the data ring's mask and the
+ * receiver's index in the segment while valid messages flow. Every read
+ * gets its message intact (the receiver never takes a size, mask or its
+ * own index from the segment); before, it read 64 GiB past the segment
+ * within seconds. */
+Test(chan, mask_flipped_while_reading)
+{
+	pthread_t t;
+	char buf[64];
+	atomic_store(&flipping, 1);
+	cr_assert_eq(pthread_create(&t, NULL, flip_mask, NULL), 0);
+	for (uint32_t i = 0; i < 200000; i++) {
+		send_bytes(&i, sizeof(i));
+		uint32_t v = ~i;
+		ssize_t r = xio__chan_read(&rx, buf, sizeof(buf));
+		memcpy(&v, buf, sizeof(v));
+		cr_assert(r == 4 && v == i, "message %u: read %zd, value %u", i, r, v);
+		xio__chan_flush(&rx);
+		xio__chan_reclaim(&tx);
+	}
+	atomic_store(&flipping, 0);
+	pthread_join(t, NULL);
 }
 
 /* The producer index thrown far ahead makes the reader see garbage slots:

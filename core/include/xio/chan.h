@@ -38,6 +38,9 @@ struct xio_chan_geom {
 struct xio_chan_tx {
 	struct xio_chan_geom g;
 	struct xio_bufalloc ba;
+	/* This side's ring indices, private (spsc.h): never read back from
+	 * the segment, where the peer could move them. */
+	uint32_t data_prod, free_cons;
 	uint32_t seq;
 	int err; /* 0, or -EPROTO once the receiver broke the protocol */
 };
@@ -49,6 +52,7 @@ struct xio_chan_rx {
 	uint32_t consumed;                   /* bytes of cache[pos] already read */
 	uint32_t rel[XIO_RX_BURST];          /* offsets to give back */
 	uint32_t nrel;
+	uint32_t data_cons, free_prod;       /* private ring indices (spsc.h) */
 	int ring_due; /* a flush inside release() owes the sender a doorbell */
 	int err;
 };
