@@ -81,6 +81,8 @@ int xio_ctl_send(int sock, const void *msg, int fd, int flags)
 	}
 }
 
+void (*xio_ctl_close_fd)(int fd);
+
 /* Close every fd a control message carried. */
 static void close_passed(struct msghdr *m)
 {
@@ -91,7 +93,10 @@ static void close_passed(struct msghdr *m)
 		for (size_t i = 0; i < n; i++) {
 			int f;
 			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			xio_sys_close(f);
+			if (xio_ctl_close_fd)
+				xio_ctl_close_fd(f);
+			else
+				xio_sys_close(f);
 		}
 	}
 }

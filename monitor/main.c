@@ -146,6 +146,9 @@ static int run(struct monitor *m)
 	struct epoll_event sev = { .events = EPOLLIN, .data.ptr = &m->sigfd };
 	epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->lsock, &lev);
 	epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->sigfd, &sev);
+	if (mon_closer_start() < 0)
+		mon_log(MON_WARN, "no closer thread: handed sockets are closed on the event loop");
+	xio_ctl_close_fd = mon_close_handed;
 
 	for (;;) {
 		int n = epoll_wait(m->epfd, evs, 64, -1);
@@ -188,6 +191,7 @@ static int run(struct monitor *m)
 				mon_proc_reclaim(m, p);
 			}
 		}
+		mon_closer_flush();
 	}
 }
 
@@ -198,6 +202,7 @@ static void shutdown_all(struct monitor *m)
 	mon_proc_reclaim(m, p);
 	close(m->lsock);
 	unlink(m->sock_path);
+	mon_closer_stop();
 	xio_config_free(&m->cfg);
 }
 

@@ -102,6 +102,14 @@ struct monitor {
 	uint64_t accel_total, fallback_total, huge_total, small_total;
 };
 
+/* closer.c: sockets clients handed over are closed off the event loop (a
+ * lingering close must not stall it). mon_close_handed queues fd;
+ * mon_closer_flush passes the queue on, never waiting. */
+int mon_closer_start(void);
+void mon_close_handed(int fd);
+void mon_closer_flush(void);
+void mon_closer_stop(void);
+
 /* log.c */
 void mon_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 enum { MON_ERR, MON_WARN, MON_INFO, MON_DEBUG };

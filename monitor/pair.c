@@ -128,13 +128,16 @@ static void on_listen(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	 * registers before the kernel listens, so that no client can connect
 	 * before the listener is known (it takes the registration back if
 	 * listen fails). */
-	if (r == 0 && !listening && l->key.ep.port == 0)
-		r = -EINVAL;
+	if (r == 0 && !listening) {
+		struct xio_ep peer;
+		if (l->key.ep.port == 0 || xio_sock_peer(msg->fd, &peer) == 0)
+			r = -EINVAL; /* unbound, or a connection: never a listener */
+	}
 	if (r == 0)
 		r = xio_sock_netns(msg->fd, p->pid, &l->key.netns);
 	/* Never keep the listening socket: the port must close with its owner. */
 	if (msg->fd >= 0)
-		xio_sys_close(msg->fd);
+		mon_close_handed(msg->fd);
 	if (r < 0) {
 		free(l);
 		memset(&e, 0, sizeof(e));
@@ -174,7 +177,7 @@ static void on_intent(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	if (xio_sock_check_tcp(msg->fd, NULL) < 0 || p->nintents >= MON_MAX_INTENTS ||
 	    !(in = calloc(1, sizeof(*in)))) {
 		/* No record: both ends will be answered FALLBACK. */
-		xio_sys_close(msg->fd);
+		mon_close_handed(msg->fd);
 		msg->fd = -1;
 		return;
 	}
@@ -267,7 +270,7 @@ static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	struct mon_conn *c = NULL;
 	int r = msg->fd >= 0 ? conn_key_from(msg->fd, p->pid, 0, &k) : -EBADF;
 	if (msg->fd >= 0)
-		xio_sys_close(msg->fd);
+		mon_close_handed(msg->fd);
 	msg->fd = -1;
 	if (r < 0) {
 		reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET);
@@ -324,7 +327,7 @@ static void on_reattach(struct monitor *m, struct mon_proc *p, struct mon_msg *m
 	    conn_key_from(msg->fd, p->pid, rm->side == 0, &k) == 0 && !memcmp(&k, &c->key, sizeof(k)))
 		ok = 1;
 	if (msg->fd >= 0)
-		xio_sys_close(msg->fd);
+		mon_close_handed(msg->fd);
 	msg->fd = -1;
 	if (ok && mon_side_add(c, rm->side, p) < 0)
 		ok = 0;
@@ -407,7 +410,7 @@ void mon_handle(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
 		break;
 	}
 	if (msg->fd >= 0) { /* a message that takes no fd came with one */
-		xio_sys_close(msg->fd);
+		mon_close_handed(msg->fd);
 		msg->fd = -1;
 	}
 }

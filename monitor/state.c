@@ -78,7 +78,7 @@ void mon_intent_drop(struct monitor *m, struct mon_intent *in)
 		*pp = in->next;
 	/* Our copy of the client's socket must go at once: while we hold it
 	 * the kernel will not send FIN when the client closes. */
-	xio_sys_close(in->fd);
+	mon_close_handed(in->fd);
 	in->proc->nintents--;
 	m->nintents--;
 	free(in);
@@ -217,7 +217,7 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 	for (unsigned i = 0; i < p->fcount; i++) {
 		struct mon_msg *msg = &p->fifo[(p->fhead + i) % MON_FIFO];
 		if (msg->fd >= 0)
-			xio_sys_close(msg->fd);
+			mon_close_handed(msg->fd);
 	}
 	mon_conn_sweep(m);
 	mon_log(MON_INFO, "process %d (uid %u) gone: %u connection(s) reclaimed", (int)p->pid,

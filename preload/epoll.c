@@ -507,6 +507,9 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 		pthread_mutex_lock(&ep->mu);
 		for (int i = 0; i < k && n < max; i++) {
 			struct pentry *e = tagged(ep, kev[i].data.u64);
+			if (!e && (kev[i].data.u64 & TAG_MASK) == TAG)
+				continue; /* a socket we forgot, whose file another process
+					   * still holds open: not the program's event */
 			if (!e) {
 				/* A kernel fd, or a nested set already reported. */
 				int dup = 0;

@@ -121,6 +121,9 @@ int xio_ctl_send(int sock, const void *msg, int fd, int flags);
  * fd that came with it is closed), or -errno.
  */
 ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags);
+/* How xio_ctl_recv closes the fds of a malformed message: NULL, close at
+ * once; the monitor passes them to its closer thread (a close may block). */
+extern void (*xio_ctl_close_fd)(int fd);
 
 /* The monitor socket path: $XIO_MONITOR_SOCK or the default. */
 const char *xio_ctl_sock_path(void);
