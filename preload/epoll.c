@@ -577,13 +577,45 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 	}
 }
 
+/*
+ * A set with no accelerated member: the kernel's wait as is, except that
+ * an event tagged for a socket the shim has forgotten (closed by the
+ * program, its file still open in another process: a forked child, the
+ * monitor's copy on its way to being closed) is not the program's, and is
+ * dropped; a wait that only had such events goes on until its timeout.
+ */
+static int plain_wait(int epfd, struct epoll_event *ev, int max, int timeout,
+		      const sigset_t *mask)
+{
+	int64_t deadline = timeout > 0 ? now_ns() + (int64_t)timeout * 1000000 : 0;
+	for (;;) {
+		int r = REAL(epoll_pwait)(epfd, ev, max, timeout, mask);
+		if (r <= 0)
+			return r;
+		int k = 0;
+		for (int i = 0; i < r; i++)
+			if ((ev[i].data.u64 & TAG_MASK) != TAG)
+				ev[k++] = ev[i];
+		if (k || timeout == 0)
+			return k;
+		if (timeout > 0) {
+			int64_t left = deadline - now_ns();
+			if (left <= 0)
+				return 0;
+			timeout = (int)((left + 999999) / 1000000);
+		}
+	}
+}
+
 EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 		       const sigset_t *mask)
 {
 	SHIM_INIT();
 	struct psock *ps = fdtab_lookup(epfd);
-	if (!ps || atomic_load(&ps->kind) != PS_EPOLL || ps->ep->nxio == 0 || max <= 0)
+	if (!ps || atomic_load(&ps->kind) != PS_EPOLL || max <= 0)
 		return REAL(epoll_pwait)(epfd, ev, max, timeout, mask);
+	if (ps->ep->nxio == 0)
+		return plain_wait(epfd, ev, max, timeout, mask);
 	return (int)xio_ret(xepoll_wait(ps->ep, ev, max, timeout, mask));
 }
 
@@ -597,7 +629,7 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct 
 {
 	SHIM_INIT();
 	struct psock *ps = fdtab_lookup(epfd);
-	if (!ps || atomic_load(&ps->kind) != PS_EPOLL || ps->ep->nxio == 0 || max <= 0) {
+	if (!ps || atomic_load(&ps->kind) != PS_EPOLL || max <= 0) {
 		/* glibc 2.35+ has it; call through the kernel directly so that
 		 * an older libc does not stop the shim from loading. */
 		long r = XIO__SC(SYS_epoll_pwait2, epfd, ev, max, tmo, mask, _NSIG / 8);
@@ -609,5 +641,7 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct 
 		int64_t ns = (int64_t)tmo->tv_sec * 1000000000 + tmo->tv_nsec;
 		ms = ns <= 0 ? 0 : (int)((ns + 999999) / 1000000);
 	}
+	if (ps->ep->nxio == 0)
+		return plain_wait(epfd, ev, max, ms, mask);
 	return (int)xio_ret(xepoll_wait(ps->ep, ev, max, ms, mask));
 }
