@@ -73,6 +73,8 @@ void mon_closer_flush(void)
 			break; /* full (the thread is stuck in a close): next turn */
 		done += n;
 	}
+	if (done == 0)
+		return;
 	memmove(pending, pending + done, (npending - done) * sizeof(int));
 	npending -= done;
 }
