@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,14 @@
 #include <unistd.h>
 
 const char *net_prog = "xio-bench";
+
+int net_role(int argc, char **argv, void (*usage)(void))
+{
+	if (argc < 2 || (strcmp(argv[1], "server") && strcmp(argv[1], "client")))
+		usage();
+	optind = 2;
+	return !strcmp(argv[1], "server");
+}
 
 void net_die(const char *fmt, ...)
 {

@@ -33,6 +33,11 @@ struct net_ep {
 /* The program's name for messages; set once in main. */
 extern const char *net_prog;
 
+/* The role word every server/client program starts with: 1 for "server",
+ * 0 for "client" (usage() otherwise, which must not return); leaves optind
+ * at the first option after it, for getopt_long. */
+int net_role(int argc, char **argv, void (*usage)(void));
+
 /* Print "PROG: message" to stderr and exit(1). */
 void net_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

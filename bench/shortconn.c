@@ -155,12 +155,7 @@ int main(int argc, char **argv)
 	int ch, is_server;
 
 	net_prog = "xio-bench-shortconn";
-	if (argc < 2)
-		usage();
-	is_server = !strcmp(argv[1], "server");
-	if (!is_server && strcmp(argv[1], "client"))
-		usage();
-	optind = 2;
+	is_server = net_role(argc, argv, usage);
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'l':
