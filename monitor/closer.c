@@ -5,8 +5,8 @@
  * socket with SO_LINGER {1, N} and data its peer does not read makes the
  * last close wait up to N seconds, and a client can hand such a socket
  * over and drop its own copy, so that ours is the last. On the event loop
- * that stalls every other client. So every handed-over socket is closed by
- * one thread of its own: the loop passes the fd numbers through a
+ * that stalls every other client. So a handed-over socket that lingers is
+ * closed by one thread of its own (others are closed at once, below): the loop passes the fd numbers through a
  * non-blocking pipe (at most PIPE_BUF bytes per write, so a write passes
  * all of its fds or none) and never waits; fds the pipe cannot take now
  * wait in a list for the next turn of the loop. A stuck close delays only
@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -79,11 +80,26 @@ void mon_closer_flush(void)
 	npending -= done;
 }
 
+/* Only a close with SO_LINGER {1, N > 0} can wait; every other socket is
+ * closed here and now, exactly when it was closed before (a listener's
+ * port must not outlive its owner's close by the closer thread's delay).
+ * A holder of the same socket can turn lingering on after this look only
+ * while it still holds it (then our close is not the last and does not
+ * wait), unless it also drops its copy within the few instructions before
+ * our close: a residual window. */
+static int may_linger(int fd)
+{
+	struct linger lg;
+	socklen_t l = sizeof(lg);
+	return xio_sys_getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &l) == 0 && lg.l_onoff &&
+	       lg.l_linger > 0;
+}
+
 void mon_close_handed(int fd)
 {
 	if (fd < 0)
 		return;
-	if (pipefd[1] < 0) { /* no thread (start-up failed, or tests): close here */
+	if (pipefd[1] < 0 || !may_linger(fd)) {
 		xio_sys_close(fd);
 		return;
 	}
