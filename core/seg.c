@@ -143,3 +143,14 @@ int xio_seg_mark_gone(int fd, const struct xio_seg_params *p, unsigned side)
 	xio_seg_unmap(base, p);
 	return 0;
 }
+
+const char *xio_leave_reason_name(unsigned r)
+{
+	static const char *const names[XIO_LEAVE_MAX] = {
+		[XIO_LEAVE_NONE] = "none",	   [XIO_LEAVE_STDIO] = "stdio",
+		[XIO_LEAVE_EXEC] = "exec",	   [XIO_LEAVE_REATTACH] = "reattach",
+		[XIO_LEAVE_SECCOMP] = "seccomp", [XIO_LEAVE_OOB] = "oob",
+		[XIO_LEAVE_SHARED] = "shared",   [XIO_LEAVE_PEER] = "peer",
+	};
+	return r < XIO_LEAVE_MAX ? names[r] : "?";
+}

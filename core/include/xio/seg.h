@@ -72,6 +72,9 @@ struct xio_seg_hdr {
 	/* Set by the monitor when the process holding side s is gone, so the
 	 * other side's writes fail with EPIPE at once, as TCP's RST would. */
 	alignas(XIO_CACHE_LINE) _Atomic uint32_t side_gone[2];
+	/* Set by side s when it moved the connection back to kernel TCP
+	 * (enum xio_leave_reason): for xio stat and the monitor's counts. */
+	_Atomic uint32_t left[2];
 };
 _Static_assert(sizeof(struct xio_seg_hdr) <= XIO_SEG_HDR_SIZE, "header fits its page");
 
@@ -109,6 +112,22 @@ _Static_assert(offsetof(struct xio_chan_ctl, tx_waiting) % XIO_CACHE_LINE == 0, 
  * connection instead of ending it.
  */
 enum { XIO_WAIT_IDLE = 0, XIO_WAIT_ARMED = 1, XIO_WAIT_CLAIMED = 2 };
+
+/* Why a connection left shared memory for the kernel's TCP socket
+ * (docs/compatibility.md, "Moving back to TCP"). */
+enum xio_leave_reason {
+	XIO_LEAVE_NONE = 0,
+	XIO_LEAVE_STDIO,    /* on fd 0, 1 or 2, or given to fdopen: stdio bypasses the shim */
+	XIO_LEAVE_EXEC,     /* an exec would pass it to a program without the shim */
+	XIO_LEAVE_REATTACH, /* re-attaching after exec failed */
+	XIO_LEAVE_SECCOMP,  /* the process restricts its own system calls */
+	XIO_LEAVE_OOB,      /* urgent data (MSG_OOB) */
+	XIO_LEAVE_SHARED,   /* two processes used it at once after fork */
+	XIO_LEAVE_PEER,     /* the other side left */
+	XIO_LEAVE_MAX
+};
+/* A short name for reason r ("stdio", "exec", ...; "?" if unknown). */
+const char *xio_leave_reason_name(unsigned r);
 
 /* rx_closed: 1 after an orderly close or SHUT_RD; XIO_RX_RESET when the
  * receiver closed with data unread (TCP resets the connection then). */
