@@ -197,16 +197,41 @@ static unsigned io_flags(const xio_conn *c)
 	return c->nonblock ? XIO_IO_NONBLOCK : 0;
 }
 
+/* The peer left shared memory (leave.c): do our part, and tell the
+ * caller to call again. A reset is returned as it is. */
+static ssize_t follow(xio_conn *c)
+{
+	int r = xio__conn_follow(c);
+	return r < 0 ? r : XIO__FOLLOW;
+}
+
+/* After a leave, the ring's rest is read first; once it is empty the
+ * connection is the kernel socket's alone. */
+static void left_settle(xio_conn *c)
+{
+	if (xio__conn_peer_left(c))
+		xio__conn_follow(c);
+	if (c->accel && c->left && !xio__chan_rx_pending(&c->rx)) {
+		c->rx_raw = 1;
+		c->accel = 0;
+	}
+}
+
 ssize_t xio_read(xio_conn *c, void *buf, size_t len)
 {
 	struct iovec v = { .iov_base = buf, .iov_len = len };
-	return xio__conn_readv(c, &v, 1, io_flags(c));
+	ssize_t r;
+	while ((r = xio__conn_readv(c, &v, 1, io_flags(c))) == XIO__FOLLOW)
+		if ((r = follow(c)) != XIO__FOLLOW)
+			break;
+	return r;
 }
 
 ssize_t xio_write(xio_conn *c, const void *buf, size_t len)
 {
 	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
-	if (!c->accel && !c->nonblock) {
+	left_settle(c);
+	if ((!c->accel || c->left) && !c->nonblock) {
 		/* A blocking write returns when all is written, as promised. */
 		size_t done = 0;
 		while (done < len) {
@@ -221,7 +246,11 @@ ssize_t xio_write(xio_conn *c, const void *buf, size_t len)
 		}
 		return (ssize_t)done;
 	}
-	return xio__conn_writev(c, &v, 1, io_flags(c));
+	ssize_t r;
+	while ((r = xio__conn_writev(c, &v, 1, io_flags(c))) == XIO__FOLLOW)
+		if ((r = follow(c)) != XIO__FOLLOW)
+			break;
+	return r;
 }
 
 /* --- zero copy --------------------------------------------------------- */
@@ -274,6 +303,14 @@ ssize_t xio_send(xio_conn *c, struct xio_buf *b)
 		b->data = NULL;
 		return r;
 	}
+	if (b->flags == BUF_TX && (c->left || xio__conn_peer_left(c))) {
+		/* Off shared memory now: the payload goes over the kernel. */
+		left_settle(c);
+		ssize_t r = xio_write(c, xio__chan_tx_ptr(&c->tx, b->token), b->len);
+		xio__chan_unalloc(&c->tx, b->token);
+		b->flags = 0;
+		return r;
+	}
 	if (b->flags != BUF_TX || !c->accel)
 		return -EINVAL;
 	ssize_t s = xio__conn_tx_state(c);
@@ -293,6 +330,7 @@ ssize_t xio_send(xio_conn *c, struct xio_buf *b)
 
 ssize_t xio_recv(xio_conn *c, struct xio_buf *b)
 {
+	left_settle(c);
 	if (!c->accel) {
 		size_t cap = xio_max_msg(c);
 		void *p = malloc(cap);
@@ -325,6 +363,8 @@ ssize_t xio_recv(xio_conn *c, struct xio_buf *b)
 		}
 		if (r < 0)
 			return r;
+		if (xio__conn_peer_left(c) || c->left)
+			return xio_recv(c, b); /* the ring is done: the kernel's turn */
 		ssize_t w = xio__conn_rx_wait(c, io_flags(c));
 		if (w <= 0)
 			return w;
@@ -393,6 +433,7 @@ int xio_close(xio_conn *c)
 
 int xio_conn_poll_arm(xio_conn *c, short events)
 {
+	left_settle(c);
 	if (!c->accel)
 		return 0; /* the kernel socket tells the truth by itself */
 	return xio__conn_poll(c, events, xio__wait_token());

@@ -196,6 +196,42 @@ int xio__wait_claim_batched(_Atomic uint32_t *w, _Atomic uint64_t *tok)
 	return 1;
 }
 
+/*
+ * The last `bytes` bytes posted, in order. The messages the receiver has
+ * not read whole are still unreleased, so their payload is intact, and
+ * their descriptors are still in the ring slots behind our producer index
+ * (at most buf_chunks of them, fewer than the slots). The slots are shared
+ * memory: each descriptor is copied and checked before use.
+ */
+int xio__chan_tx_tail(struct xio_chan_tx *tx, uint64_t bytes,
+		      int (*fn)(void *arg, const void *p, size_t len), void *arg)
+{
+	struct xio_spsc q = data_q(&tx->g, &tx->data_prod);
+	uint32_t prod = tx->data_prod, k = 0;
+	uint64_t sum = 0;
+	struct xio_desc d;
+	while (sum < bytes) {
+		if (k >= q.capacity)
+			return -EPROTO;
+		memcpy(&d, xio_spsc_slot(&q, prod - 1 - k), sizeof(d));
+		if (!desc_ok(&tx->g, &d))
+			return -EPROTO;
+		sum += d.len;
+		k++;
+	}
+	uint64_t skip = sum - bytes;
+	for (uint32_t i = k; i > 0; i--) {
+		memcpy(&d, xio_spsc_slot(&q, prod - i), sizeof(d));
+		if (!desc_ok(&tx->g, &d) || skip >= d.len)
+			return -EPROTO;
+		int r = fn(arg, tx->g.buf + d.off + skip, d.len - skip);
+		if (r < 0)
+			return r;
+		skip = 0;
+	}
+	return 0;
+}
+
 int xio__chan_tx_notify(struct xio_chan_tx *tx)
 {
 	_Atomic uint32_t *w = &tx->g.ctl->rx_waiting;

@@ -139,7 +139,11 @@ void xio__conn_pair_accepted(struct xio_conn *c)
 
 void xio__conn_fin(struct xio_conn *c)
 {
-	if (!c->accel)
+	/* The peer left: what it did not read of ours must still reach it,
+	 * over the kernel, before the kernel's FIN. */
+	if (xio__conn_peer_left(c))
+		xio__conn_follow(c);
+	if (!c->accel || c->left)
 		return;
 	/* As close(2) on TCP: the peer reads what is queued, then end of
 	 * file; its later writes fail. */
@@ -158,7 +162,7 @@ void xio__conn_fin(struct xio_conn *c)
 	owed |= xio_wait_disarm(&c->tx.g.ctl->tx_waiting);
 	if (owed)
 		xio__conn_owed_doorbell(c);
-	xio__conn_drain(c);
+	xio__conn_swallow(c);
 }
 
 /*
@@ -178,6 +182,12 @@ static void reset_unread(struct xio_conn *c)
 
 void xio__conn_detach(struct xio_conn *c)
 {
+	if (xio__conn_peer_left(c))
+		xio__conn_follow(c);
+	if (c->left) {
+		xio__conn_detach_left(c);
+		return;
+	}
 	if (!c->accel)
 		return;
 	if (xio__chan_rx_pending(&c->rx))
@@ -189,6 +199,10 @@ void xio__conn_detach(struct xio_conn *c)
 
 void xio__conn_detach_quiet(struct xio_conn *c)
 {
+	if (c->left) {
+		xio__conn_detach_left(c);
+		return;
+	}
 	if (!c->accel)
 		return;
 	/* This process lets go of its side; the monitor keeps the side alive

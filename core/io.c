@@ -155,14 +155,31 @@ static ssize_t rx_copy(struct xio_conn *c, const struct iovec *iov, int n, size_
 	return (ssize_t)got;
 }
 
+/* After leave/follow: the ring's rest first, then the kernel socket. */
+static ssize_t left_readv(struct xio_conn *c, const struct iovec *iov, int n, unsigned fl)
+{
+	if (!c->rx_raw) {
+		ssize_t r = rx_copy(c, iov, n, 0, fl);
+		if (r != 0)
+			return r;
+		c->rx_raw = 1;
+		c->accel = 0; /* nothing of the connection is in the segment now */
+	}
+	return kernel_readv(c, iov, n, fl);
+}
+
 ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl)
 {
 	if (!c->accel)
 		return kernel_readv(c, iov, iovcnt, fl);
+	if (c->left)
+		return left_readv(c, iov, iovcnt, fl);
 	size_t want = iov_total(iov, iovcnt), got = 0;
 	if (want == 0)
 		return 0;
 	for (;;) {
+		if (xio__conn_peer_left(c) && !xio__chan_rx_pending(&c->rx))
+			return got ? (ssize_t)got : XIO__FOLLOW;
 		ssize_t r = rx_copy(c, iov, iovcnt, got, fl);
 		if (r > 0) {
 			if (!(fl & XIO_IO_PEEK)) {
@@ -191,8 +208,10 @@ ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt,
 
 ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl)
 {
-	if (!c->accel)
+	if (!c->accel || c->left)
 		return kernel_writev(c, iov, iovcnt, fl);
+	if (xio__conn_peer_left(c))
+		return XIO__FOLLOW;
 	size_t done = 0, want = iov_total(iov, iovcnt);
 	int i = 0;
 	size_t ioff = 0; /* offset inside iov[i] */
@@ -216,6 +235,8 @@ ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt
 	}
 
 	while (done < want) {
+		if (xio__conn_peer_left(c))
+			return done ? (ssize_t)done : XIO__FOLLOW;
 		ssize_t s = xio__conn_tx_state(c);
 		if (s < 0) {
 			xio__conn_after_post(c);
@@ -286,10 +307,16 @@ static short readiness(struct xio_conn *c)
 
 short xio__conn_poll(struct xio_conn *c, short events, uint64_t arm)
 {
-	if (!c->accel) {
+	if (!c->accel || c->left) {
 		struct pollfd p = { .fd = c->fd, .events = events };
-		return xio_sys_poll(&p, 1, 0) > 0 ? p.revents : 0;
+		short rev = xio_sys_poll(&p, 1, 0) > 0 ? p.revents : 0;
+		if (c->accel && !c->rx_raw && xio__chan_rx_pending(&c->rx))
+			rev |= (short)(events & POLLIN); /* the ring's rest */
+		return rev;
 	}
+	/* The peer left: ready for the read or write that follows it. */
+	if (xio__conn_peer_left(c))
+		return (short)(events & (POLLIN | POLLOUT));
 	const short always = POLLERR | POLLHUP;
 	short rev = readiness(c);
 	if ((rev & (events | always)) || !arm)
@@ -307,30 +334,35 @@ void xio__conn_arm(struct xio_conn *c, short events, uint64_t token)
 	 * not stay readable for nothing). An idle connection in an event
 	 * loop thus costs no system call per wait.
 	 */
-	int stale = 0;
+	unsigned stale = 0;
+	if (c->left)
+		return; /* the kernel socket itself wakes the sleep now */
 	if (events & (POLLIN | POLLRDHUP))
-		stale |= xio_wait_arm_token(&c->rx.g.ctl->rx_waiting, &c->rx.g.ctl->rx_token, token);
+		stale += (unsigned)xio_wait_arm_token(&c->rx.g.ctl->rx_waiting,
+						      &c->rx.g.ctl->rx_token, token);
 	if (events & POLLOUT)
-		stale |= xio_wait_arm_token(&c->tx.g.ctl->tx_waiting, &c->tx.g.ctl->tx_token, token);
+		stale += (unsigned)xio_wait_arm_token(&c->tx.g.ctl->tx_waiting,
+						      &c->tx.g.ctl->tx_token, token);
 	atomic_thread_fence(memory_order_seq_cst);
-	if (stale)
-		xio__conn_drain(c);
+	if (stale || c->owed_late)
+		xio__conn_take_owed(c, stale, 10);
 }
 
 size_t xio__conn_nread(struct xio_conn *c)
 {
-	return c->accel ? xio__chan_readable(&c->rx) : 0;
+	return c->accel && !c->rx_raw ? xio__chan_readable(&c->rx) : 0;
 }
 
 uint64_t xio__conn_event_sig(struct xio_conn *c)
 {
-	if (!c->accel)
+	if (!c->accel || c->left)
 		return 0;
 	/* Read from the segment, but only ever compared: a peer that fakes it
 	 * can only cause a spurious or a missed edge on its own connection. */
 	uint64_t s = c->rx.g.data->prod.tail;
 	s = s * 1000003u + c->tx.g.free->prod.tail;
 	s = s * 31u + (uint64_t)atomic_load(&c->rx.g.ctl->tx_fin) * 2u +
-	    (uint64_t)atomic_load(&c->tx.g.ctl->rx_closed) + (uint64_t)c->kernel_eof * 4u;
+	    (uint64_t)atomic_load(&c->tx.g.ctl->rx_closed) + (uint64_t)c->kernel_eof * 4u +
+	    (uint64_t)atomic_load(&c->rx.g.ctl->tx_left) * 8u;
 	return s;
 }

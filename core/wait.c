@@ -89,13 +89,43 @@ uint64_t xio__wait_token(void)
 	return t ? t : atomic_fetch_add_explicit(&token_next, 1, memory_order_relaxed);
 }
 
+void xio__conn_take_owed(struct xio_conn *c, unsigned n, int ms)
+{
+	/* Exactly n bytes, never more: once the peer has left shared memory
+	 * (leave.c), what follows its doorbells in the kernel socket is the
+	 * program's data. */
+	char b[8];
+	n += c->owed_late;
+	c->owed_late = 0;
+	while (n > 0) {
+		ssize_t r = xio_sys_recv(c->fd, b, n < sizeof(b) ? n : sizeof(b), MSG_DONTWAIT);
+		if (r > 0) {
+			n -= (unsigned)r;
+			continue;
+		}
+		if (r == -EINTR)
+			continue;
+		if (r == 0) {
+			c->kernel_eof = 1;
+			return;
+		}
+		if (r != -EAGAIN) {
+			if (!c->kernel_err)
+				c->kernel_err = (int)r;
+			return;
+		}
+		/* The peer sends right after it claims: this waits microseconds,
+		 * bounded in any case; a byte later than that is read next time. */
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		if (xio_sys_poll(&p, 1, ms) <= 0)
+			break;
+	}
+	c->owed_late = n;
+}
+
 void xio__conn_owed_doorbell(struct xio_conn *c)
 {
-	/* The peer claimed our arm and rings: its byte is sent right after
-	 * the claim, so this waits microseconds, bounded in any case. */
-	struct pollfd p = { .fd = c->fd, .events = POLLIN };
-	if (xio_sys_poll(&p, 1, 10) > 0)
-		xio__conn_drain_ready(c, (unsigned)p.revents);
+	xio__conn_take_owed(c, 1, 10);
 }
 
 uint64_t xio__poll_spin_ns(void)
@@ -138,50 +168,58 @@ void xio__conn_drain(struct xio_conn *c)
 	xio__conn_drain_ready(c, p.revents);
 }
 
-/* Each doorbell byte read settles one claim: the word goes from CLAIMED
- * back to IDLE (nothing owed), so nobody later waits for a byte already
- * read. */
-static void settle(struct xio_conn *c, ssize_t bytes)
+/* A word the peer claimed: one doorbell byte is owed for it. Settling it
+ * (CLAIMED -> IDLE) makes this thread the one that reads it. */
+static unsigned settle(_Atomic uint32_t *w)
 {
 	uint32_t claimed = XIO_WAIT_CLAIMED;
-	if (bytes > 0 && atomic_compare_exchange_strong(&c->rx.g.ctl->rx_waiting, &claimed,
-							XIO_WAIT_IDLE))
-		bytes--;
-	claimed = XIO_WAIT_CLAIMED;
-	if (bytes > 0)
-		atomic_compare_exchange_strong(&c->tx.g.ctl->tx_waiting, &claimed, XIO_WAIT_IDLE);
+	return atomic_compare_exchange_strong(w, &claimed, XIO_WAIT_IDLE) ? 1u : 0u;
 }
 
+/*
+ * The kernel socket has news: read the doorbell bytes owed (one per claim
+ * of our words), and note the peer's FIN or an error. Only owed bytes are
+ * read: every byte in the socket of an accelerated connection is a
+ * doorbell, until the peer leaves shared memory; from then on the bytes
+ * after its doorbells are the program's data (leave.c).
+ */
 void xio__conn_drain_ready(struct xio_conn *c, unsigned revents)
 {
-	char scratch[256];
-	ssize_t total = 0;
 	if (revents & POLLERR) {
 		c->kernel_errq = 1;
 		return;
 	}
-	/* Readable and no error: reading cannot take an error away. */
+	unsigned owed = settle(&c->rx.g.ctl->rx_waiting) + settle(&c->tx.g.ctl->tx_waiting);
+	if (owed || c->owed_late)
+		xio__conn_take_owed(c, owed, 10);
+	if (revents & (POLLRDHUP | POLLHUP))
+		c->kernel_eof = 1;
+}
+
+/* At close: read whatever the kernel socket holds (doorbells rung or on
+ * their way), so that closing it sends FIN rather than RST. */
+static void swallow(struct xio_conn *c)
+{
+	char scratch[256];
 	for (int i = 0; i < 64; i++) {
 		ssize_t r = xio_sys_recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
-		if (r > 0)
-			total += r;
-		if (r == (ssize_t)sizeof(scratch))
+		if (r == -EINTR)
 			continue;
-		if (r > 0)
-			break; /* less than asked: that was all */
-		if (r == 0)
-			c->kernel_eof = 1;
-		else if (r == -EINTR)
-			continue;
-		else if (r != -EAGAIN && !c->kernel_err)
-			c->kernel_err = (int)r;
-		break;
+		if (r < (ssize_t)sizeof(scratch))
+			break;
 	}
-	settle(c, total);
+	c->owed_late = 0;
+}
+
+void xio__conn_swallow(struct xio_conn *c)
+{
+	swallow(c);
 }
 
 static int ready(struct xio_conn *c, int dir)
 {
+	if (xio__conn_peer_left(c))
+		return 1;
 	if (c->kernel_eof || c->kernel_err || c->kernel_errq || c->rx.err || c->tx.err)
 		return 1;
 	if (dir == XIO_WAIT_RX)
@@ -263,7 +301,7 @@ int xio__conn_wait(struct xio_conn *c, int dir)
 	/* The other half of the handshake in chan.c (xio__chan_tx_notify,
 	 * xio__chan_flush): announce the sleep, full fence, look again. */
 	if (xio_wait_arm_token(w, tok, xio__wait_token()))
-		xio__conn_drain(c); /* a doorbell owed from before */
+		xio__conn_owed_doorbell(c); /* a doorbell owed from before */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (ready(c, dir)) {
 		if (xio_wait_disarm(w))

@@ -379,7 +379,7 @@ static uint32_t entry_ready(struct pentry *e, uint64_t arm, int depth)
 		return 0;
 	uint32_t want = (e->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI)) | EPOLLERR |
 			EPOLLHUP;
-	return (uint32_t)xio__conn_poll(e->ps->conn, (short)want, arm) & want;
+	return (uint32_t)xio__shim_conn_poll(e->ps, (short)want, arm) & want;
 }
 
 /* Report ready accelerated members into out (at most max). Caller holds

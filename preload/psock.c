@@ -115,6 +115,13 @@ static void teardown(struct psock *ps, int fd)
 	case PS_EPOLL:
 		xio__epoll_free(ps->ep);
 		break;
+	case PS_KERNEL:
+		if (ps->conn) { /* left shared memory (leave.c): unmap it now */
+			ps->conn->fd = fd;
+			xio__conn_detach_left(ps->conn);
+			xio__conn_free(ps->conn);
+		}
+		break;
 	}
 	psock_free(ps);
 }
@@ -156,6 +163,8 @@ void psock_pair_connected(struct psock *ps, int fd, uint64_t intent)
 		xio__conn_pair_connected(c, intent);
 		if (c->accel) {
 			install_conn(ps, c);
+			if (fd <= 2) /* stdio may use it behind our back */
+				xio__shim_leave(ps, XIO_LEAVE_STDIO);
 			return;
 		}
 		xio__conn_free(c);

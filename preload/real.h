@@ -7,6 +7,7 @@
 #define XIO_PRELOAD_REAL_H
 
 #include <poll.h>
+#include <stdio.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -58,7 +59,10 @@
 	X(int, execv, (const char *, char *const[]))                                        \
 	X(int, execvp, (const char *, char *const[]))                                       \
 	X(int, execvpe, (const char *, char *const[], char *const[]))                       \
-	X(int, fexecve, (int, char *const[], char *const[]))
+	X(int, fexecve, (int, char *const[], char *const[]))                                \
+	X(FILE *, fdopen, (int, const char *))                                              \
+	X(int, prctl, (int, unsigned long, unsigned long, unsigned long, unsigned long))    \
+	X(long, syscall, (long, long, long, long, long, long, long))
 
 struct xio_real {
 #define XIO_REAL_FIELD(ret, name, args) ret(*name) args;

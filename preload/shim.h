@@ -69,6 +69,10 @@ static inline void xio__sleep_end(void)
 	atomic_fetch_sub_explicit(&xio__shim_sleepers, 1, memory_order_acq_rel);
 }
 
+/* w_leave.c: 1 once the process restricted its system calls (seccomp):
+ * nothing new is accelerated. */
+extern _Atomic int xio__shim_off;
+
 /* init.c */
 void xio__shim_init(void);
 #define SHIM_INIT() xio__real_init()
@@ -97,6 +101,26 @@ void psock_unlisten(struct psock *ps);
 /* Pair a connected socket (blocking connect done) and install or drop ps. */
 void psock_pair_connected(struct psock *ps, int fd, uint64_t intent);
 
+/* leave.c: moving connections back to kernel TCP (core/leave.c).
+ * xio__shim_leave: ps leaves shared memory for reason; 0 or -ECONNRESET
+ * (the connection was reset rather than cut short). xio__shim_follow: the
+ * peer left; do our part. xio__shim_settle: a connection with nothing left
+ * in the segment becomes PS_KERNEL (call with no epoll set locked).
+ * xio__shim_leave_all: every connection (or those on fds 0-2) leaves. */
+int xio__shim_leave(struct psock *ps, unsigned reason);
+int xio__shim_follow(struct psock *ps);
+void xio__shim_settle(struct psock *ps);
+void xio__shim_leave_all(unsigned reason, int only_low);
+/* Readiness of an accelerated socket for poll/select/epoll: a peer that
+ * left is followed first (it may wait for what we sent and it did not
+ * read), so what is reported is the kernel socket's truth from then on. */
+static inline short xio__shim_conn_poll(struct psock *ps, short want, uint64_t token)
+{
+	if (__builtin_expect(xio__conn_peer_left(ps->conn), 0))
+		xio__shim_follow(ps);
+	return xio__conn_poll(ps->conn, want, token);
+}
+
 /* stats.c */
 struct xio_shim_stats {
 	_Atomic uint64_t accel_conns, fallback_conns;
@@ -105,6 +129,9 @@ struct xio_shim_stats {
 extern struct xio_shim_stats xio_stats;
 void xio__stats_conn_closed(const struct xio_conn *c);
 void xio__stats_reset(void); /* in a forked child */
+/* A connection left shared memory: count it, and write its line
+ * (xio-left pid= fd= reason= tx_off= rx_off=) where XIO_STATS says. */
+void xio__stats_left(int fd, const struct xio_conn *c);
 #define STAT_ADD(field, v) atomic_fetch_add_explicit(&xio_stats.field, (v), memory_order_relaxed)
 
 /* epoll.c */

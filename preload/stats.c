@@ -1,8 +1,11 @@
 /*
  * stats.c - the process's counters, and the XIO_STATS line at exit:
  *   xio-stats pid=N accel_conns=N fallback_conns=N tx_bytes=N rx_bytes=N
- *             tx_msgs=N rx_msgs=N doorbells=N
- * (one line; tx/rx count payload over shared memory only). XIO_STATS=1
+ *             tx_msgs=N rx_msgs=N doorbells=N left_conns=N
+ * (one line; tx/rx count payload over shared memory only), and a line
+ *   xio-left pid=N fd=N reason=R tx_off=N rx_off=N
+ * when a connection moves back to kernel TCP (at the byte offsets of each
+ * direction where it did). XIO_STATS=1
  * writes it to stderr, XIO_STATS=/path appends it to that file.
  */
 #include <fcntl.h>
@@ -14,7 +17,7 @@
 #include "xio/sys.h"
 
 struct xio_shim_stats xio_stats;
-static _Atomic uint64_t doorbells;
+static _Atomic uint64_t doorbells, left_conns;
 /* A copy: programs that set their process title (redis, nginx,
  * PostgreSQL) overwrite the original environment strings. */
 static char stats_to[1024];
@@ -28,6 +31,7 @@ void xio__stats_reset(void)
 	atomic_store(&xio_stats.tx_msgs, 0);
 	atomic_store(&xio_stats.rx_msgs, 0);
 	atomic_store(&doorbells, 0);
+	atomic_store(&left_conns, 0);
 }
 
 void xio__stats_conn_closed(const struct xio_conn *c)
@@ -43,33 +47,53 @@ static void add_live(int fd, struct psock *ps, void *arg)
 		xio__stats_conn_closed(ps->conn);
 }
 
+/* One line to where XIO_STATS says: stderr, or appended to a file (lines
+ * of many processes interleave whole with O_APPEND). */
+static void emit(const char *line, size_t n)
+{
+	if (!stats_to[0])
+		return;
+	if (!strcmp(stats_to, "1")) {
+		xio_sys_write(2, line, n);
+		return;
+	}
+	int fd = (int)XIO__SC(SYS_openat, AT_FDCWD, stats_to, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+			      0644, 0, 0);
+	if (fd >= 0) {
+		xio_sys_write(fd, line, n);
+		xio_sys_close(fd);
+	}
+}
+
+void xio__stats_left(int fd, const struct xio_conn *c)
+{
+	char line[200];
+	atomic_fetch_add_explicit(&left_conns, 1, memory_order_relaxed);
+	int n = snprintf(line, sizeof(line),
+			 "xio-left pid=%d fd=%d reason=%s tx_off=%llu rx_off=%llu\n",
+			 (int)xio_sys_getpid(), fd, xio_leave_reason_name(c->left),
+			 (unsigned long long)c->left_tx_off, (unsigned long long)c->left_rx_off);
+	if (n > 0 && (size_t)n < sizeof(line))
+		emit(line, (size_t)n);
+}
+
 static void print_stats(void)
 {
-	char line[320];
+	char line[360];
 	int saved = errno;
 	fdtab_each(add_live, NULL);
 	int n = snprintf(line, sizeof(line),
 			 "xio-stats pid=%d accel_conns=%llu fallback_conns=%llu tx_bytes=%llu "
-			 "rx_bytes=%llu tx_msgs=%llu rx_msgs=%llu doorbells=%llu\n",
+			 "rx_bytes=%llu tx_msgs=%llu rx_msgs=%llu doorbells=%llu left_conns=%llu\n",
 			 (int)xio_sys_getpid(), (unsigned long long)xio_stats.accel_conns,
 			 (unsigned long long)xio_stats.fallback_conns,
 			 (unsigned long long)xio_stats.tx_bytes,
 			 (unsigned long long)xio_stats.rx_bytes,
 			 (unsigned long long)xio_stats.tx_msgs,
-			 (unsigned long long)xio_stats.rx_msgs, (unsigned long long)doorbells);
-	if (n <= 0 || (size_t)n >= sizeof(line))
-		return;
-	if (!strcmp(stats_to, "1")) {
-		xio_sys_write(2, line, (size_t)n);
-	} else {
-		/* O_APPEND: lines of many processes interleave whole. */
-		int fd = (int)XIO__SC(SYS_openat, AT_FDCWD, stats_to,
-				      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644, 0, 0);
-		if (fd >= 0) {
-			xio_sys_write(fd, line, (size_t)n);
-			xio_sys_close(fd);
-		}
-	}
+			 (unsigned long long)xio_stats.rx_msgs, (unsigned long long)doorbells,
+			 (unsigned long long)left_conns);
+	if (n > 0 && (size_t)n < sizeof(line))
+		emit(line, (size_t)n);
 	errno = saved;
 }
 

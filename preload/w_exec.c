@@ -75,6 +75,47 @@ static void save_one(int fd, struct psock *ps, void *arg)
 	co->count++;
 }
 
+/* 1 if the environment the new program gets preloads the shim. */
+static int shim_in(char *const env[])
+{
+	for (size_t i = 0; env && env[i]; i++)
+		if (!strncmp(env[i], "LD_PRELOAD=", 11) && strstr(env[i], "libxio_preload"))
+			return 1;
+	return 0;
+}
+
+struct before {
+	int shim, ctl;
+};
+
+/*
+ * Connections the new program could not carry on over shared memory leave
+ * it before exec (leave.c): one on fds 0-2 (stdio, inetd-style services,
+ * git daemon's upload-pack), every one when the new program will not load
+ * the shim, or when there is no control session to re-attach through.
+ */
+static void leave_one(int fd, struct psock *ps, void *arg)
+{
+	struct before *b = arg;
+	if (atomic_load(&ps->kind) != PS_CONN)
+		return;
+	int fl = xio_sys_fcntl(fd, F_GETFD, 0);
+	if (fl < 0 || (fl & FD_CLOEXEC))
+		return;
+	if (fd <= 2)
+		xio__shim_leave(ps, XIO_LEAVE_STDIO);
+	else if (!b->shim || !b->ctl)
+		xio__shim_leave(ps, XIO_LEAVE_EXEC);
+}
+
+static void leave_before_exec(char *const env[])
+{
+	if (!xio_fdtab)
+		return;
+	struct before b = { shim_in(env), xio__ctl_sock_fd() >= 0 };
+	fdtab_each(leave_one, &b);
+}
+
 /* Write the state; returns the value for XIO_INHERIT in val, or 0 if
  * there is nothing to hand over. *memfd and *ctl tell what to undo. */
 static int prepare(char *val, size_t vlen, int *memfd, int *ctl)
@@ -147,6 +188,8 @@ static int do_exec(int how, int kind, const char *path, int dirfd, char *const a
 	int memfd, ctl, r, saved;
 	char **env2 = NULL;
 	SHIM_INIT();
+	extern char **environ;
+	leave_before_exec(how == VIA_ENVIRON ? environ : envp);
 	int have = prepare(val, sizeof(val), &memfd, &ctl);
 	if (have) {
 		if (how == VIA_ENVIRON)
@@ -308,6 +351,10 @@ __attribute__((constructor(102))) static void inherit(void)
 		if (!c)
 			continue;
 		if (xio__conn_reattach(c, id, side, img, e.len) < 0) {
+			/* The segment is out of reach: the bytes in it cannot be
+			 * carried on in order. Reset rather than lose them quietly
+			 * (docs/compatibility.md). */
+			xio__sock_reset(e.fd);
 			xio__conn_free(c);
 			continue;
 		}

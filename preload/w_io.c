@@ -39,12 +39,24 @@ static unsigned io_flags(struct psock *ps, int msgflags)
 	return f;
 }
 
-static ssize_t ps_readv(struct psock *ps, const struct iovec *iov, int n, int msgflags)
+/* The read or write found that the peer left shared memory: follow it
+ * (both locks, so no other read or write runs meanwhile), then try again. */
+static int refollow(struct psock *ps)
 {
-	if (msgflags & MSG_OOB)
-		return -EINVAL; /* no urgent data over xio (docs/compatibility.md) */
+	int r = xio__shim_follow(ps);
+	return r < 0 ? r : 1;
+}
+
+static ssize_t ps_readv_once(struct psock *ps, const struct iovec *iov, int n, int msgflags)
+{
 	pthread_mutex_lock(&ps->rlock);
-	ssize_t r = xio__conn_readv(ps->conn, iov, n, io_flags(ps, msgflags));
+	struct xio_conn *c = ps->conn;
+	ssize_t r = xio__conn_readv(c, iov, n, io_flags(ps, msgflags));
+	if (c->left || r == XIO__FOLLOW) {
+		/* Its words belong to the protocol of leaving now. */
+		pthread_mutex_unlock(&ps->rlock);
+		return r;
+	}
 	/*
 	 * Arm only to sleep: a program that reads is awake, so its peer must
 	 * not pay a doorbell for the next message. A word left armed by a
@@ -55,38 +67,69 @@ static ssize_t ps_readv(struct psock *ps, const struct iovec *iov, int n, int ms
 	 * would keep the socket readable for nothing, and turn the close's FIN
 	 * into a RST.
 	 */
-	_Atomic uint32_t *w = &ps->conn->rx.g.ctl->rx_waiting;
+	_Atomic uint32_t *w = &c->rx.g.ctl->rx_waiting;
 	int ended = r == 0 || (r < 0 && r != -EAGAIN && r != -EINTR);
 	if (ended || (!ps->inherited &&
 		      atomic_load_explicit(&xio__shim_sleepers, memory_order_acquire) == 0)) {
 		if (atomic_load_explicit(w, memory_order_relaxed) != XIO_WAIT_IDLE &&
 		    xio_wait_disarm(w))
-			xio__conn_owed_doorbell(ps->conn);
-	} else if (!xio__chan_rx_pending(&ps->conn->rx) && xio_wait_arm(w)) {
+			xio__conn_owed_doorbell(c);
+	} else if (!xio__chan_rx_pending(&c->rx) && xio_wait_arm(w)) {
 		/* A copy of this connection in another process (fork), or
 		 * another thread here, may sleep on it in a call we cannot
 		 * see: stay armed, as a TCP socket would wake them. */
-		xio__conn_owed_doorbell(ps->conn);
+		xio__conn_owed_doorbell(c);
 	}
 	pthread_mutex_unlock(&ps->rlock);
-	if (r > 0 && !(msgflags & MSG_PEEK)) {
-		STAT_ADD(rx_bytes, (uint64_t)r);
-		STAT_ADD(rx_msgs, 1);
+	return r;
+}
+
+static ssize_t ps_readv(struct psock *ps, const struct iovec *iov, int n, int msgflags)
+{
+	ssize_t r;
+	if (msgflags & MSG_OOB) {
+		/* Urgent data only ever comes over the kernel socket (a peer
+		 * that sent some left shared memory first); with none, the
+		 * kernel answers EINVAL as TCP does. */
+		struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+		return xio_sys_recvmsg(ps->fd, &m, msgflags);
 	}
+	/* The counters say what came over shared memory: after a leave the
+	 * same call may read from the kernel. */
+	uint64_t b0 = ps->conn->st.rx_bytes, m0 = ps->conn->st.rx_msgs;
+	while ((r = ps_readv_once(ps, iov, n, msgflags)) == XIO__FOLLOW)
+		if ((r = refollow(ps)) < 0)
+			break;
+	STAT_ADD(rx_bytes, ps->conn->st.rx_bytes - b0);
+	STAT_ADD(rx_msgs, ps->conn->st.rx_msgs - m0);
+	xio__shim_settle(ps);
 	return r;
 }
 
 static ssize_t ps_writev(struct psock *ps, const struct iovec *iov, int n, int msgflags)
 {
-	if (msgflags & MSG_OOB)
-		return -EOPNOTSUPP;
-	pthread_mutex_lock(&ps->wlock);
-	ssize_t r = xio__conn_writev(ps->conn, iov, n, io_flags(ps, msgflags));
-	pthread_mutex_unlock(&ps->wlock);
-	if (r > 0) {
-		STAT_ADD(tx_bytes, (uint64_t)r);
-		STAT_ADD(tx_msgs, 1);
-	} else if (r == -EPIPE && !(msgflags & MSG_NOSIGNAL)) {
+	ssize_t r;
+	if (msgflags & MSG_OOB) {
+		/* Urgent data is the kernel's: the connection moves to it first,
+		 * so the urgent byte keeps its place in the stream. */
+		if ((r = xio__shim_leave(ps, XIO_LEAVE_OOB)) < 0)
+			return r;
+		struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+		r = xio_sys_sendmsg(ps->fd, &m, msgflags | MSG_NOSIGNAL);
+	} else {
+		uint64_t b0 = ps->conn->st.tx_bytes;
+		for (;;) {
+			pthread_mutex_lock(&ps->wlock);
+			r = xio__conn_writev(ps->conn, iov, n, io_flags(ps, msgflags));
+			pthread_mutex_unlock(&ps->wlock);
+			if (r != XIO__FOLLOW || (r = refollow(ps)) < 0)
+				break;
+		}
+		STAT_ADD(tx_bytes, ps->conn->st.tx_bytes - b0);
+		STAT_ADD(tx_msgs, ps->conn->st.tx_bytes != b0); /* one per call, as before */
+		xio__shim_settle(ps);
+	}
+	if (r == -EPIPE && !(msgflags & MSG_NOSIGNAL)) {
 		/* As the kernel does for a write to a closed TCP connection. */
 		raise(SIGPIPE);
 	}

@@ -63,7 +63,7 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 	int64_t spin_end = tmo_ns != 0 ? now_ns() + (int64_t)xio__poll_spin_ns() : 0;
 	for (int found = 0; !found && now_ns() < spin_end; xio__poll_relax())
 		for (nfds_t i = 0; i < n && !found; i++)
-			found = ps[i] && (xio__conn_poll(ps[i]->conn,
+			found = ps[i] && (xio__shim_conn_poll(ps[i],
 						     fds[i].events | POLLERR | POLLHUP, 0) &
 					  (fds[i].events | POLLERR | POLLHUP));
 
@@ -76,13 +76,14 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 			if (!ps[i])
 				continue;
 			short want = fds[i].events | POLLERR | POLLHUP;
-			fds[i].revents = xio__conn_poll(ps[i]->conn, want, token) & want;
+			fds[i].revents = xio__shim_conn_poll(ps[i], want, token) & want;
 			ready += fds[i].revents != 0;
 		}
 		memcpy(k, fds, n * sizeof(*k));
 		for (nfds_t i = 0; i < n; i++)
-			if (ps[i]) /* the doorbell, or the kernel's FIN/RST */
-				k[i].events = POLLIN;
+			if (ps[i]) /* the doorbell, or the kernel's FIN/RST; after
+				    * a leave, what the program asked of the socket */
+				k[i].events = ps[i]->conn->left ? fds[i].events : POLLIN;
 		struct timespec ts, *tp = NULL;
 		if (ready || !arm) {
 			ts.tv_sec = 0;
@@ -115,7 +116,7 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 				 * however many of our sockets it wrote to. */
 				if (!fds[i].revents) {
 					short want = fds[i].events | POLLERR | POLLHUP;
-					fds[i].revents = xio__conn_poll(ps[i]->conn, want, 0) & want;
+					fds[i].revents = xio__shim_conn_poll(ps[i], want, 0) & want;
 					ready += fds[i].revents != 0;
 				}
 			} else {

@@ -22,7 +22,7 @@ EXPORT int socket(int domain, int type, int protocol)
 	int fd = REAL(socket)(domain, type, protocol);
 	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0 || (domain != AF_INET && domain != AF_INET6) || base != SOCK_STREAM ||
-	    (protocol != 0 && protocol != IPPROTO_TCP))
+	    (protocol != 0 && protocol != IPPROTO_TCP) || atomic_load(&xio__shim_off))
 		return fd;
 	/* A stale entry (an fd closed behind our back, e.g. by fclose) must
 	 * not survive into the new socket. */
@@ -123,6 +123,10 @@ static int after_accept(struct psock *lps, int nfd, int flags)
 {
 	if (nfd < 0 || !lps || atomic_load(&lps->kind) != PS_LISTENER)
 		return nfd;
+	if (atomic_load(&xio__shim_off)) {
+		STAT_ADD(fallback_conns, 1);
+		return nfd;
+	}
 	int saved = errno;
 	struct psock *old = fdtab_exchange(nfd, NULL);
 	if (old)
@@ -136,6 +140,10 @@ static int after_accept(struct psock *lps, int nfd, int flags)
 				ps->conn = c;
 				atomic_store(&ps->kind, PS_CONN);
 				STAT_ADD(accel_conns, 1);
+				/* On fds 0-2 stdio may use it behind our back: paired
+				 * (its client may have written already), it leaves. */
+				if (nfd <= 2)
+					xio__shim_leave(ps, XIO_LEAVE_STDIO);
 				errno = saved;
 				return nfd;
 			}
@@ -171,7 +179,7 @@ EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	if (!ps || atomic_load(&ps->kind) != PS_TCP || !sa ||
 	    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
 		return REAL(connect)(fd, sa, len);
-	if (!xio__allowed(sa, len)) {
+	if (!xio__allowed(sa, len) || atomic_load(&xio__shim_off)) {
 		psock_to_kernel(ps);
 		return REAL(connect)(fd, sa, len);
 	}
@@ -221,7 +229,7 @@ EXPORT int shutdown(int fd, int how)
 	struct psock *ps = fdtab_lookup(fd);
 	if (ps && atomic_load(&ps->kind) == PS_CONNECTING)
 		psock_finish_connect(ps, fd, 0);
-	if (!ps || atomic_load(&ps->kind) != PS_CONN)
+	if (!ps || atomic_load(&ps->kind) != PS_CONN || ps->conn->left)
 		return REAL(shutdown)(fd, how);
 	return (int)xio_ret(xio_shutdown(ps->conn, how));
 }
@@ -242,6 +250,10 @@ static int dup_to(int oldfd, int newfd)
 	}
 	if (prev && prev != ps)
 		psock_unref(prev, newfd); /* dup2 closed what newfd was */
+	/* On stdin, stdout or stderr the socket meets stdio, whose reads and
+	 * writes the shim does not see: the connection leaves shared memory. */
+	if (ps && newfd <= 2 && atomic_load(&ps->kind) == PS_CONN)
+		xio__shim_leave(ps, XIO_LEAVE_STDIO);
 	errno = saved;
 	return newfd;
 }

@@ -89,6 +89,11 @@ int xio__chan_tx_notify(struct xio_chan_tx *tx);
  * already rang a doorbell for that sleep (seg.h, sleep tokens): 1 if the
  * caller must ring now. Call after a full fence. */
 int xio__wait_claim_batched(_Atomic uint32_t *w, _Atomic uint64_t *tok);
+/* Call fn, in order, on the pieces of the last `bytes` bytes posted (the
+ * part the receiver did not read, when a connection leaves shared memory).
+ * Returns 0, fn's first error, or -EPROTO if the ring no longer holds them. */
+int xio__chan_tx_tail(struct xio_chan_tx *tx, uint64_t bytes,
+		      int (*fn)(void *arg, const void *p, size_t len), void *arg);
 /* 1 if the receiver has released something that reclaim would take back. */
 int xio__chan_tx_can_reclaim(struct xio_chan_tx *tx);
 static inline void *xio__chan_tx_ptr(const struct xio_chan_tx *tx, uint32_t off)

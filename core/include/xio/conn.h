@@ -39,6 +39,17 @@ struct xio_conn {
 	 * until the peer's delayed ACK (40 ms). The shim shows the program
 	 * its own setting. */
 	int app_nodelay;
+	/* Leaving shared memory (leave.c). left: why this side posts no
+	 * more and writes to the kernel socket (enum xio_leave_reason;
+	 * XIO_LEAVE_PEER when it followed the peer). Reads take what is left
+	 * in the ring, if this side still reads it, then the kernel's; once
+	 * nothing is left there accel drops to 0 and base stays mapped until
+	 * the connection is freed. */
+	unsigned left;
+	int rx_raw;         /* this side reads the ring no more */
+	unsigned owed_late; /* doorbell bytes claimed for us that had not
+			     * arrived when we looked: read them first */
+	uint64_t left_tx_off, left_rx_off; /* where each direction moved (stats) */
 	struct xio_conn_stats st;
 	/* One thread per process sleeps in the kernel for this connection;
 	 * others wait on wait_cv until it wakes (wait.c). */
@@ -95,6 +106,39 @@ uint64_t xio__conn_event_sig(struct xio_conn *c);
 /* Bytes that a read could return now (FIONREAD). */
 size_t xio__conn_nread(struct xio_conn *c);
 
+/*
+ * Leaving shared memory for the kernel TCP socket at an exact byte offset
+ * in each direction (leave.c, docs/design.md "Leaving shared memory").
+ * The caller excludes every other read and write of c while these run.
+ *   xio__conn_leave: this side can no longer see all reads and writes of
+ *     the socket (stdio, exec, seccomp, urgent data...). From its return
+ *     on, reads and writes go to the kernel socket; what the peer had
+ *     posted and this side had not read comes again over the kernel.
+ *     Returns 0, or -ECONNRESET when that cannot be done without a gap
+ *     (the peer closed, or left itself, with data this side never read):
+ *     the connection is then reset, never silently cut.
+ *   xio__conn_follow: the peer left (xio__conn_peer_left): send again what
+ *     it did not read, and write to the kernel from now on.
+ * XIO__FOLLOW is what reads and writes return when they find the peer
+ * left: follow, then call again.
+ */
+int xio__conn_leave(struct xio_conn *c, unsigned reason);
+int xio__conn_follow(struct xio_conn *c);
+#define XIO__FOLLOW (-4096)
+static inline int xio__conn_peer_left(const struct xio_conn *c)
+{
+	return c->accel && !c->left &&
+	       atomic_load_explicit(&c->rx.g.ctl->tx_left, memory_order_acquire) != 0;
+}
+/* Read n doorbell bytes the peer claimed to send, waiting up to ms for
+ * each (what has not come by then is read at the next look). */
+void xio__conn_take_owed(struct xio_conn *c, unsigned n, int ms);
+/* Reset the kernel TCP connection of fd (RST) and keep the fd: for a
+ * connection that cannot go on without a gap in its stream. */
+void xio__sock_reset(int fd);
+/* The connection after leave/follow: unmap, tell the monitor. */
+void xio__conn_detach_left(struct xio_conn *c);
+
 /* Wait directions for xio__conn_wait. */
 #define XIO_WAIT_RX 1
 #define XIO_WAIT_TX 2
@@ -146,6 +190,8 @@ void xio__conn_drain(struct xio_conn *c);
 /* Read the doorbell byte the peer claimed to send (it may still be on its
  * way: waits for it, briefly). */
 void xio__conn_owed_doorbell(struct xio_conn *c);
+/* Read everything the kernel socket holds (closing: FIN, not RST). */
+void xio__conn_swallow(struct xio_conn *c);
 /* The same when poll/epoll already reported revents for the socket. */
 void xio__conn_drain_ready(struct xio_conn *c, unsigned revents);
 /* How long poll/epoll look at accelerated sockets before they sleep

@@ -90,11 +90,20 @@ struct xio_chan_ctl {
 							       * closed, XIO_RX_RESET reset */
 	_Atomic uint64_t rx_token;                            /* ... in this sleep (below) */
 	_Atomic uint64_t rx_bytes, rx_msgs;
+	/* Leaving shared memory (leave.c): the receiver reads the ring no
+	 * more, having delivered rx_left_bytes; the sender must send the rest
+	 * again over the kernel socket. */
+	_Atomic uint32_t rx_left;
+	_Atomic uint64_t rx_left_bytes;
 	/* Written by the sender (and cleared by the receiver when it rings). */
 	alignas(XIO_CACHE_LINE) _Atomic uint32_t tx_waiting; /* sender armed: blocked on full */
 	_Atomic uint32_t tx_fin;                              /* sender will write no more */
 	_Atomic uint64_t tx_token;                            /* ... in this sleep (below) */
 	_Atomic uint64_t tx_bytes, tx_msgs, doorbells;
+	/* The sender posts no more (leave.c): the ring holds the stream up to
+	 * tx_left_bytes; what follows comes over the kernel socket. */
+	_Atomic uint32_t tx_left;
+	_Atomic uint64_t tx_left_bytes;
 };
 _Static_assert(offsetof(struct xio_chan_ctl, rx_waiting) % XIO_CACHE_LINE == 0, "rx line");
 _Static_assert(offsetof(struct xio_chan_ctl, tx_waiting) % XIO_CACHE_LINE == 0, "tx line");
@@ -111,7 +120,10 @@ _Static_assert(offsetof(struct xio_chan_ctl, tx_waiting) % XIO_CACHE_LINE == 0, 
  * before it closes: an unread byte would make the kernel reset the
  * connection instead of ending it.
  */
-enum { XIO_WAIT_IDLE = 0, XIO_WAIT_ARMED = 1, XIO_WAIT_CLAIMED = 2 };
+enum { XIO_WAIT_IDLE = 0, XIO_WAIT_ARMED = 1, XIO_WAIT_CLAIMED = 2, XIO_WAIT_LEFT = 3 };
+/* XIO_WAIT_LEFT: the side has left shared memory (leave.c); its word can
+ * never be claimed again, so no doorbell byte can land in what is now a
+ * plain TCP stream. */
 
 /* Why a connection left shared memory for the kernel's TCP socket
  * (docs/compatibility.md, "Moving back to TCP"). */

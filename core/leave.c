@@ -1,0 +1,225 @@
+/*
+ * leave.c - moving a connection from shared memory back to its kernel TCP
+ * socket, at an exact byte offset in each direction, without losing,
+ * duplicating or reordering a byte (docs/design.md, "Leaving shared
+ * memory").
+ *
+ * Every accelerated connection is a connected kernel socket that carries
+ * only doorbell bytes, each one owed for a claim of a waiting word
+ * (seg.h). A side that leaves:
+ *   1. stops reading the ring, and publishes how many bytes of the peer's
+ *      stream it delivered (rx_left_bytes, then rx_left);
+ *   2. turns its waiting words to XIO_WAIT_LEFT, so the peer can never
+ *      ring again, and reads the doorbell bytes already owed: after them
+ *      the kernel socket holds only the peer's data;
+ *   3. publishes tx_left: the ring holds its stream up to tx_left_bytes,
+ *      and everything after comes over the kernel socket;
+ *   4. wakes the peer (its last doorbells, ahead of any data);
+ *   5. if the peer stopped reading the ring too, sends again, over the
+ *      kernel, what the peer did not read, before anything else.
+ * The peer, when it sees tx_left (xio__conn_follow), does 5 and 2 for its
+ * own side, reads what is left in the ring, and then the kernel socket.
+ *
+ * Where a gap cannot be avoided (the peer closed, or left itself, with
+ * data in the ring that this side will not read), the connection is
+ * reset: the programs see ECONNRESET, never a silently shortened stream.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "xio/conn.h"
+#include "xio/sys.h"
+
+/* Send len bytes over the kernel socket whatever its O_NONBLOCK: they
+ * must all be out before anything the program writes next. */
+static int send_all(void *arg, const void *p, size_t len)
+{
+	struct xio_conn *c = arg;
+	const char *b = p;
+	while (len) {
+		ssize_t r = xio_sys_send(c->fd, b, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r > 0) {
+			b += r;
+			len -= (size_t)r;
+			continue;
+		}
+		if (r == -EINTR)
+			continue;
+		if (r != -EAGAIN)
+			return (int)r;
+		struct pollfd q = { .fd = c->fd, .events = POLLOUT };
+		xio_sys_poll(&q, 1, 1000);
+	}
+	return 0;
+}
+
+/* Abort the kernel connection (RST to the peer) and tell the peer's
+ * channel side, so that both programs see a reset, not a short stream. */
+void xio__sock_reset(int fd)
+{
+	struct sockaddr sa = { .sa_family = AF_UNSPEC };
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	xio_sys_setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	XIO__SC(SYS_connect, fd, &sa, sizeof(sa), 0, 0, 0); /* disconnects: RST */
+}
+
+static int reset(struct xio_conn *c)
+{
+	atomic_store_explicit(&c->rx.g.ctl->rx_closed, XIO_RX_RESET, memory_order_release);
+	atomic_store_explicit(&c->tx.g.ctl->tx_fin, 1, memory_order_release);
+	xio__sock_reset(c->fd);
+	return -ECONNRESET;
+}
+
+/* Step 2: nobody may claim our words any more; read what is owed. The
+ * bytes are on their way (a claim is followed by its send): wait for
+ * them, boundedly, since the program's data comes right behind. */
+static void settle_for_good(struct xio_conn *c)
+{
+	unsigned owed = 0;
+	owed += atomic_exchange(&c->rx.g.ctl->rx_waiting, XIO_WAIT_LEFT) == XIO_WAIT_CLAIMED;
+	owed += atomic_exchange(&c->tx.g.ctl->tx_waiting, XIO_WAIT_LEFT) == XIO_WAIT_CLAIMED;
+	for (int i = 0; i < 100 && (owed || c->owed_late); i++) {
+		xio__conn_take_owed(c, owed, 10);
+		owed = 0;
+	}
+}
+
+/* Step 5: our stream from offset `from` on (what the peer did not read
+ * of it) goes over the kernel, ahead of anything we write later. */
+static int resend_from(struct xio_conn *c, uint64_t from)
+{
+	uint64_t posted = c->st.tx_bytes;
+	c->left_tx_off = from;
+	if (from > posted)
+		return -EPROTO;
+	if (from == posted)
+		return 0;
+	return xio__chan_tx_tail(&c->tx, posted - from, send_all, c);
+}
+
+/* The peer's delivered count if it reads our ring no more, else ~0. */
+static uint64_t peer_read_upto(struct xio_conn *c)
+{
+	struct xio_chan_ctl *out = c->tx.g.ctl;
+	if (!atomic_load_explicit(&out->rx_left, memory_order_acquire))
+		return UINT64_MAX;
+	return atomic_load_explicit(&out->rx_left_bytes, memory_order_relaxed);
+}
+
+static void mark_left(struct xio_conn *c, unsigned reason)
+{
+	c->left = reason;
+	atomic_store_explicit(&c->hdr->left[c->side], reason, memory_order_release);
+}
+
+/* Our ring stream ends at off: publish it, then never post again. */
+static void publish_tx_left(struct xio_conn *c, uint64_t off, unsigned reason)
+{
+	struct xio_chan_ctl *out = c->tx.g.ctl;
+	atomic_store_explicit(&out->tx_left_bytes, off, memory_order_relaxed);
+	atomic_store_explicit(&out->tx_left, reason, memory_order_release);
+	mark_left(c, reason);
+	atomic_thread_fence(memory_order_seq_cst);
+}
+
+int xio__conn_leave(struct xio_conn *c, unsigned reason)
+{
+	if (!c->accel || c->left)
+		return 0;
+	struct xio_chan_ctl *in = c->rx.g.ctl, *out = c->tx.g.ctl;
+	if (xio__conn_peer_left(c)) {
+		/* It left first: follow; we read on from the kernel alone only
+		 * if the ring holds nothing more for us (a gap otherwise). */
+		int r = xio__conn_follow(c);
+		if (r < 0)
+			return r;
+		return c->accel && !c->rx_raw ? reset(c) : 0;
+	}
+	/* Step 1. What the peer posted and we did not read must come again
+	 * from the peer: one that closed or died cannot send it. */
+	if (xio__chan_rx_pending(&c->rx) > 0 && xio__conn_peer_tx_done(c))
+		return reset(c);
+	uint64_t delivered = c->st.rx_bytes;
+	c->left_rx_off = delivered;
+	atomic_store_explicit(&in->rx_left_bytes, delivered, memory_order_relaxed);
+	atomic_store_explicit(&in->rx_left, reason, memory_order_release);
+	c->rx_raw = 1;
+	atomic_thread_fence(memory_order_seq_cst);
+	/* Step 2. */
+	settle_for_good(c);
+	/* Step 3: our ring stream ends where the peer stopped reading it, if
+	 * it is leaving too, else at what we posted. */
+	uint64_t posted = c->st.tx_bytes, upto = peer_read_upto(c);
+	uint64_t end = upto < posted ? upto : posted;
+	publish_tx_left(c, end, reason);
+	/* Step 4: the peer may sleep; these doorbells go before any data. */
+	unsigned ring = (unsigned)xio_wait_claim(&out->rx_waiting) +
+			(unsigned)xio_wait_claim(&in->tx_waiting);
+	while (ring--)
+		xio__conn_doorbell(c);
+	/* Step 5. A peer leaving at the same moment may have stopped reading
+	 * only now: nothing of ours went to the kernel yet, so it is not too
+	 * late to send it the rest. */
+	upto = peer_read_upto(c);
+	if (upto < end)
+		end = upto;
+	int r = end < posted ? resend_from(c, end) : 0;
+	c->accel = 0;
+	if (c->shut_wr)
+		xio_sys_shutdown(c->fd, SHUT_WR); /* our end of stream, for the kernel now */
+	if (r < 0 || (upto != UINT64_MAX && upto > posted))
+		return reset(c);
+	/* It left at the same moment and its ring stream runs past what we
+	 * delivered, which we will not read: a gap, so a reset. */
+	if (atomic_load_explicit(&in->tx_left, memory_order_acquire) &&
+	    atomic_load_explicit(&in->tx_left_bytes, memory_order_relaxed) > delivered)
+		return reset(c);
+	return 0;
+}
+
+int xio__conn_follow(struct xio_conn *c)
+{
+	if (!xio__conn_peer_left(c))
+		return 0;
+	settle_for_good(c);
+	/* What the peer did not read of ours goes first; then our writes. */
+	uint64_t posted = c->st.tx_bytes, upto = peer_read_upto(c);
+	uint64_t end = upto < posted ? upto : posted;
+	int r = end < posted ? resend_from(c, end) : 0;
+	c->left_tx_off = end;
+	c->left_rx_off = atomic_load_explicit(&c->rx.g.ctl->tx_left_bytes, memory_order_relaxed);
+	publish_tx_left(c, end, XIO_LEAVE_PEER);
+	if (c->shut_wr)
+		xio_sys_shutdown(c->fd, SHUT_WR);
+	if (r < 0 || (upto != UINT64_MAX && upto > posted)) {
+		c->rx_raw = 1;
+		c->accel = 0;
+		return reset(c);
+	}
+	/* The rest of the peer's stream in the ring is read first (readv). */
+	if (!xio__chan_rx_pending(&c->rx)) {
+		c->rx_raw = 1;
+		c->accel = 0;
+	}
+	return 0;
+}
+
+void xio__conn_detach_left(struct xio_conn *c)
+{
+	if (!c->base)
+		return;
+	struct xio_msg_close m;
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_CLOSE, 0);
+	m.conn_id = c->conn_id;
+	m.side = c->side;
+	xio__ctl_post(&m, -1);
+	xio__chan_tx_fini(&c->tx);
+	xio_seg_unmap(c->base, &c->params);
+	c->base = NULL;
+	c->hdr = NULL;
+	c->accel = 0;
+}
