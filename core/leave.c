@@ -29,6 +29,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <rte_ring.h>
+
 #include "xio/conn.h"
 #include "xio/sys.h"
 
@@ -125,9 +127,42 @@ static void publish_tx_left(struct xio_conn *c, uint64_t off, unsigned reason)
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
+/* Another process holding this side since a fork left it: this copy
+ * goes to the kernel too, with nothing to do (the stream is the same). */
+static int sibling_left(struct xio_conn *c)
+{
+	unsigned r = atomic_load_explicit(&c->hdr->left[c->side], memory_order_acquire);
+	if (!r || c->left)
+		return 0;
+	c->left = r;
+	c->rx_raw = 1;
+	c->accel = 0;
+	return 1;
+}
+
+int xio__conn_adopt_left(struct xio_conn *c)
+{
+	return c->accel && c->hdr ? sibling_left(c) : 0;
+}
+
+int xio__conn_leave_stale(struct xio_conn *c, unsigned reason)
+{
+	if (!c->accel || c->left || sibling_left(c))
+		return 0;
+	/* Our private copy of the state is stale: the process that used the
+	 * side last published its counts and its producer index, and is not
+	 * inside a call on it. Leaving needs no more than those. */
+	c->st.rx_bytes = atomic_load_explicit(&c->rx.g.ctl->rx_bytes, memory_order_acquire);
+	c->st.tx_bytes = atomic_load_explicit(&c->tx.g.ctl->tx_bytes, memory_order_acquire);
+	c->tx.data_prod = __atomic_load_n(&c->tx.g.data->prod.tail, __ATOMIC_ACQUIRE);
+	c->rx.pos = c->rx.n = 0;
+	c->rx.data_cons = __atomic_load_n(&c->rx.g.data->cons.tail, __ATOMIC_ACQUIRE);
+	return xio__conn_leave(c, reason);
+}
+
 int xio__conn_leave(struct xio_conn *c, unsigned reason)
 {
-	if (!c->accel || c->left)
+	if (!c->accel || c->left || sibling_left(c))
 		return 0;
 	struct xio_chan_ctl *in = c->rx.g.ctl, *out = c->tx.g.ctl;
 	if (xio__conn_peer_left(c)) {
@@ -154,6 +189,7 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 	 * it is leaving too, else at what we posted. */
 	uint64_t posted = c->st.tx_bytes, upto = peer_read_upto(c);
 	uint64_t end = upto < posted ? upto : posted;
+	c->left_tx_off = end;
 	publish_tx_left(c, end, reason);
 	/* Step 4: the peer may sleep; these doorbells go before any data. */
 	unsigned ring = (unsigned)xio_wait_claim(&out->rx_waiting) +
@@ -182,7 +218,7 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 
 int xio__conn_follow(struct xio_conn *c)
 {
-	if (!xio__conn_peer_left(c))
+	if (!xio__conn_peer_left(c) || sibling_left(c))
 		return 0;
 	settle_for_good(c);
 	/* What the peer did not read of ours goes first; then our writes. */

@@ -8,6 +8,7 @@
  * call goes straight to libc.
  */
 #include "shim.h"
+#include "xio/sys.h"
 
 /* Both locks: no read or write of ps runs while the protocol does. */
 static void lock_io(struct psock *ps)
@@ -29,7 +30,9 @@ void xio__shim_settle(struct psock *ps)
 		psock_to_kernel(ps);
 }
 
-int xio__shim_leave(struct psock *ps, unsigned reason)
+/* Leave without turning the psock to PS_KERNEL (callable with an epoll
+ * set locked). stale: this copy's state is not the current one (fork). */
+static int leave_now(struct psock *ps, unsigned reason, int stale)
 {
 	if (atomic_load_explicit(&ps->kind, memory_order_acquire) != PS_CONN)
 		return 0;
@@ -37,18 +40,61 @@ int xio__shim_leave(struct psock *ps, unsigned reason)
 	struct xio_conn *c = ps->conn;
 	int was = c->left, r = 0;
 	if (c->accel && !c->left)
-		r = xio__conn_leave(c, reason);
+		r = stale ? xio__conn_leave_stale(c, reason) : xio__conn_leave(c, reason);
 	unlock_io(ps);
 	if (!was && c->left)
 		xio__stats_left(ps->fd, c);
+	return r;
+}
+
+int xio__shim_leave(struct psock *ps, unsigned reason)
+{
+	int r = leave_now(ps, reason, 0);
 	xio__shim_settle(ps);
 	return r;
+}
+
+/*
+ * Shared after fork. Both processes hold the side, each with a copy of its
+ * private state (ring indices, allocator, received descriptors): only one
+ * copy can be current. The fork resets hdr->user[side] to 0; the first
+ * process to read or write takes it (user = its pid) and goes on at full
+ * speed. If the other one reads or writes later, its copy is stale: it
+ * waits, briefly, until the user is not inside a call (busy), then moves
+ * the connection back to kernel TCP with the counts the user published
+ * (XIO_LEAVE_SHARED), which both then use; the user finds the side left
+ * at its next call. Nothing is lost or reordered, and the two copies of
+ * the state never both drive the channel.
+ */
+void xio__shim_claim(struct psock *ps)
+{
+	struct xio_conn *c = ps->conn;
+	if (!c->accel || c->left || !c->hdr)
+		return;
+	if (xio__conn_adopt_left(c))
+		return;
+	_Atomic uint32_t *user = &c->hdr->user[c->side], *busy = &c->hdr->busy[c->side];
+	uint32_t me = (uint32_t)xio_sys_getpid(), u = atomic_load(user);
+	if (u == me || (u == 0 && atomic_compare_exchange_strong(user, &u, me)) || u == me)
+		return;
+	for (int i = 0; i < 100 && atomic_load(busy) == u; i++)
+		xio_sys_sleep_ms(1); /* the user is inside a read or write */
+	leave_now(ps, XIO_LEAVE_SHARED, 1);
+}
+
+void xio__shim_busy(struct psock *ps, int on)
+{
+	struct xio_conn *c = ps->conn;
+	if (c->hdr)
+		atomic_store(&c->hdr->busy[c->side], on ? (uint32_t)xio_sys_getpid() : 0u);
 }
 
 int xio__shim_follow(struct psock *ps)
 {
 	if (atomic_load_explicit(&ps->kind, memory_order_acquire) != PS_CONN)
 		return 0;
+	if (ps->inherited)
+		xio__shim_claim(ps);
 	lock_io(ps);
 	struct xio_conn *c = ps->conn;
 	int was = c->left;

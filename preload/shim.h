@@ -111,11 +111,18 @@ int xio__shim_leave(struct psock *ps, unsigned reason);
 int xio__shim_follow(struct psock *ps);
 void xio__shim_settle(struct psock *ps);
 void xio__shim_leave_all(unsigned reason, int only_low);
+/* A connection held by two processes since fork (ps->inherited): make
+ * sure this process may use the channel state, or move it to the kernel;
+ * and say when this process is inside a call on it (busy). */
+void xio__shim_claim(struct psock *ps);
+void xio__shim_busy(struct psock *ps, int on);
 /* Readiness of an accelerated socket for poll/select/epoll: a peer that
  * left is followed first (it may wait for what we sent and it did not
  * read), so what is reported is the kernel socket's truth from then on. */
 static inline short xio__shim_conn_poll(struct psock *ps, short want, uint64_t token)
 {
+	if (__builtin_expect(ps->inherited, 0))
+		xio__shim_claim(ps);
 	if (__builtin_expect(xio__conn_peer_left(ps->conn), 0))
 		xio__shim_follow(ps);
 	return xio__conn_poll(ps->conn, want, token);

@@ -33,9 +33,21 @@ static void mark(int fd, struct psock *ps, void *child)
 		ps->inherited = 1;
 }
 
+/* Before the fork: whichever of the two processes reads or writes first
+ * will own the channel state (leave.c, "shared after fork"). */
+static void open_claim(int fd, struct psock *ps, void *arg)
+{
+	(void)fd;
+	(void)arg;
+	struct xio_conn *c = ps->conn;
+	if (atomic_load(&ps->kind) == PS_CONN && c->accel && !c->left && c->hdr)
+		atomic_store(&c->hdr->user[c->side], 0);
+}
+
 EXPORT pid_t fork(void)
 {
 	SHIM_INIT();
+	fdtab_each(open_claim, NULL);
 	pid_t pid = REAL(fork)();
 	if (pid >= 0) {
 		int saved = errno;

@@ -51,7 +51,11 @@ static ssize_t ps_readv_once(struct psock *ps, const struct iovec *iov, int n, i
 {
 	pthread_mutex_lock(&ps->rlock);
 	struct xio_conn *c = ps->conn;
+	if (ps->inherited)
+		xio__shim_busy(ps, 1);
 	ssize_t r = xio__conn_readv(c, iov, n, io_flags(ps, msgflags));
+	if (ps->inherited)
+		xio__shim_busy(ps, 0);
 	if (c->left || r == XIO__FOLLOW) {
 		/* Its words belong to the protocol of leaving now. */
 		pthread_mutex_unlock(&ps->rlock);
@@ -96,6 +100,8 @@ static ssize_t ps_readv(struct psock *ps, const struct iovec *iov, int n, int ms
 	}
 	/* The counters say what came over shared memory: after a leave the
 	 * same call may read from the kernel. */
+	if (ps->inherited)
+		xio__shim_claim(ps);
 	uint64_t b0 = ps->conn->st.rx_bytes, m0 = ps->conn->st.rx_msgs;
 	while ((r = ps_readv_once(ps, iov, n, msgflags)) == XIO__FOLLOW)
 		if ((r = refollow(ps)) < 0)
@@ -117,10 +123,16 @@ static ssize_t ps_writev(struct psock *ps, const struct iovec *iov, int n, int m
 		struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
 		r = xio_sys_sendmsg(ps->fd, &m, msgflags | MSG_NOSIGNAL);
 	} else {
+		if (ps->inherited)
+			xio__shim_claim(ps);
 		uint64_t b0 = ps->conn->st.tx_bytes;
 		for (;;) {
 			pthread_mutex_lock(&ps->wlock);
+			if (ps->inherited)
+				xio__shim_busy(ps, 1);
 			r = xio__conn_writev(ps->conn, iov, n, io_flags(ps, msgflags));
+			if (ps->inherited)
+				xio__shim_busy(ps, 0);
 			pthread_mutex_unlock(&ps->wlock);
 			if (r != XIO__FOLLOW || (r = refollow(ps)) < 0)
 				break;

@@ -124,6 +124,11 @@ size_t xio__conn_nread(struct xio_conn *c);
  */
 int xio__conn_leave(struct xio_conn *c, unsigned reason);
 int xio__conn_follow(struct xio_conn *c);
+/* A copy of a side shared through fork whose private state is stale: leave
+ * with the counts the last user published (it must not be inside a call). */
+int xio__conn_leave_stale(struct xio_conn *c, unsigned reason);
+/* 1 if another holder of this side (fork) left it: c is on the kernel now. */
+int xio__conn_adopt_left(struct xio_conn *c);
 #define XIO__FOLLOW (-4096)
 static inline int xio__conn_peer_left(const struct xio_conn *c)
 {

@@ -75,6 +75,12 @@ struct xio_seg_hdr {
 	/* Set by side s when it moved the connection back to kernel TCP
 	 * (enum xio_leave_reason): for xio stat and the monitor's counts. */
 	_Atomic uint32_t left[2];
+	/* A side held by several processes since a fork: the pid whose copy
+	 * of the channel state is current (0: any copy, nobody used it since
+	 * the fork), and whether it is inside a read or write now
+	 * (preload/leave.c, "shared after fork"). */
+	_Atomic uint32_t user[2];
+	_Atomic uint32_t busy[2];
 };
 _Static_assert(sizeof(struct xio_seg_hdr) <= XIO_SEG_HDR_SIZE, "header fits its page");
 

@@ -172,4 +172,11 @@ static inline pid_t xio_sys_getpid(void)
 	return (pid_t)XIO__SC(SYS_getpid, 0, 0, 0, 0, 0, 0);
 }
 
+/* Sleep ms milliseconds (a signal may cut it short). */
+static inline void xio_sys_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+	XIO__SC(SYS_nanosleep, &ts, NULL, 0, 0, 0, 0);
+}
+
 #endif /* XIO_CORE_SYS_H */
