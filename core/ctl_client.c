@@ -5,11 +5,20 @@
  * xio connection never opens a socket. One per process: a forked child
  * closes the inherited one (which still belongs to the parent's session with
  * the monitor) and opens its own. When no monitor answers, requests fail with
- * -ENOTCONN for a second before the next try, and callers stay on the kernel.
+ * -ENOTCONN for a quarter of a second before the next try, and callers stay
+ * on the kernel.
+ *
+ * A monitor that dies (kill -9) and comes back on the same socket: a request
+ * that finds the session hung up reconnects at once. A process that holds
+ * listeners (xio__ctl_keep) also runs a watcher thread that notices the
+ * hang-up while the program sleeps in accept or epoll_wait, connects to the
+ * new monitor as soon as one answers, and has the listeners registered again
+ * (docs/design.md, "A monitor that restarts").
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -21,7 +30,13 @@
 #include "xio/sys.h"
 
 #define REPLY_TIMEOUT_MS 5000
-#define RETRY_NS 1000000000ull
+#define RETRY_NS 250000000ull
+/* The watcher: how often it tries for a monitor while none answers, and how
+ * long it sleeps on a healthy session before it looks again (a hang-up
+ * wakes it at once; the timeout only bounds how late it notices a session
+ * that another thread replaced). */
+#define WATCH_RETRY_MS 250
+#define WATCH_IDLE_MS 1000
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -35,6 +50,12 @@ static ino_t sock_ino;
 static uint32_t seq;
 static uint64_t retry_at;
 static _Atomic uint64_t intent_ctr;
+/* Changes with every new control connection (0: none yet): what was
+ * registered under an older session, a monitor that died has forgotten. */
+static _Atomic uint32_t session;
+static void (*resume_fn)(void); /* re-registers what the process holds */
+static pid_t watcher_pid;        /* the process whose watcher runs */
+static uint32_t resumed;         /* the session resume_fn last ran for */
 /* Set while this thread holds the lock: a signal handler that opens a
  * connection while the code it interrupted talks to the monitor must not
  * wait for a lock its own thread holds. It gets "no monitor" instead, and
@@ -211,7 +232,40 @@ static int ensure_locked(void)
 		return -ENOTCONN;
 	}
 	retry_at = 0;
+	uint32_t next = atomic_load(&session) + 1;
+	atomic_store(&session, next ? next : 1);
 	return 0;
+}
+
+/* The session's monitor is gone: closed or reset (it crashed, or was
+ * restarted). */
+static int peer_gone(int r)
+{
+	return r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN;
+}
+
+/* Send msg on the session, opening one if need be. A session whose monitor
+ * died is replaced at once, without waiting for RETRY_NS: a new monitor may
+ * already answer, and the connection being made should be served by it. */
+static int send_locked(void *msg, int send_fd)
+{
+	struct xio_msg_hdr *h = msg;
+	int r = ensure_locked();
+	if (r < 0)
+		return r;
+	h->seq = ++seq;
+	r = xio_ctl_send(sock, msg, send_fd, 0);
+	if (peer_gone(r)) {
+		if (still_mine(sock))
+			xio_sys_close(sock);
+		sock = -1;
+		r = ensure_locked();
+		if (r < 0)
+			return r;
+		h->seq = ++seq;
+		r = xio_ctl_send(sock, msg, send_fd, 0);
+	}
+	return r;
 }
 
 int xio__ctl_request(void *msg, int send_fd, void *reply, int *reply_fd)
@@ -223,16 +277,12 @@ int xio__ctl_request(void *msg, int send_fd, void *reply, int *reply_fd)
 		*reply_fd = -1;
 	if (enter() < 0)
 		return -ENOTCONN;
-	r = ensure_locked();
-	if (r == 0) {
-		h->seq = ++seq;
-		r = xio_ctl_send(sock, msg, send_fd, 0);
-		if (r == 0)
-			r = recv_reply_locked(h->seq, reply, reply_fd);
-		if (r < 0) {
-			drop_locked();
-			r = -ENOTCONN;
-		}
+	r = send_locked(msg, send_fd);
+	if (r == 0)
+		r = recv_reply_locked(h->seq, reply, reply_fd);
+	if (r < 0) {
+		drop_locked();
+		r = -ENOTCONN;
 	}
 	leave();
 	return r;
@@ -240,19 +290,14 @@ int xio__ctl_request(void *msg, int send_fd, void *reply, int *reply_fd)
 
 int xio__ctl_post(void *msg, int send_fd)
 {
-	struct xio_msg_hdr *h = msg;
 	int r;
 
 	if (enter() < 0)
 		return -ENOTCONN;
-	r = ensure_locked();
-	if (r == 0) {
-		h->seq = ++seq;
-		r = xio_ctl_send(sock, msg, send_fd, 0);
-		if (r < 0) {
-			drop_locked();
-			r = -ENOTCONN;
-		}
+	r = send_locked(msg, send_fd);
+	if (r < 0) {
+		drop_locked();
+		r = -ENOTCONN;
 	}
 	leave();
 	return r;
@@ -297,6 +342,8 @@ void xio__ctl_adopt(int fd)
 		xio_sys_close(sock);
 	remember(fd);
 	retry_at = 0;
+	uint32_t next = atomic_load(&session) + 1;
+	atomic_store(&session, next ? next : 1);
 	xio_sys_fcntl(fd, F_SETFD, FD_CLOEXEC);
 	pthread_mutex_unlock(&lock);
 }
@@ -308,5 +355,96 @@ void xio__ctl_reset(void)
 		xio_sys_close(sock);
 	sock = -1;
 	retry_at = 0;
+	pthread_mutex_unlock(&lock);
+}
+
+uint32_t xio__ctl_session(void)
+{
+	return atomic_load(&session);
+}
+
+/* One look at the session: the socket to wait on (-1 if there is none and
+ * no monitor answers now), and the session it belongs to. */
+static int watch_connect(uint32_t *s)
+{
+	pthread_mutex_lock(&lock);
+	in_ctl = 1;
+	if (sock >= 0 && !still_mine(sock))
+		sock = -1;
+	if (sock < 0) {
+		retry_at = 0; /* the watcher keeps its own pace */
+		ensure_locked();
+	}
+	int fd = sock;
+	*s = atomic_load(&session);
+	in_ctl = 0;
+	pthread_mutex_unlock(&lock);
+	return fd;
+}
+
+/*
+ * The watcher: sleeps on the control socket for a hang-up (events 0: a
+ * reply to another thread's request does not wake it), drops a session
+ * whose monitor died, tries for a new monitor every WATCH_RETRY_MS, and on
+ * every new session calls resume_fn, so that listeners nobody touches are
+ * registered again within a second of the monitor's return.
+ */
+static void *watch(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		uint32_t s;
+		int fd = watch_connect(&s);
+		if (fd < 0) {
+			xio_sys_poll(NULL, 0, WATCH_RETRY_MS);
+			continue;
+		}
+		if (s != resumed) {
+			resumed = s;
+			resume_fn();
+			continue;
+		}
+		struct pollfd p = { .fd = fd, .events = 0 };
+		if (xio_sys_poll(&p, 1, WATCH_IDLE_MS) <= 0 ||
+		    !(p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+			continue;
+		pthread_mutex_lock(&lock);
+		in_ctl = 1;
+		if (sock == fd && atomic_load(&session) == s && still_mine(sock)) {
+			xio_sys_close(sock);
+			sock = -1;
+		}
+		in_ctl = 0;
+		pthread_mutex_unlock(&lock);
+	}
+	return NULL;
+}
+
+void xio__ctl_keep(void (*resume)(void))
+{
+	pthread_mutex_lock(&lock);
+	pid_t me = xio_sys_getpid();
+	if (watcher_pid == me) {
+		pthread_mutex_unlock(&lock);
+		return;
+	}
+	resume_fn = resume;
+	resumed = atomic_load(&session);
+	/* The thread takes no signal: the program's handlers run in its own
+	 * threads, as they would without the shim. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 128 * 1024);
+	pthread_t t;
+	if (pthread_create(&t, &at, watch, NULL) == 0) {
+		watcher_pid = me;
+		pthread_setname_np(t, "xio-ctl-watch");
+	}
+	pthread_attr_destroy(&at);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_mutex_unlock(&lock);
 }

@@ -116,6 +116,8 @@ ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags)
 	do
 		r = xio_sys_recvmsg(sock, &m, flags | MSG_CMSG_CLOEXEC);
 	while (r == -EINTR);
+	if (r == 0)
+		close_passed(&m); /* an empty packet can still carry fds */
 	if (r <= 0)
 		return r;
 	const struct xio_msg_hdr *h = buf;

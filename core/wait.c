@@ -32,7 +32,8 @@
 #endif
 
 static uint64_t spin_ns = 50000, yield_ns = 200000, poll_spin_ns = 20000;
-static int tuned;
+/* Once per process, before the first wait: several threads may wait at once. */
+static pthread_once_t tune_once = PTHREAD_ONCE_INIT;
 
 /* Spinning only pays when the peer runs on another CPU at the same time.
  * A process allowed on one CPU only would spin away the very time slice
@@ -58,7 +59,6 @@ static void tune(void)
 		spin_ns = strtoull(s, NULL, 10) * 1000;
 	if (y && *y)
 		yield_ns = strtoull(y, NULL, 10) * 1000;
-	tuned = 1;
 }
 
 static inline uint64_t now_ns(void)
@@ -130,8 +130,7 @@ void xio__conn_owed_doorbell(struct xio_conn *c)
 
 uint64_t xio__poll_spin_ns(void)
 {
-	if (!tuned)
-		tune();
+	pthread_once(&tune_once, tune);
 	return poll_spin_ns;
 }
 
@@ -277,8 +276,7 @@ static int kernel_sleep(struct xio_conn *c)
 
 int xio__conn_wait(struct xio_conn *c, int dir)
 {
-	if (!tuned)
-		tune();
+	pthread_once(&tune_once, tune);
 	uint64_t t0 = now_ns();
 	while (now_ns() - t0 < spin_ns) {
 		for (int i = 0; i < 64; i++) {

@@ -53,6 +53,7 @@ struct pepoll {
 	int epfd;
 	struct pentry *head;
 	unsigned nxio; /* entries that are accelerated or nested sets */
+	unsigned scan_start; /* where the next scan starts (scan) */
 	/* When the kernel part of the set was last looked at, and how many
 	 * waits since have been answered from the channels alone. */
 	_Atomic int64_t os_last_ns;
@@ -387,8 +388,21 @@ static uint32_t entry_ready(struct pentry *e, uint64_t arm, int depth)
  * EPOLLET/EPOLLONESHOT state. */
 static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t arm, int depth)
 {
+	/* A scan that fills out stops there, and the next one starts after
+	 * the last member it reported, wrapping round: with more members
+	 * ready than max, each gets its turn, as the kernel's ready list
+	 * rotates. Always starting at the head starved the rest for good (a
+	 * level-triggered EPOLLOUT member is nearly always ready). */
+	unsigned count = 0, seen = 0, start = depth ? 0 : ep->scan_start;
+	for (struct pentry *e = ep->head; e; e = e->next)
+		count++;
+	if (start >= count)
+		start = 0;
+	struct pentry *e = ep->head;
+	for (unsigned k = 0; k < start; k++)
+		e = e->next;
 	int n = 0;
-	for (struct pentry *e = ep->head; e && n < max; e = e->next) {
+	for (; seen < count && n < max; seen++, e = e->next ? e->next : ep->head) {
 		if (e->oneshot_off || e->parked)
 			continue;
 		/* The edge's signature is read before the readiness: a change
@@ -429,6 +443,8 @@ static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t ar
 		out[n].data = e->data;
 		n++;
 	}
+	if (depth == 0 && n == max && count)
+		ep->scan_start = (start + seen) % count;
 	return n;
 }
 

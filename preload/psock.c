@@ -1,6 +1,6 @@
 /*
  * psock.c - the shim's socket objects: creation, sharing between dup()ed
- * fds, pairing through the monitor, and teardown.
+ * fds, pairing through the monitor, listener registration, and teardown.
  */
 #include <poll.h>
 #include <stdlib.h>
@@ -84,13 +84,119 @@ static int aborts(int fd)
 	       lg.l_linger == 0;
 }
 
-void psock_unlisten(struct psock *ps)
+/*
+ * The listeners this process has registered (or tried to, while no monitor
+ * ran), so that a new monitor can be told them again: it knows nothing of
+ * what the one before it knew. The lock orders before the control client's
+ * lock; a listener leaves the list before it is freed.
+ */
+static pthread_mutex_t listeners_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t listeners_once = PTHREAD_ONCE_INIT;
+static struct psock **listeners;
+static size_t nlisteners, listeners_cap;
+
+static void listeners_prepare(void)
+{
+	pthread_mutex_lock(&listeners_lock);
+}
+
+static void listeners_after(void)
+{
+	pthread_mutex_unlock(&listeners_lock);
+}
+
+static void listeners_atfork(void)
+{
+	pthread_atfork(listeners_prepare, listeners_after, listeners_after);
+}
+
+static void listeners_add_locked(struct psock *ps)
+{
+	for (size_t i = 0; i < nlisteners; i++)
+		if (listeners[i] == ps)
+			return;
+	if (nlisteners == listeners_cap) {
+		size_t cap = listeners_cap ? 2 * listeners_cap : 16;
+		struct psock **n = realloc(listeners, cap * sizeof(*n));
+		if (!n)
+			return; /* not kept for a later monitor; served by this one */
+		listeners = n;
+		listeners_cap = cap;
+	}
+	listeners[nlisteners++] = ps;
+}
+
+static void listeners_remove_locked(struct psock *ps)
+{
+	for (size_t i = 0; i < nlisteners; i++)
+		if (listeners[i] == ps) {
+			listeners[i] = listeners[--nlisteners];
+			return;
+		}
+}
+
+/* One LISTEN request. The id of an older session means nothing to the
+ * monitor now answering (and may name another listener there): it is
+ * forgotten whatever the answer. */
+static int register_locked(struct psock *ps, int fd)
 {
 	struct xio_msg_id m;
+	union {
+		struct xio_msg_id ok;
+		char raw[XIO_CTL_MAX_MSG];
+	} rep;
 	memset(&m, 0, sizeof(m));
-	xio_ctl_hdr(&m.h, XIO_MSG_UNLISTEN, 0);
-	m.id = ps->listener_id;
-	xio__ctl_post(&m, -1);
+	xio_ctl_hdr(&m.h, XIO_MSG_LISTEN, 0);
+	ps->listener_id = 0;
+	int r = xio__ctl_request(&m, fd, &rep, NULL);
+	if (r < 0)
+		return -1;
+	if (rep.ok.h.type != XIO_MSG_OK)
+		return 0;
+	ps->listener_id = rep.ok.id;
+	ps->listener_pid = xio_sys_getpid();
+	ps->listener_session = xio__ctl_session();
+	return 1;
+}
+
+/* Called by the control client's watcher on each new session: register
+ * again every listener the monitor of this session has not heard of. */
+static void resume_listeners(void)
+{
+	pthread_mutex_lock(&listeners_lock);
+	uint32_t s = xio__ctl_session();
+	for (size_t i = 0; i < nlisteners; i++)
+		if (listeners[i]->listener_session != s || !listeners[i]->listener_id)
+			register_locked(listeners[i], listeners[i]->fd);
+	pthread_mutex_unlock(&listeners_lock);
+}
+
+int psock_register_listener(struct psock *ps, int fd)
+{
+	pthread_once(&listeners_once, listeners_atfork);
+	pthread_mutex_lock(&listeners_lock);
+	int r = register_locked(ps, fd);
+	if (r != 0)
+		listeners_add_locked(ps);
+	pthread_mutex_unlock(&listeners_lock);
+	if (r != 0)
+		xio__ctl_keep(resume_listeners);
+	return r;
+}
+
+void psock_unlisten(struct psock *ps)
+{
+	pthread_mutex_lock(&listeners_lock);
+	listeners_remove_locked(ps);
+	if (ps->listener_id) {
+		struct xio_msg_id m;
+		memset(&m, 0, sizeof(m));
+		xio_ctl_hdr(&m.h, XIO_MSG_UNLISTEN, 0);
+		m.id = ps->listener_id;
+		xio__ctl_post(&m, -1);
+		ps->listener_id = 0;
+	}
+	pthread_mutex_unlock(&listeners_lock);
 }
 
 static void teardown(struct psock *ps, int fd)

@@ -35,8 +35,9 @@ struct psock {
 	_Atomic int nonblock; /* O_NONBLOCK of the open file description */
 	int fd;            /* an fd of it, for the monitor and doorbells */
 	uint64_t intent;   /* PS_CONNECTING */
-	uint64_t listener_id; /* PS_LISTENER */
+	uint64_t listener_id; /* PS_LISTENER; 0 while no monitor knows it */
 	pid_t listener_pid;   /* ... registered by this process */
+	uint32_t listener_session; /* ... on this control session (ctl.h) */
 	struct xio_conn *conn; /* PS_CONN */
 	int inherited;     /* the connection came through fork() */
 	pthread_mutex_t lock;  /* state changes */
@@ -96,6 +97,12 @@ static inline void psock_to_kernel(struct psock *ps)
  * wait: block until it completes. Returns the kind afterwards (PS_CONN,
  * PS_CONNECTING), or 0 if the socket went back to the kernel. */
 int psock_finish_connect(struct psock *ps, int fd, int wait);
+/* Register a bound socket as a listener with the monitor, in this
+ * process's name, and keep it registered with any monitor that comes later
+ * (after a crash or a restart). Returns 1 if registered now, -1 if no
+ * monitor answered (it will be registered when one does), 0 if the monitor
+ * refused it. */
+int psock_register_listener(struct psock *ps, int fd);
 /* Take back ps's registration as a listener (one-way message). */
 void psock_unlisten(struct psock *ps);
 /* Pair a connected socket (blocking connect done) and install or drop ps. */

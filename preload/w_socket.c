@@ -33,24 +33,6 @@ EXPORT int socket(int domain, int type, int protocol)
 	return fd;
 }
 
-/* Register a listening socket with the monitor in this process's name.
- * Returns 1 if registered. */
-static int register_listener(struct psock *ps, int fd)
-{
-	struct xio_msg_id m;
-	union {
-		struct xio_msg_id ok;
-		char raw[XIO_CTL_MAX_MSG];
-	} rep;
-	memset(&m, 0, sizeof(m));
-	xio_ctl_hdr(&m.h, XIO_MSG_LISTEN, 0);
-	if (xio__ctl_request(&m, fd, &rep, NULL) != 0 || rep.ok.h.type != XIO_MSG_OK)
-		return 0;
-	ps->listener_id = rep.ok.id;
-	ps->listener_pid = xio_sys_getpid();
-	return 1;
-}
-
 static int bound_port(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET)
@@ -66,7 +48,9 @@ static int bound_port(const struct sockaddr_storage *ss)
  * after its server, retrying), and must find the listener known to the
  * monitor already, or it would stay on TCP. If the kernel then refuses to
  * listen, the registration is taken back. A socket that listen() binds
- * itself (no bind before) has no port to register until it listens.
+ * itself (no bind before) has no port to register until it listens. A
+ * listener that no monitor answers for stays a listener: it is registered
+ * when a monitor comes (psock_register_listener).
  */
 EXPORT int listen(int fd, int backlog)
 {
@@ -79,7 +63,7 @@ EXPORT int listen(int fd, int backlog)
 	socklen_t sl = sizeof(ss);
 	int named = xio_sys_getsockname(fd, (struct sockaddr *)&ss, &sl) == 0;
 	int early = named && bound_port(&ss) && xio__allowed((struct sockaddr *)&ss, sl) &&
-		    register_listener(ps, fd);
+		    psock_register_listener(ps, fd) != 0;
 	errno = saved;
 	int r = REAL(listen)(fd, backlog);
 	saved = errno;
@@ -96,7 +80,7 @@ EXPORT int listen(int fd, int backlog)
 	}
 	sl = sizeof(ss);
 	if (xio_sys_getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-	    xio__allowed((struct sockaddr *)&ss, sl) && register_listener(ps, fd))
+	    xio__allowed((struct sockaddr *)&ss, sl) && psock_register_listener(ps, fd) != 0)
 		atomic_store(&ps->kind, PS_LISTENER);
 	else
 		psock_to_kernel(ps);
@@ -113,7 +97,7 @@ static void own_listener(struct psock *ps, int fd)
 		int saved = errno;
 		pthread_mutex_lock(&ps->lock);
 		if (ps->listener_pid != xio_sys_getpid())
-			register_listener(ps, fd);
+			psock_register_listener(ps, fd);
 		pthread_mutex_unlock(&ps->lock);
 		errno = saved;
 	}

@@ -150,5 +150,17 @@ void xio__ctl_reset(void);
 int xio__ctl_sock_fd(void);
 /* Take over fd as this process's control socket (after exec). */
 void xio__ctl_adopt(int fd);
+/* The current control session: it changes with every new connection to a
+ * monitor (0: never connected). Registrations made under an older one were
+ * lost with that monitor. */
+uint32_t xio__ctl_session(void);
+/*
+ * xio__ctl_keep - this process holds registrations a new monitor must be
+ * told again (listeners). Starts, once per process, a thread that notices
+ * when the monitor dies, connects to the next one as soon as it answers
+ * (every 250 ms while none does), and calls resume() on each new session.
+ * resume() runs in that thread and may make requests.
+ */
+void xio__ctl_keep(void (*resume)(void));
 
 #endif /* XIO_CORE_CTL_H */
