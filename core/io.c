@@ -344,7 +344,7 @@ void xio__conn_arm(struct xio_conn *c, short events, uint64_t token)
 		stale += (unsigned)xio_wait_arm_token(&c->tx.g.ctl->tx_waiting,
 						      &c->tx.g.ctl->tx_token, token);
 	atomic_thread_fence(memory_order_seq_cst);
-	if (stale || c->owed_late)
+	if (stale || atomic_load_explicit(&c->owed_late, memory_order_relaxed))
 		xio__conn_take_owed(c, stale, 10);
 }
 

@@ -83,7 +83,7 @@ static void settle_for_good(struct xio_conn *c)
 	unsigned owed = 0;
 	owed += atomic_exchange(&c->rx.g.ctl->rx_waiting, XIO_WAIT_LEFT) == XIO_WAIT_CLAIMED;
 	owed += atomic_exchange(&c->tx.g.ctl->tx_waiting, XIO_WAIT_LEFT) == XIO_WAIT_CLAIMED;
-	for (int i = 0; i < 100 && (owed || c->owed_late); i++) {
+	for (int i = 0; i < 100 && (owed || atomic_load_explicit(&c->owed_late, memory_order_relaxed)); i++) {
 		xio__conn_take_owed(c, owed, 10);
 		owed = 0;
 	}

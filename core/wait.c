@@ -95,8 +95,7 @@ void xio__conn_take_owed(struct xio_conn *c, unsigned n, int ms)
 	 * (leave.c), what follows its doorbells in the kernel socket is the
 	 * program's data. */
 	char b[8];
-	n += c->owed_late;
-	c->owed_late = 0;
+	n += atomic_exchange_explicit(&c->owed_late, 0, memory_order_relaxed);
 	while (n > 0) {
 		ssize_t r = xio_sys_recv(c->fd, b, n < sizeof(b) ? n : sizeof(b), MSG_DONTWAIT);
 		if (r > 0) {
@@ -120,7 +119,8 @@ void xio__conn_take_owed(struct xio_conn *c, unsigned n, int ms)
 		if (xio_sys_poll(&p, 1, ms) <= 0)
 			break;
 	}
-	c->owed_late = n;
+	if (n)
+		atomic_fetch_add_explicit(&c->owed_late, n, memory_order_relaxed);
 }
 
 void xio__conn_owed_doorbell(struct xio_conn *c)
@@ -189,7 +189,7 @@ void xio__conn_drain_ready(struct xio_conn *c, unsigned revents)
 		return;
 	}
 	unsigned owed = settle(&c->rx.g.ctl->rx_waiting) + settle(&c->tx.g.ctl->tx_waiting);
-	if (owed || c->owed_late)
+	if (owed || atomic_load_explicit(&c->owed_late, memory_order_relaxed))
 		xio__conn_take_owed(c, owed, 10);
 	if (revents & (POLLRDHUP | POLLHUP))
 		c->kernel_eof = 1;
@@ -207,7 +207,7 @@ static void swallow(struct xio_conn *c)
 		if (r < (ssize_t)sizeof(scratch))
 			break;
 	}
-	c->owed_late = 0;
+	atomic_store_explicit(&c->owed_late, 0, memory_order_relaxed);
 }
 
 void xio__conn_swallow(struct xio_conn *c)

@@ -47,7 +47,7 @@ struct xio_conn {
 	 * the connection is freed. */
 	unsigned left;
 	int rx_raw;         /* this side reads the ring no more */
-	unsigned owed_late; /* doorbell bytes claimed for us that had not
+	_Atomic unsigned owed_late; /* doorbell bytes claimed for us that had not
 			     * arrived when we looked: read them first */
 	uint64_t left_tx_off, left_rx_off; /* where each direction moved (stats) */
 	struct xio_conn_stats st;
