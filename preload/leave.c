@@ -66,6 +66,23 @@ int xio__shim_leave(struct psock *ps, unsigned reason)
  * at its next call. Nothing is lost or reordered, and the two copies of
  * the state never both drive the channel.
  */
+/* This process's pid without a system call per read or write (the fork
+ * wrapper resets it in the child). */
+static _Atomic uint32_t my_pid;
+
+void xio__shim_pid_reset(void)
+{
+	atomic_store(&my_pid, (uint32_t)xio_sys_getpid());
+}
+
+static uint32_t shim_pid(void)
+{
+	uint32_t p = atomic_load_explicit(&my_pid, memory_order_relaxed);
+	if (!p)
+		xio__shim_pid_reset();
+	return p ? p : atomic_load(&my_pid);
+}
+
 void xio__shim_claim(struct psock *ps)
 {
 	struct xio_conn *c = ps->conn;
@@ -74,7 +91,7 @@ void xio__shim_claim(struct psock *ps)
 	if (xio__conn_adopt_left(c))
 		return;
 	_Atomic uint32_t *user = &c->hdr->user[c->side], *busy = &c->hdr->busy[c->side];
-	uint32_t me = (uint32_t)xio_sys_getpid(), u = atomic_load(user);
+	uint32_t me = shim_pid(), u = atomic_load(user);
 	if (u == me || (u == 0 && atomic_compare_exchange_strong(user, &u, me)) || u == me)
 		return;
 	for (int i = 0; i < 100 && atomic_load(busy) == u; i++)
@@ -86,7 +103,8 @@ void xio__shim_busy(struct psock *ps, int on)
 {
 	struct xio_conn *c = ps->conn;
 	if (c->hdr)
-		atomic_store(&c->hdr->busy[c->side], on ? (uint32_t)xio_sys_getpid() : 0u);
+		atomic_store_explicit(&c->hdr->busy[c->side], on ? shim_pid() : 0u,
+				      memory_order_release);
 }
 
 int xio__shim_follow(struct psock *ps)

@@ -123,6 +123,7 @@ void xio__shim_leave_all(unsigned reason, int only_low);
  * and say when this process is inside a call on it (busy). */
 void xio__shim_claim(struct psock *ps);
 void xio__shim_busy(struct psock *ps, int on);
+void xio__shim_pid_reset(void); /* in a forked child */
 /* Readiness of an accelerated socket for poll/select/epoll: a peer that
  * left is followed first (it may wait for what we sent and it did not
  * read), so what is reported is the kernel socket's truth from then on. */

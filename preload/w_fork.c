@@ -54,6 +54,7 @@ EXPORT pid_t fork(void)
 		fdtab_each(mark, pid == 0 ? (void *)1 : NULL);
 		if (pid == 0) { /* the child's line counts what the child does */
 			xio__stats_reset();
+			xio__shim_pid_reset();
 			atomic_store(&xio__shim_sleepers, 0); /* only this thread exists */
 		}
 		errno = saved;
