@@ -40,6 +40,26 @@ static void unlisten_each(int fd, struct psock *ps, void *arg)
 	}
 }
 
+/* A connection that left: unmap it and tell the monitor now, while the
+ * system calls for that are still allowed (its close may not be). */
+static void detach_each(int fd, struct psock *ps, void *arg)
+{
+	(void)fd;
+	(void)arg;
+	if (atomic_load(&ps->kind) != PS_KERNEL || !ps->conn)
+		return;
+	pthread_mutex_lock(&ps->rlock);
+	pthread_mutex_lock(&ps->wlock);
+	struct xio_conn *c = ps->conn;
+	if (c) {
+		ps->conn = NULL;
+		xio__conn_detach_left(c);
+		xio__conn_free(c);
+	}
+	pthread_mutex_unlock(&ps->wlock);
+	pthread_mutex_unlock(&ps->rlock);
+}
+
 /* The process is about to restrict its own system calls: its connections
  * leave, and its listeners are taken back, so that no client is paired
  * with an accept that will not talk to the monitor. */
@@ -48,6 +68,7 @@ static void before_seccomp(void)
 	atomic_store(&xio__shim_off, 1);
 	xio__shim_leave_all(XIO_LEAVE_SECCOMP, 0);
 	fdtab_each(unlisten_each, NULL);
+	fdtab_each(detach_each, NULL);
 }
 
 EXPORT int prctl(int option, ...)

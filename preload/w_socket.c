@@ -302,10 +302,32 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 	void *arg = va_arg(ap, void *);
 	va_end(ap);
 	struct psock *ps = fdtab_lookup(fd);
-	if (ps && req == FIONREAD && atomic_load(&ps->kind) == PS_CONN) {
+	if (ps && (req == FIONREAD || req == SIOCATMARK) && atomic_load(&ps->kind) == PS_CONN) {
 		pthread_mutex_lock(&ps->rlock);
-		size_t n = xio__conn_nread(ps->conn);
+		struct xio_conn *c = ps->conn;
+		size_t n = xio__conn_nread(c);
+		int left = c->left;
 		pthread_mutex_unlock(&ps->rlock);
+		/* After a leave the kernel's bytes come after the ring's rest:
+		 * the urgent mark is only reached once that is read. */
+		if (left && req == SIOCATMARK && n) {
+			*(int *)arg = 0;
+			return 0;
+		}
+		if (left) {
+			int k = 0;
+			int r = REAL(ioctl)(fd, req, &k);
+			if (r < 0)
+				return r;
+			if (req == FIONREAD)
+				k = n + (size_t)k > INT32_MAX ? INT32_MAX : (int)(n + (size_t)k);
+			*(int *)arg = k;
+			return 0;
+		}
+		if (req == SIOCATMARK) {
+			*(int *)arg = 0; /* no urgent data over shared memory */
+			return 0;
+		}
 		*(int *)arg = n > INT32_MAX ? INT32_MAX : (int)n;
 		return 0;
 	}
