@@ -317,7 +317,7 @@ stats_lines() { grep -c '^xio-stats ' "$1" 2>/dev/null || true; }
 stats_summary() {
   local file=$1 k out
   out="procs=$(stats_lines "$file")"
-  for k in accel_conns fallback_conns tx_bytes rx_bytes tx_msgs rx_msgs doorbells; do
+  for k in accel_conns fallback_conns left_conns tx_bytes rx_bytes tx_msgs rx_msgs doorbells; do
     out="$out $k=$(stats_sum "$file" "$k")"
   done
   echo "$out"
@@ -371,6 +371,53 @@ require_stat() {
     COMPAT_VERBOSE_FAIL=0
     fail "$role $key = $have, want $op $want"
   fi
+}
+
+# Connections that moved back to kernel TCP (issue 7): every preloaded
+# process writes, besides its xio-stats line (with left_conns=N), one line
+# per such connection:
+#   xio-left pid=P fd=F reason=R tx_off=X rx_off=Y
+# R is one of stdio exec reattach seccomp oob shared peer; X and Y are the
+# stream offsets (bytes sent, received) at which the kernel took over.
+left_lines() { grep -hE '^xio-left ' "$@" 2>/dev/null || true; }
+
+# check_left REASONS: every xio-left line of both roles is well formed and
+# names one of REASONS (an alternation, e.g. "exec|stdio"), and each role's
+# left_conns sum equals its count of lines. Prints them. Returns 1 (with the
+# reason on stdout) otherwise.
+check_left() {
+  local reasons=$1 f n s bad
+  for f in "$SERVER_STATS" "$CLIENT_STATS"; do
+    n=$(left_lines "$f" | wc -l)
+    s=$(stats_sum "$f" left_conns)
+    [ "$n" -eq "$s" ] || { echo "${f##*/}: $n xio-left lines, but left_conns sums to $s"; return 1; }
+  done
+  bad=$(left_lines "$SERVER_STATS" "$CLIENT_STATS" |
+    grep -vE "^xio-left pid=[0-9]+ fd=[0-9]+ reason=($reasons) tx_off=[0-9]+ rx_off=[0-9]+\$" | head -n 3)
+  [ -z "$bad" ] || { echo "unexpected xio-left lines (want reason $reasons): $bad"; return 1; }
+  left_lines "$SERVER_STATS" "$CLIENT_STATS" | sed 's/^/  /'
+  return 0
+}
+
+# compat_finish_left REASONS: the verdict for a program whose connections
+# may move back to TCP for a documented reason. With xio-left lines in
+# either role, they must all be well formed with one of REASONS (the
+# program's part, checked by the case, shows the bytes arrived all the
+# same); without any, the connections stayed accelerated and compat_finish
+# checks shared-memory bytes on both ends.
+compat_finish_left() {
+  local reasons=$1 out
+  shift
+  if [ "$NO_PRELOAD" != 1 ] && [ -n "$(left_lines "$SERVER_STATS" "$CLIENT_STATS")" ]; then
+    echo "server stats: $(stats_summary "$SERVER_STATS")"
+    echo "client stats: $(stats_summary "$CLIENT_STATS")"
+    out=$(check_left "$reasons") || { COMPAT_VERBOSE_FAIL=0; fail "$out"; }
+    echo "$out"
+    echo "$COMPAT_NAME: ok (connections moved back to TCP: $(left_lines "$SERVER_STATS" "$CLIENT_STATS" | wc -l))"
+    echo "1 passed, 0 failed"
+    exit 0
+  fi
+  compat_finish "$@"
 }
 
 # compat_finish: the verdict. Call after every server was stopped (so their
