@@ -36,7 +36,11 @@ esac
 shim=$build/preload/libxio_preload.so
 [ -f "$shim" ] || { echo "FAIL: no shim at $shim"; exit 1; }
 stats=$(mktemp /tmp/xio-sem-stats-XXXXXX)
-cleanup() { xio_monitor_stop; rm -f "$stats"; }
+# The connections the tests say must have moved back to kernel TCP
+# (st_expect_left), one line each: pid=P reason=R tx_off=X rx_off=Y, where
+# P, X or Y may be * and R an alternation (stdio|exec).
+expect=$(mktemp /tmp/xio-sem-left-XXXXXX)
+cleanup() { xio_monitor_stop; rm -f "$stats" "$expect"; }
 trap cleanup EXIT
 xio_monitor_start "$build" || { echo "FAIL: the monitor did not start"; exit 1; }
 monitor_log=$MONITOR_DIR/monitor.log
@@ -48,7 +52,7 @@ for rt in $(ldd "$shim" 2>/dev/null | awk '/lib(asan|ubsan|tsan)\.so/ { print $3
 done
 [ "$preload" != "$shim" ] && export ASAN_OPTIONS=${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}verify_asan_link_order=0
 
-LD_PRELOAD=$preload XIO_STATS=$stats timeout 900 "$exe" "${args[@]}"
+LD_PRELOAD=$preload XIO_STATS=$stats ST_LEFT_EXPECT=$expect timeout 900 "$exe" "${args[@]}"
 rc=$?
 fail() {
   echo "FAIL: $*"
@@ -72,4 +76,41 @@ echo "xio statistics: $lines processes, accel_conns=$accel fallback_conns=$fallb
 [ "$lines" -gt 0 ] || fail "no xio-stats lines: the shim was not loaded or XIO_STATS is not honoured"
 [ "$accel" -gt 0 ] || fail "no connection was accelerated: the run only tested the kernel"
 [ "$rx" -gt 0 ] || fail "no bytes were received over xio"
+
+# Connections moved back to TCP (issue 7): at its exit every process
+# reports left_conns=N on its xio-stats line and one line per connection:
+#   xio-left pid=P fd=F reason=R tx_off=X rx_off=Y
+# Each expectation must match one line (a line matches one expectation at
+# most), and the counts must agree.
+left_lines=$(grep -c '^xio-left ' "$stats" || true)
+left_sum=$(awk '$1 == "xio-stats" { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "left_conns") s += kv[2] } } END { print s + 0 }' "$stats")
+echo "xio statistics: connections moved back to TCP: left_conns=$left_sum, $left_lines xio-left lines, $(wc -l <"$expect") expected"
+[ "$left_lines" -eq "$left_sum" ] || fail "left_conns sums to $left_sum but there are $left_lines xio-left lines"
+missing=$(awk '
+  function val(line, key,   i, n, f, kv) {
+    n = split(line, f, " ")
+    for (i = 1; i <= n; i++) { split(f[i], kv, "="); if (kv[1] == key) return kv[2] }
+    return ""
+  }
+  FNR == NR { if ($1 == "xio-left") have[++nh] = $0; next }
+  {
+    p = val($0, "pid"); r = val($0, "reason"); t = val($0, "tx_off"); x = val($0, "rx_off")
+    found = 0
+    for (i = 1; i <= nh && !found; i++) {
+      if (used[i]) continue
+      h = have[i]
+      if (p != "*" && val(h, "pid") != p) continue
+      if (val(h, "reason") !~ ("^(" r ")$")) continue
+      if (t != "*" && val(h, "tx_off") != t) continue
+      if (x != "*" && val(h, "rx_off") != x) continue
+      used[i] = 1; found = 1
+    }
+    if (!found) print "  want: " $0
+  }' "$stats" "$expect")
+if [ -n "$missing" ]; then
+  echo "--- xio-left lines:"
+  grep '^xio-left ' "$stats" | sed 's/^/  /'
+  fail "connections the tests moved back to TCP are not reported as such by the shim:
+$missing"
+fi
 exit 0

@@ -244,6 +244,28 @@ pid_t st_spawn_role(const char *role, const char *const *env, int with_preload)
 	return p;
 }
 
+void st_expect_left(pid_t pid, const char *reason, long tx_off, long rx_off)
+{
+	const char *path = getenv("ST_LEFT_EXPECT");
+	if (!path || !*path)
+		return;
+	char p[24] = "*", t[24] = "*", r[24] = "*", line[200];
+	if (pid >= 0)
+		snprintf(p, sizeof(p), "%d", (int)pid);
+	if (tx_off >= 0)
+		snprintf(t, sizeof(t), "%ld", tx_off);
+	if (rx_off >= 0)
+		snprintf(r, sizeof(r), "%ld", rx_off);
+	int n = snprintf(line, sizeof(line), "pid=%s reason=%s tx_off=%s rx_off=%s\n", p, reason,
+			 t, r);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	if (write(fd, line, (size_t)n) != n)
+		fprintf(stderr, "st_expect_left: short write to %s\n", path);
+	close(fd);
+}
+
 ssize_t st_read_full(int fd, void *buf, size_t len)
 {
 	size_t done = 0;

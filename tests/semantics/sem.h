@@ -74,6 +74,15 @@ int st_wait(pid_t pid, int timeout_ms);
  * without any socket shim. Returns the child's pid. */
 pid_t st_spawn_role(const char *role, const char *const *env, int with_preload);
 
+/* Under run.sh's xio mode (ST_LEFT_EXPECT names a file): record that
+ * process pid (-1: any) must report, at its exit, a connection moved back
+ * to kernel TCP (issue 7) with this reason (one name, or several as
+ * "stdio|exec") at these stream offsets (-1: any): tx_off bytes it sent
+ * and rx_off bytes it received through the shim before the kernel took
+ * over. run.sh matches every record with the shim's xio-left lines.
+ * Nothing happens over the kernel. */
+void st_expect_left(pid_t pid, const char *reason, long tx_off, long rx_off);
+
 /* read()/write() until len bytes moved; retries EINTR. Returns len, the
  * smaller count before end of file, or -1 with errno. */
 ssize_t st_read_full(int fd, void *buf, size_t len);
