@@ -94,7 +94,7 @@ if [ "$NO_PRELOAD" != 1 ] && [ -z "$(left_lines "$SERVER_STATS" "$CLIENT_STATS")
   require_stat client rx_bytes -ge $((4 * 1048576))
   require_stat server rx_bytes -ge $((2 * 262144))
 fi
-# Or back over TCP, each connection that left saying why: the daemon's
-# children run upload-pack and receive-pack on stdin and stdout (exec),
-# whose ref advertisement is written through stdio.
+# Or back over TCP, each connection that left saying why (the clients as
+# peers): the daemon's children run upload-pack and receive-pack on stdin
+# and stdout (exec), whose ref advertisement is written through stdio.
 compat_finish_left "exec|stdio"

@@ -63,6 +63,9 @@ EOF
   start_server srv "$d/sshd.log" "$sshd" -D -e -f "$d/sshd_config" -p "$port" "$@"
   wait_port "$port" "$srv" || fail "$name: sshd did not start: $(tail -5 "$d/sshd.log")"
   local to=(-p "$port" root@127.0.0.1) out
+  local rx0 left0
+  rx0=$(stats_sum "$SERVER_STATS" rx_bytes)
+  left0=$(left_lines "$SERVER_STATS" | grep -vc ' reason=peer ')
 
   # A command, its output and exit status.
   out=$(xio_client 30 ssh "${ssh_opts[@]}" "${to[@]}" 'echo hello-$((6*7)); exit 3' 2>"$d/ssh1.err")
@@ -91,6 +94,17 @@ EOF
   echo "  $name: ssh command (output, exit status), 4 MiB through stdin, scp sftp and legacy both ways: checksums agree"
   stop_server "$srv" TERM 10
   no_crash_in "$d/sshd.log" "fatal|seccomp|Bad system call|SIGSYS" "sshd ($name)"
+  # In this mode too, sshd's side either read over shared memory or
+  # reported why its connections moved back to TCP (the clients' lines
+  # only say that the other end left).
+  if [ "$NO_PRELOAD" != 1 ]; then
+    local rx1 left1
+    rx1=$(stats_sum "$SERVER_STATS" rx_bytes)
+    left1=$(left_lines "$SERVER_STATS" | grep -vc ' reason=peer ')
+    [ "$rx1" -gt "$rx0" ] || [ "$left1" -gt "$left0" ] ||
+      fail "$name: sshd's processes read nothing over shared memory and report no connection moved back to TCP (xio-left lines: none from sshd, $(left_lines "$CLIENT_STATS" | grep -c ' reason=peer ') peer lines from the clients so far)"
+    echo "  $name: sshd: $((rx1 - rx0)) bytes read over shared memory, $((left1 - left0)) connection(s) moved back to TCP"
+  fi
 }
 
 one_mode reexec
