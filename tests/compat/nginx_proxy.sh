@@ -25,24 +25,26 @@
 # within a few rounds; without it, within about a hundred.
 #
 # XIO_COMPAT_LONG=1 runs 100 rounds and 5 wrk runs per backend (several
-# minutes); XIO_PROXY_ROUNDS / XIO_PROXY_WRK set them exactly.
+# minutes: run the script directly, run_all.sh and ctest stop a case after
+# 180 and 300 s); XIO_PROXY_ROUNDS / XIO_PROXY_WRK set them exactly.
 #
 # Acceleration is checked per hop: the clients' counters (curl, wrk: the
 # client side of the front connections), the backend's own counters (the
 # upstream connections' far end: accepted and read over shared memory) and
 # the proxy's (both of its sides).
 . "$(dirname "$0")/lib.sh"
-COMPAT_TIMEOUT=${COMPAT_TIMEOUT:-240}
+if [ "${XIO_COMPAT_LONG:-0}" = 1 ]; then
+  rounds=${XIO_PROXY_ROUNDS:-100}; wrk_runs=${XIO_PROXY_WRK:-5}
+  COMPAT_TIMEOUT=${COMPAT_TIMEOUT:-1200}
+else
+  rounds=${XIO_PROXY_ROUNDS:-20}; wrk_runs=${XIO_PROXY_WRK:-1}
+  COMPAT_TIMEOUT=${COMPAT_TIMEOUT:-240}
+fi
 compat_init nginx_proxy "$@"
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$nginx" ] || fail "nginx is not installed (tools/deps)"
 command -v wrk >/dev/null || fail "wrk is not installed (tools/deps)"
 
-if [ "${XIO_COMPAT_LONG:-0}" = 1 ]; then
-  rounds=${XIO_PROXY_ROUNDS:-100}; wrk_runs=${XIO_PROXY_WRK:-5}
-else
-  rounds=${XIO_PROXY_ROUNDS:-20}; wrk_runs=${XIO_PROXY_WRK:-1}
-fi
 urls=40
 user=nobody; group=nogroup
 getent group nogroup >/dev/null || group=nobody
