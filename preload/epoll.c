@@ -578,10 +578,18 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 			struct epoll_event more[64];
 			int m = scan(ep, more, max - n < 64 ? max - n : 64, 0, 0);
 			pthread_mutex_unlock(&ep->mu);
+			/* Merge, never drop: the rescan may find more of a socket
+			 * than this wait reports already (EPOLLIN after an
+			 * EPOLLOUT), and it has recorded that as reported: an
+			 * EPOLLET program would never hear of it (issue 7, the
+			 * nginx reverse-proxy stall). */
 			for (int i = 0; i < m; i++) {
 				int dup = 0;
-				for (int j = 0; j < n; j++)
-					dup |= out[j].data.u64 == more[i].data.u64;
+				for (int j = 0; j < n && !dup; j++)
+					if (out[j].data.u64 == more[i].data.u64) {
+						out[j].events |= more[i].events;
+						dup = 1;
+					}
 				if (!dup)
 					out[n++] = more[i];
 			}

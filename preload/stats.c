@@ -3,9 +3,9 @@
  *   xio-stats pid=N accel_conns=N fallback_conns=N tx_bytes=N rx_bytes=N
  *             tx_msgs=N rx_msgs=N doorbells=N left_conns=N
  * (one line; tx/rx count payload over shared memory only), and a line
- *   xio-left pid=N fd=N reason=R tx_off=N rx_off=N
+ *   xio-left pid=N fd=N reason=R tx_off=N rx_off=N [peer=R]
  * when a connection moves back to kernel TCP (at the byte offsets of each
- * direction where it did). XIO_STATS=1
+ * direction where it did; peer= when it followed its peer, with why). XIO_STATS=1
  * writes it to stderr, XIO_STATS=/path appends it to that file.
  */
 #include <fcntl.h>
@@ -67,14 +67,21 @@ static void emit(const char *line, size_t n)
 
 void xio__stats_left(int fd, const struct xio_conn *c)
 {
-	char line[200];
+	char line[220];
 	atomic_fetch_add_explicit(&left_conns, 1, memory_order_relaxed);
-	int n = snprintf(line, sizeof(line),
-			 "xio-left pid=%d fd=%d reason=%s tx_off=%llu rx_off=%llu\n",
+	int n = snprintf(line, sizeof(line), "xio-left pid=%d fd=%d reason=%s tx_off=%llu rx_off=%llu",
 			 (int)xio_sys_getpid(), fd, xio_leave_reason_name(c->left),
 			 (unsigned long long)c->left_tx_off, (unsigned long long)c->left_rx_off);
-	if (n > 0 && (size_t)n < sizeof(line))
+	/* A follower names the peer's reason too: a peer that could not write
+	 * its own line (sshd's sandbox: no fd to open, no file size) still
+	 * shows why the connection moved. */
+	if (n > 0 && c->left == XIO_LEAVE_PEER && c->hdr)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " peer=%s",
+			      xio_leave_reason_name(atomic_load(&c->hdr->left[1 - c->side])));
+	if (n > 0 && (size_t)n < sizeof(line) - 1) {
+		line[n++] = '\n';
 		emit(line, (size_t)n);
+	}
 }
 
 static void print_stats(void)

@@ -396,10 +396,10 @@ check_left() {
     [ "$s" -le "$n" ] || { echo "${f##*/}: left_conns sums to $s, but only $n xio-left lines"; return 1; }
   done
   bad=$(left_lines "$SERVER_STATS" "$CLIENT_STATS" |
-    grep -vE "^xio-left pid=[0-9]+ fd=[0-9]+ reason=($reasons|peer) tx_off=[0-9]+ rx_off=[0-9]+\$" | head -n 3)
+    grep -vE "^xio-left pid=[0-9]+ fd=[0-9]+ reason=($reasons|peer) tx_off=[0-9]+ rx_off=[0-9]+( peer=[a-z]+)?\$" | head -n 3)
   [ -z "$bad" ] || { echo "unexpected xio-left lines (want reason $reasons, or peer): $bad"; return 1; }
   # A peer only follows: some end must have left for one of REASONS.
-  left_lines "$SERVER_STATS" "$CLIENT_STATS" | grep -qE " reason=($reasons) " ||
+  left_lines "$SERVER_STATS" "$CLIENT_STATS" | grep -qE " reason=($reasons) | peer=($reasons)\$" ||
     { echo "connections moved back to TCP, but only as peers (no line with reason $reasons)"; return 1; }
   left_lines "$SERVER_STATS" "$CLIENT_STATS" | sed 's/^/  /'
   return 0
