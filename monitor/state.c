@@ -92,6 +92,7 @@ struct mon_conn *mon_conn_new(struct monitor *m, const struct mon_ckey *k)
 	c->key = *k;
 	c->id = ++m->next_id;
 	c->segfd = -1;
+	c->born_ms = mon_now_ms();
 	HASH_ADD(hh, m->conns, key, sizeof(c->key), c);
 	HASH_ADD(hh_id, m->conns_by_id, id, sizeof(c->id), c);
 	return c;
