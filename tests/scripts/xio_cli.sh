@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# xio_cli.sh BUILD_DIR - the xio command: usage errors name the bad
+# argument; `xio run` starts a monitor when none answers, and that monitor
+# stops by itself once no program uses it; programs under `xio run` go over
+# shared memory (their XIO_STATS counters); `xio stat`, `--json` and
+# `--watch` show the live connection with both pids, programs and bytes, and
+# a connection left on TCP with its reason; `xio monitor --pidfile` stops
+# cleanly on SIGTERM; `xio check` reports each problem with what to do.
+set -u
+build=$1
+xio=$build/tools/xio/xio
+dir=$(mktemp -d /tmp/xio-clitest-XXXXXX)
+chmod 755 "$dir"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  [ -f "$dir/m2.pid" ] && kill -KILL "$(cat "$dir/m2.pid")" 2>/dev/null
+  # The auto-started monitor stops by itself; if a failure left it, stop it.
+  [ -f "$dir/auto.pid" ] && kill -KILL "$(cat "$dir/auto.pid")" 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; for f in "$dir"/*.err "$dir"/monitor.log; do [ -s "$f" ] && { echo "--- $f"; tail -5 "$f"; }; done; exit 1; }
+export XIO_MONITOR_SOCK=$dir/monitor.sock
+# The system's python, not a version manager's shell wrapper (its extra
+# processes would add their own counters).
+py=/usr/bin/python3
+[ -x $py ] || py=$(command -v python3)
+
+# wait_for FILE [SECS]: until FILE exists (default 10 s).
+wait_for() {
+  for _ in $(seq $((${2:-10} * 20))); do [ -e "$1" ] && return 0; sleep 0.05; done
+  return 1
+}
+
+# --- usage -----------------------------------------------------------------
+out=$("$xio" 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$out" | grep -q "usage: xio" || fail "no command: exit $rc: $out"
+out=$("$xio" frobnicate 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$out" | grep -q "'frobnicate'" || fail "unknown command: exit $rc: $out"
+for c in run monitor stat check; do
+  out=$("$xio" $c --help 2>&1); rc=$?
+  [ $rc -eq 0 ] && echo "$out" | grep -q "usage: xio[- ]$c\|usage: xio-monitor" ||
+    fail "$c --help: exit $rc: $out"
+done
+out=$("$xio" stat --count 3x 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$out" | grep -q "'3x'" || fail "stat --count 3x: exit $rc: $out"
+out=$("$xio" stat --interval 0 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$out" | grep -q "'0'" || fail "stat --interval 0: exit $rc: $out"
+out=$("$xio" stat --bogus 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "stat --bogus: exit $rc"
+out=$("$xio" check extra 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$out" | grep -q "'extra'" || fail "check extra: exit $rc: $out"
+out=$("$xio" run --allow '127.0.0.1:http' -- true 2>&1); rc=$?
+[ $rc -eq 125 ] && echo "$out" | grep -q "bad token '127.0.0.1:http'" ||
+  fail "run --allow with a bad token: exit $rc: $out"
+out=$("$xio" run 2>&1); rc=$?
+[ $rc -eq 125 ] && echo "$out" | grep -q "no program" || fail "run without a program: exit $rc: $out"
+[ -e "$XIO_MONITOR_SOCK" ] && fail "a usage error started a monitor"
+
+# --- no monitor ------------------------------------------------------------
+out=$("$xio" stat 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -q "no monitor answers on $XIO_MONITOR_SOCK" ||
+  fail "stat without a monitor: exit $rc: $out"
+out=$("$xio" check 2>&1); rc=$?
+echo "$out" | grep -q "^warn  monitor: none on $XIO_MONITOR_SOCK; do: " ||
+  fail "check without a monitor: $out"
+echo "$out" | grep -q "^ok    shim: " || fail "check: the shim does not load: $out"
+echo "$out" | grep -q "^ok    memfd: " || fail "check: memfd: $out"
+echo "$out" | grep -E "^(warn|FAIL)" | grep -v "do: " && fail "check: a problem without a remedy: $out"
+
+# --- xio run starts a monitor; programs go over shared memory --------------
+cat >"$dir/server.py" <<'PY'
+import signal, socket, sys
+# SIGTERM ends it normally (exit status 43), so that its counters are
+# written and the status shows that xio run passed the signal on.
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(43))
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(8)
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while True:
+    c, _ = s.accept()
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        c.sendall(b)
+    c.close()
+PY
+cat >"$dir/client.py" <<'PY'
+import os, socket, sys, time
+port, ready, done = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+c = socket.create_connection(("127.0.0.1", port))
+for i in range(100):
+    c.sendall(b"x" * 1000)
+    got = 0
+    while got < 1000:
+        got += len(c.recv(1000 - got))
+open(ready, "w").close()
+for _ in range(400):          # at most 20 s
+    if os.path.exists(done):
+        break
+    time.sleep(0.05)
+c.close()
+PY
+"$xio" run --stats="$dir/srv.stats" -- $py "$dir/server.py" "$dir/port" \
+  >"$dir/srv.out" 2>"$dir/srv.err" &
+srv=$!; pids+=($srv)
+wait_for "$dir/port" || fail "the server did not start"
+grep -q "started one on $XIO_MONITOR_SOCK" "$dir/srv.err" || fail "xio run did not say it started a monitor"
+"$xio" stat >/dev/null || fail "no monitor answers after xio run started one"
+port=$(cat "$dir/port")
+"$xio" run --stats="$dir/cli.stats" -- $py "$dir/client.py" "$port" "$dir/ready" "$dir/done" \
+  >"$dir/cli.out" 2>"$dir/cli.err" &
+cli=$!; pids+=($cli)
+# A program whose server does not run xio: its connection stays on TCP.
+$py "$dir/server.py" "$dir/port2" >/dev/null 2>"$dir/plain.err" &
+plain=$!; pids+=($plain)
+wait_for "$dir/port2" || fail "the plain server did not start"
+"$xio" run -- $py "$dir/client.py" "$(cat "$dir/port2")" "$dir/ready2" "$dir/done" \
+  >"$dir/cli2.out" 2>"$dir/cli2.err" &
+cli2=$!; pids+=($cli2)
+wait_for "$dir/ready" 20 || fail "the client did not finish its round trips"
+wait_for "$dir/ready2" 20 || fail "the second client did not finish its round trips"
+
+"$xio" stat --json >"$dir/stat.json" || fail "stat --json: exit $?"
+python3 - "$dir/stat.json" "$port" "$(cat "$dir/port2")" <<'PY' || fail "stat --json: $(cat "$dir/stat.json")"
+import json, sys
+t = json.load(open(sys.argv[1]))
+port, port2 = int(sys.argv[2]), int(sys.argv[3])
+shm = [c for c in t["connections"] if c["server"]["port"] == port]
+assert len(shm) == 1, "one connection to the xio server: %r" % shm
+c = shm[0]
+assert c["transport"] == "shm" and c["reason"] is None, c
+assert c["client"]["program"] == "python3" and c["server"]["program"] == "python3", c
+assert c["client"]["pid"] and c["server"]["pid"] and c["client"]["pid"] != c["server"]["pid"], c
+assert c["client"]["address"] == "127.0.0.1" and c["client"]["port"] > 0, c
+assert c["bytes"]["c2s"] == 100000 and c["bytes"]["s2c"] == 100000, c["bytes"]
+assert c["msgs"]["c2s"] >= 100 and c["msgs"]["s2c"] >= 100, c["msgs"]
+assert c["queued"] == {"c2s": 0, "s2c": 0} and c["buffer_bytes"] > 0, c
+assert c["age_ms"] > 0, c
+tcp = [c for c in t["connections"] if c["server"]["port"] == port2]
+assert len(tcp) == 1 and tcp[0]["transport"] == "tcp" and tcp[0]["reason"] == "no-listener", tcp
+pids = {p["pid"]: p for p in t["processes"]}
+s = pids[c["server"]["pid"]]
+assert s["shm"] == 1 and s["bytes_out"] == 100000 and s["bytes_in"] == 100000, s
+assert t["monitor"]["listeners"] >= 1, t["monitor"]
+PY
+
+out=$("$xio" stat) || fail "stat: exit $?"
+echo "$out" | grep -E "127\.0\.0\.1:$port .*/python3 .*shm " | grep -q "97\.7K" ||
+  fail "stat: no shm line with the bytes for port $port: $out"
+echo "$out" | grep -q "127\.0\.0\.1:$(cat "$dir/port2") .*tcp:no-listener" ||
+  fail "stat: no TCP line with its reason: $out"
+echo "$out" | grep -q "^PID .*BYTES OUT" || fail "stat: no totals per process: $out"
+
+"$xio" stat --watch --count 2 --interval 0.2 >"$dir/watch.out" || fail "stat --watch: exit $?"
+n=$(grep -o $'\033\[H\033\[J' "$dir/watch.out" | wc -l)
+[ "$n" -eq 2 ] || fail "stat --watch --count 2: $n screen refreshes"
+[ "$(grep -c 'shm ' "$dir/watch.out")" -eq 2 ] || fail "stat --watch: the table is not in each refresh"
+"$xio" stat --json --watch --count 2 --interval 0.2 >"$dir/watch.json" || fail "stat --json --watch"
+[ "$(wc -l <"$dir/watch.json")" -eq 2 ] || fail "stat --json --watch: not one document per line"
+python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$dir/watch.json" ||
+  fail "stat --json --watch: not JSON"
+
+out=$("$xio" check 2>&1); rc=$?
+echo "$out" | grep -q "^ok    monitor: answers on $XIO_MONITOR_SOCK" || fail "check with a monitor: $out"
+
+touch "$dir/done"
+wait $cli; rc=$?
+[ $rc -eq 0 ] || fail "client under xio run: exit $rc"
+wait $cli2 || fail "second client under xio run: exit $?"
+kill -TERM $srv
+wait $srv; rc=$?
+[ $rc -eq 43 ] || fail "xio run did not pass SIGTERM on, or lost the status (exit $rc, want 43)"
+kill $plain 2>/dev/null; wait $plain 2>/dev/null
+for side in srv cli; do
+  acc=$(grep -o 'accel_conns=[0-9]*' "$dir/$side.stats" | awk -F= '{ s += $2 } END { print s + 0 }')
+  tx=$(grep -o 'tx_bytes=[0-9]*' "$dir/$side.stats" | awk -F= '{ s += $2 } END { print s + 0 }')
+  [ "${acc:-0}" -ge 1 ] && [ "${tx:-0}" -eq 100000 ] ||
+    fail "$side: not over shared memory: $(cat "$dir/$side.stats")"
+done
+
+# The monitor xio run started goes away once nothing uses it.
+for _ in $(seq 200); do [ -e "$XIO_MONITOR_SOCK" ] || break; sleep 0.05; done
+[ -e "$XIO_MONITOR_SOCK" ] && fail "the monitor xio run started is still there 10 s after the last program"
+grep -q "no process for 2 s: stopping" "$dir/monitor.log" || fail "monitor log: no idle stop"
+out=$("$xio" run -- /nonexistent/program 2>&1); rc=$?
+[ $rc -eq 127 ] && echo "$out" | grep -q "cannot run '/nonexistent/program'" ||
+  fail "run of a missing program: exit $rc: $out"
+
+# --- xio monitor: pid file, clean stop -------------------------------------
+sock2=$dir/m2.sock
+"$xio" monitor --socket "$sock2" --pidfile "$dir/m2.pid" --log "$dir/m2.log" ||
+  fail "xio monitor: exit $?"
+[ -s "$dir/m2.pid" ] || fail "xio monitor: no pid file"
+mpid=$(cat "$dir/m2.pid")
+kill -0 "$mpid" || fail "xio monitor: pid $mpid from the pid file is not running"
+XIO_MONITOR_SOCK=$sock2 "$xio" stat >/dev/null || fail "xio monitor: stat finds no monitor"
+kill -TERM "$mpid"
+for _ in $(seq 100); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$mpid" 2>/dev/null && fail "xio monitor ignored SIGTERM"
+[ -e "$sock2" ] && fail "xio monitor left its socket"
+[ -e "$dir/m2.pid" ] && fail "xio monitor left its pid file"
+out=$("$xio" monitor --idle-exit soon 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$out" | grep -q "'soon'" || fail "monitor --idle-exit soon: exit $rc: $out"
+
+# A socket file nobody answers on: check says so and what to do.
+python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.bind(sys.argv[1])" "$dir/stale.sock"
+out=$(XIO_MONITOR_SOCK=$dir/stale.sock "$xio" check 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -q "^FAIL  monitor: .*left over.*do: " ||
+  fail "check with a stale socket: exit $rc: $out"
+echo "1 passed, 0 failed"
