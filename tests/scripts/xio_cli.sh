@@ -8,6 +8,7 @@
 # cleanly on SIGTERM; `xio check` reports each problem with what to do.
 set -u
 build=$1
+here=$(cd "$(dirname "$0")" && pwd)
 xio=$build/tools/xio/xio
 dir=$(mktemp -d /tmp/xio-clitest-XXXXXX)
 chmod 755 "$dir"
@@ -70,56 +71,21 @@ echo "$out" | grep -q "^ok    memfd: " || fail "check: memfd: $out"
 echo "$out" | grep -E "^(warn|FAIL)" | grep -v "do: " && fail "check: a problem without a remedy: $out"
 
 # --- xio run starts a monitor; programs go over shared memory --------------
-cat >"$dir/server.py" <<'PY'
-import signal, socket, sys
-# SIGTERM ends it normally (exit status 43), so that its counters are
-# written and the status shows that xio run passed the signal on.
-signal.signal(signal.SIGTERM, lambda *a: sys.exit(43))
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(8)
-open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1]))
-import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-while True:
-    c, _ = s.accept()
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        c.sendall(b)
-    c.close()
-PY
-cat >"$dir/client.py" <<'PY'
-import os, socket, sys, time
-port, ready, done = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-c = socket.create_connection(("127.0.0.1", port))
-for i in range(100):
-    c.sendall(b"x" * 1000)
-    got = 0
-    while got < 1000:
-        got += len(c.recv(1000 - got))
-open(ready, "w").close()
-for _ in range(400):          # at most 20 s
-    if os.path.exists(done):
-        break
-    time.sleep(0.05)
-c.close()
-PY
-"$xio" run --stats="$dir/srv.stats" -- $py "$dir/server.py" "$dir/port" \
+"$xio" run --stats="$dir/srv.stats" -- $py "$here/echo_server.py" "$dir/port" \
   >"$dir/srv.out" 2>"$dir/srv.err" &
 srv=$!; pids+=($srv)
 wait_for "$dir/port" || fail "the server did not start"
 grep -q "started one on $XIO_MONITOR_SOCK" "$dir/srv.err" || fail "xio run did not say it started a monitor"
 "$xio" stat >/dev/null || fail "no monitor answers after xio run started one"
 port=$(cat "$dir/port")
-"$xio" run --stats="$dir/cli.stats" -- $py "$dir/client.py" "$port" "$dir/ready" "$dir/done" \
+"$xio" run --stats="$dir/cli.stats" -- $py "$here/echo_client.py" "$port" "$dir/ready" "$dir/done" \
   >"$dir/cli.out" 2>"$dir/cli.err" &
 cli=$!; pids+=($cli)
 # A program whose server does not run xio: its connection stays on TCP.
-$py "$dir/server.py" "$dir/port2" >/dev/null 2>"$dir/plain.err" &
+$py "$here/echo_server.py" "$dir/port2" >/dev/null 2>"$dir/plain.err" &
 plain=$!; pids+=($plain)
 wait_for "$dir/port2" || fail "the plain server did not start"
-"$xio" run -- $py "$dir/client.py" "$(cat "$dir/port2")" "$dir/ready2" "$dir/done" \
+"$xio" run -- $py "$here/echo_client.py" "$(cat "$dir/port2")" "$dir/ready2" "$dir/done" \
   >"$dir/cli2.out" 2>"$dir/cli2.err" &
 cli2=$!; pids+=($cli2)
 wait_for "$dir/ready" 20 || fail "the client did not finish its round trips"
