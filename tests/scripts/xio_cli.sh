@@ -134,6 +134,23 @@ python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$dir/w
 out=$("$xio" check 2>&1); rc=$?
 echo "$out" | grep -q "^ok    monitor: answers on $XIO_MONITOR_SOCK" || fail "check with a monitor: $out"
 
+# 40 more connections left on TCP: the table then takes more than one page
+# (32 entries) of the monitor's answer, and every entry must arrive.
+"$xio" run -- $py -c 'import socket, sys
+for _ in range(40):
+    socket.create_connection(("127.0.0.1", int(sys.argv[1]))).close()' "$(cat "$dir/port2")" ||
+  fail "40 connections to the plain server"
+"$xio" stat --json >"$dir/stat2.json" || fail "stat --json, 40 more: exit $?"
+$py - "$dir/stat2.json" "$(cat "$dir/port2")" <<'PY' || fail "stat --json after 40 more: $(head -c 600 "$dir/stat2.json")"
+import json, sys
+t = json.load(open(sys.argv[1]))
+ids = [c["id"] for c in t["connections"]]
+assert ids == sorted(set(ids)), "ids in order, each once: %r" % ids
+tcp = [c for c in t["connections"] if c["server"]["port"] == int(sys.argv[2])]
+assert len(tcp) == 41, "41 TCP entries to the plain server, got %d" % len(tcp)
+assert len(ids) == 42, "42 entries in all, got %d" % len(ids)
+PY
+
 touch "$dir/done"
 wait $cli; rc=$?
 [ $rc -eq 0 ] || fail "client under xio run: exit $rc"
