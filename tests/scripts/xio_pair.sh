@@ -15,7 +15,7 @@ xio_pair_check() {
   for _ in $(seq 200); do [ -e "$dir/port" ] && break; sleep 0.05; done
   if [ ! -e "$dir/port" ]; then
     echo "the echo server did not start under $xio run: $(cat "$dir/srv.err")"
-    kill -KILL $srv 2>/dev/null
+    kill -TERM $srv 2>/dev/null
     return 1
   fi
   "$xio" run -- $py "$here/echo_client.py" "$(cat "$dir/port")" "$dir/ready" "$dir/done" \

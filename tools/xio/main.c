@@ -69,8 +69,14 @@ int main(int argc, char **argv)
 		argc = 3;
 	}
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (!strcmp(cmd, cmds[i].name))
+		if (!strcmp(cmd, cmds[i].name)) {
+			/* getopt names the program in its own messages
+			 * ("xio stat: unrecognized option '--x'"). */
+			char name[32];
+			snprintf(name, sizeof(name), "xio %s", cmds[i].name);
+			argv[1] = name;
 			return cmds[i].fn(argc - 1, argv + 1);
+		}
 	fprintf(stderr, "xio: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return XIO_EXIT_USAGE;
