@@ -3,9 +3,11 @@
 # argument; `xio run` starts a monitor when none answers, and that monitor
 # stops by itself once no program uses it; programs under `xio run` go over
 # shared memory (their XIO_STATS counters); `xio stat`, `--json` and
-# `--watch` show the live connection with both pids, programs and bytes, and
-# a connection left on TCP with its reason; `xio monitor --pidfile` stops
-# cleanly on SIGTERM; `xio check` reports each problem with what to do.
+# `--watch` show the live connection with both pids, programs and bytes, one
+# left on TCP and one moved back to TCP (urgent data) with their reasons,
+# and totals per process; a table longer than a page arrives whole;
+# `xio monitor --pidfile` stops cleanly on SIGTERM; `xio check` reports each
+# problem with what to do.
 set -u
 build=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -105,16 +107,31 @@ wait_for "$dir/port2" || fail "the plain server did not start"
 "$xio" run -- $py "$here/echo_client.py" "$(cat "$dir/port2")" "$dir/ready2" "$dir/done" \
   >"$dir/cli2.out" 2>"$dir/cli2.err" &
 cli2=$!; pids+=($cli2)
+# A client that sends urgent data (MSG_OOB): its connection moves back to
+# the kernel's TCP, which stat must show with the reason.
+"$xio" run -- $py -c 'import os, socket, sys, time
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c.sendall(b"hello")
+assert c.recv(5) == b"hello"
+c.send(b"!", socket.MSG_OOB)
+open(sys.argv[2], "w").close()
+for _ in range(1200):
+    if os.path.exists(sys.argv[3]):
+        break
+    time.sleep(0.05)' "$(cat "$dir/port")" "$dir/ready3" "$dir/done" >"$dir/cli3.out" 2>"$dir/cli3.err" &
+cli3=$!; pids+=($cli3)
 wait_for "$dir/ready" 20 || fail "the client did not finish its round trips"
 wait_for "$dir/ready2" 20 || fail "the second client did not finish its round trips"
+wait_for "$dir/ready3" 20 || fail "the urgent-data client did not get its echo: $(cat "$dir/cli3.err")"
 
 "$xio" stat --json >"$dir/stat.json" || fail "stat --json: exit $?"
 python3 - "$dir/stat.json" "$port" "$(cat "$dir/port2")" <<'PY' || fail "stat --json: $(cat "$dir/stat.json")"
 import json, sys
 t = json.load(open(sys.argv[1]))
 port, port2 = int(sys.argv[2]), int(sys.argv[3])
-shm = [c for c in t["connections"] if c["server"]["port"] == port]
-assert len(shm) == 1, "one connection to the xio server: %r" % shm
+shm_and_moved = [c for c in t["connections"] if c["server"]["port"] == port]
+shm = [c for c in shm_and_moved if c["transport"] != "tcp-moved"]
+assert len(shm) == 1, "one connection to the xio server on shm: %r" % shm
 c = shm[0]
 assert c["transport"] == "shm" and c["reason"] is None, c
 assert c["client"]["program"] == "python3" and c["server"]["program"] == "python3", c
@@ -124,11 +141,17 @@ assert c["bytes"]["c2s"] == 100000 and c["bytes"]["s2c"] == 100000, c["bytes"]
 assert c["msgs"]["c2s"] >= 100 and c["msgs"]["s2c"] >= 100, c["msgs"]
 assert c["queued"] == {"c2s": 0, "s2c": 0} and c["buffer_bytes"] > 0, c
 assert c["age_ms"] > 0, c
+moved = [c for c in shm_and_moved if c["transport"] == "tcp-moved"]
+assert len(moved) == 1 and moved[0]["reason"] == "oob", moved
+assert moved[0]["bytes"]["c2s"] == 5 and moved[0]["bytes"]["s2c"] == 5, moved
 tcp = [c for c in t["connections"] if c["server"]["port"] == port2]
 assert len(tcp) == 1 and tcp[0]["transport"] == "tcp" and tcp[0]["reason"] == "no-listener", tcp
 pids = {p["pid"]: p for p in t["processes"]}
 s = pids[c["server"]["pid"]]
-assert s["shm"] == 1 and s["bytes_out"] == 100000 and s["bytes_in"] == 100000, s
+# Its two connections: one on shared memory, one moved back after 5 bytes
+# each way over shared memory.
+assert s["connections"] == 2 and s["shm"] == 1 and s["tcp"] == 1, s
+assert s["bytes_out"] == 100005 and s["bytes_in"] == 100005, s
 assert t["monitor"]["listeners"] >= 1, t["monitor"]
 PY
 
@@ -137,6 +160,7 @@ echo "$out" | grep -E "127\.0\.0\.1:$port .*/python3 .*shm " | grep -q "97\.7K" 
   fail "stat: no shm line with the bytes for port $port: $out"
 echo "$out" | grep -q "127\.0\.0\.1:$(cat "$dir/port2") .*tcp:no-listener" ||
   fail "stat: no TCP line with its reason: $out"
+echo "$out" | grep -q "127\.0\.0\.1:$port .*tcp-moved:oob " || fail "stat: no moved-back line: $out"
 echo "$out" | grep -q "^PID .*BYTES OUT" || fail "stat: no totals per process: $out"
 
 "$xio" stat --watch --count 2 --interval 0.2 >"$dir/watch.out" || fail "stat --watch: exit $?"
@@ -165,13 +189,14 @@ ids = [c["id"] for c in t["connections"]]
 assert ids == sorted(set(ids)), "ids in order, each once: %r" % ids
 tcp = [c for c in t["connections"] if c["server"]["port"] == int(sys.argv[2])]
 assert len(tcp) == 41, "41 TCP entries to the plain server, got %d" % len(tcp)
-assert len(ids) == 42, "42 entries in all, got %d" % len(ids)
+assert len(ids) == 43, "43 entries in all, got %d" % len(ids)
 PY
 
 touch "$dir/done"
 wait $cli; rc=$?
 [ $rc -eq 0 ] || fail "client under xio run: exit $rc"
 wait $cli2 || fail "second client under xio run: exit $?"
+wait $cli3 || fail "urgent-data client under xio run: exit $?"
 kill -TERM $srv
 wait $srv; rc=$?
 [ $rc -eq 43 ] || fail "xio run did not pass SIGTERM on, or lost the status (exit $rc, want 43)"
@@ -179,7 +204,10 @@ kill $plain 2>/dev/null; wait $plain 2>/dev/null
 for side in srv cli; do
   acc=$(grep -o 'accel_conns=[0-9]*' "$dir/$side.stats" | awk -F= '{ s += $2 } END { print s + 0 }')
   tx=$(grep -o 'tx_bytes=[0-9]*' "$dir/$side.stats" | awk -F= '{ s += $2 } END { print s + 0 }')
-  [ "${acc:-0}" -ge 1 ] && [ "${tx:-0}" -eq 100000 ] ||
+  # The server also echoed the urgent-data client's 5 bytes.
+  want=100000
+  [ $side = srv ] && want=100005
+  [ "${acc:-0}" -ge 1 ] && [ "${tx:-0}" -eq $want ] ||
     fail "$side: not over shared memory: $(cat "$dir/$side.stats")"
 done
 
