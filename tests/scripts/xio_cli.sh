@@ -4,7 +4,8 @@
 # stops by itself once no program uses it; programs under `xio run` go over
 # shared memory (their XIO_STATS counters); `xio stat`, `--json` and
 # `--watch` show the live connection with both pids, programs and bytes, one
-# left on TCP and one moved back to TCP (urgent data) with their reasons,
+# left on TCP, one refused by a rule and one moved back to TCP (urgent data)
+# with their reasons,
 # and totals per process; a table longer than a page arrives whole;
 # `xio monitor --pidfile` stops cleanly on SIGTERM; `xio check` reports each
 # problem with what to do.
@@ -221,12 +222,38 @@ out=$("$xio" run -- /nonexistent/program 2>&1); rc=$?
 
 # --- xio monitor: pid file, clean stop -------------------------------------
 sock2=$dir/m2.sock
-"$xio" monitor --socket "$sock2" --pidfile "$dir/m2.pid" --log "$dir/m2.log" ||
-  fail "xio monitor: exit $?"
+printf 'default deny\n' >"$dir/deny.conf"
+"$xio" monitor --socket "$sock2" --config "$dir/deny.conf" --pidfile "$dir/m2.pid" \
+  --log "$dir/m2.log" || fail "xio monitor: exit $?"
 [ -s "$dir/m2.pid" ] || fail "xio monitor: no pid file"
 mpid=$(cat "$dir/m2.pid")
 kill -0 "$mpid" || fail "xio monitor: pid $mpid from the pid file is not running"
-XIO_MONITOR_SOCK=$sock2 "$xio" stat >/dev/null || fail "xio monitor: stat finds no monitor"
+# Its rules refuse everything: both ends run xio, and the connection stays
+# on TCP, shown with that reason and both programs.
+(
+  export XIO_MONITOR_SOCK=$sock2
+  "$xio" run -- $py "$here/echo_server.py" "$dir/port4" >/dev/null 2>"$dir/srv4.err" &
+  srv4=$!
+  wait_for "$dir/port4" || { kill -TERM $srv4; exit 1; }
+  "$xio" run -- $py "$here/echo_client.py" "$(cat "$dir/port4")" "$dir/ready4" "$dir/done4" \
+    >/dev/null 2>"$dir/cli4.err" &
+  cli4=$!
+  wait_for "$dir/ready4" 20
+  "$xio" stat --json >"$dir/stat4.json"
+  touch "$dir/done4"
+  wait $cli4
+  kill -TERM $srv4
+  wait $srv4
+  exit 0
+) || fail "the echo pair under a monitor that denies: $(cat "$dir/srv4.err" "$dir/cli4.err")"
+$py - "$dir/stat4.json" "$(cat "$dir/port4")" <<'PY' || fail "stat --json, refused by a rule: $(cat "$dir/stat4.json")"
+import json, sys
+t = json.load(open(sys.argv[1]))
+c = [c for c in t["connections"] if c["server"]["port"] == int(sys.argv[2])]
+assert len(c) == 1 and c[0]["transport"] == "tcp" and c[0]["reason"] == "acl", c
+assert c[0]["client"]["program"] == "python3" and c[0]["server"]["program"] == "python3", c
+assert c[0]["client"]["pid"] and c[0]["server"]["pid"], c
+PY
 kill -TERM "$mpid"
 for _ in $(seq 100); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$mpid" 2>/dev/null && fail "xio monitor ignored SIGTERM"
