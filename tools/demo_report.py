@@ -20,6 +20,9 @@ import subprocess
 import sys
 from collections import defaultdict
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "suite"))
+from report import gp_bars  # noqa: E402  (the suite's chart style)
+
 ROWS = [  # scenario, label, throughput metric, its unit
     ("pingpong", "ping-pong, 1 KiB messages", "rt_per_s", "round trips/s"),
     ("redis-set-c50-P1", "redis SET, 50 connections", "req_per_s", "requests/s"),
@@ -73,9 +76,6 @@ def chart(med, out):
     gp = shutil.which("gnuplot")
     if not gp:
         return "gnuplot is not installed (Debian package gnuplot-nox): no chart"
-    terms = subprocess.run([gp, "-e", "set terminal"], capture_output=True, text=True)
-    term = "pngcairo size 1200,520 font ',10'" if "pngcairo" in terms.stdout + terms.stderr \
-        else "png size 1200,520"
     dat = os.path.join(out, "demo.dat")
     with open(dat, "w") as f:
         f.write('"" "kernel TCP" "xio" "kernel TCP" "xio"\n')
@@ -83,17 +83,7 @@ def chart(med, out):
             v = [med.get((scen, t, m)) for m in (metric, "p50_us") for t, _ in TRANSPORTS]
             f.write(f'"{label}" ' + " ".join("?" if x is None else f"{x:.6g}" for x in v) + "\n")
     png = os.path.join(out, "demo.png")
-    script = "\n".join([
-        f"set terminal {term}",
-        "set termoption noenhanced",
-        f"set output '{png}'",
-        "set datafile missing '?'",
-        "set style data histograms",
-        "set style histogram clustered gap 1",
-        "set style fill solid 0.85 border -1",
-        "set key top left",
-        "set grid ytics",
-        "set xtics rotate by -15 noenhanced",
+    script = "\n".join(gp_bars(gp, png, size="1200,520", xtics_angle=-15) + [
         "set logscale y",
         "set multiplot layout 1,2 title 'xio demo: unmodified programs, kernel TCP vs xio'",
         "set title 'throughput (higher is better)'",
