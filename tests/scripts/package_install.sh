@@ -3,7 +3,7 @@
 # `apt-get install ./xio_*.deb` gives /usr/bin/xio whose `xio run` and
 # `xio stat` work (starting a monitor), `xio check` finds the installed
 # shim, pkg-config finds xio.pc, the systemd unit verifies; then the package
-# is removed again. Needs root and no xio package installed already: else
+# is purged again. Needs root and no xio package installed already: else
 # it exits 77, which ctest reports as skipped, with the reason.
 set -u
 build=$(cd "$1" && pwd)
@@ -19,7 +19,7 @@ dir=$(mktemp -d /tmp/xio-pkginst-XXXXXX)
 chmod 755 "$dir"
 installed=0
 cleanup() {
-  [ $installed = 1 ] && apt-get -o DPkg::Lock::Timeout=120 remove -y -qq xio >/dev/null 2>&1
+  [ $installed = 1 ] && apt-get -o DPkg::Lock::Timeout=120 purge -y -qq xio >/dev/null 2>&1
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -46,7 +46,8 @@ if command -v systemd-analyze >/dev/null; then
     fail "systemd-analyze verify: $out"
   [ -z "$out" ] || fail "systemd-analyze verify: $out"
 fi
-apt-get -o DPkg::Lock::Timeout=120 remove -y -qq xio >/dev/null 2>&1 || fail "apt-get remove xio"
+apt-get -o DPkg::Lock::Timeout=120 purge -y -qq xio >/dev/null 2>&1 || fail "apt-get purge xio"
 installed=0
 [ -e /usr/bin/xio ] && fail "/usr/bin/xio is still there after removal"
+dpkg-query -W xio >/dev/null 2>&1 && fail "dpkg still knows xio after the purge: $(dpkg-query -W -f='${Status}' xio)"
 echo "1 passed, 0 failed"
