@@ -37,8 +37,27 @@ size_t xio_ctl_msg_size(uint16_t type)
 		return sizeof(struct xio_msg_fallback);
 	case XIO_MSG_STATUS_REPLY:
 		return sizeof(struct xio_msg_status);
+	case XIO_MSG_CONNS:
+		return sizeof(struct xio_msg_conns);
+	case XIO_MSG_CONN_INFO:
+		return sizeof(struct xio_msg_conn_info);
+	case XIO_MSG_CONNS_END:
+		return sizeof(struct xio_msg_conns_end);
 	default:
 		return 0;
+	}
+}
+
+const char *xio_fallback_reason_name(int reason)
+{
+	switch (reason) {
+	case XIO_FB_NO_LISTENER: return "no-listener";
+	case XIO_FB_ACL: return "acl";
+	case XIO_FB_NOT_XIO: return "peer-not-xio";
+	case XIO_FB_RESOURCES: return "no-memory";
+	case XIO_FB_UNKNOWN_INTENT: return "protocol";
+	case XIO_FB_BAD_SOCKET: return "bad-socket";
+	default: return "?";
 	}
 }
 

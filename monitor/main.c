@@ -3,10 +3,14 @@
  * shutdown.
  *
  *   xio-monitor [--socket PATH] [--config FILE] [--hugepages auto|on|off]
- *               [--foreground] [--log FILE] [--verbose] [--check-config]
+ *               [--foreground] [--log FILE] [--pidfile FILE] [--idle-exit SECS]
+ *               [--verbose] [--check-config]
  *
  * Without --foreground it detaches once the socket is ready, so a script
- * that starts it can connect as soon as the command returns.
+ * that starts it can connect as soon as the command returns. SIGTERM or
+ * SIGINT stop it cleanly: the socket and the pid file are removed.
+ * --idle-exit is for the monitor `xio run` starts when none answers: it
+ * stops once no process has been connected for that long.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +35,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: xio-monitor [--socket PATH] [--config FILE] [--hugepages auto|on|off]\n"
-		   "                   [--foreground] [--log FILE] [--verbose] [--check-config]\n"
+		   "                   [--foreground] [--log FILE] [--pidfile FILE]\n"
+		   "                   [--idle-exit SECONDS] [--verbose] [--check-config]\n"
 		   "       xio-monitor --status [--socket PATH]   counts of a running monitor\n"
 		   "The socket path defaults to $XIO_MONITOR_SOCK, then %s.\n",
 		XIO_MONITOR_SOCK_DEFAULT);
@@ -112,6 +117,25 @@ static int print_status(const char *path)
 	return 0;
 }
 
+/* The pid of the process that serves (the detached child), for init
+ * scripts and `kill $(cat FILE)`. Returns 0 or -1 with errno. */
+static int write_pidfile(const char *path)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	if (write(fd, buf, (size_t)n) != n) {
+		int e = errno;
+		close(fd);
+		unlink(path);
+		errno = e ? e : EIO;
+		return -1;
+	}
+	return close(fd);
+}
+
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -139,9 +163,21 @@ static void accept_procs(struct monitor *m)
 	}
 }
 
+/* Whether the monitor has been without a process for idle_exit seconds. */
+static int idle_expired(struct monitor *m, uint64_t *busy_ms)
+{
+	uint64_t now = mon_now_ms();
+	if (HASH_COUNT(m->procs) > 0) {
+		*busy_ms = now;
+		return 0;
+	}
+	return now - *busy_ms >= (uint64_t)m->idle_exit * 1000u;
+}
+
 static int run(struct monitor *m)
 {
 	struct epoll_event evs[64];
+	uint64_t busy_ms = mon_now_ms();
 	struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &m->lsock };
 	struct epoll_event sev = { .events = EPOLLIN, .data.ptr = &m->sigfd };
 	epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->lsock, &lev);
@@ -151,11 +187,15 @@ static int run(struct monitor *m)
 	xio_ctl_close_fd = mon_close_handed;
 
 	for (;;) {
-		int n = epoll_wait(m->epfd, evs, 64, -1);
+		int n = epoll_wait(m->epfd, evs, 64, m->idle_exit ? 500 : -1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
+		if (n == 0 && m->idle_exit && idle_expired(m, &busy_ms)) {
+			mon_log(MON_INFO, "no process for %u s: stopping", m->idle_exit);
+			return 0;
+		}
 		for (int i = 0; i < n; i++) {
 			void *ptr = evs[i].data.ptr;
 			if (ptr == &m->lsock) {
@@ -192,7 +232,26 @@ static int run(struct monitor *m)
 			}
 		}
 		mon_closer_flush();
+		if (m->idle_exit)
+			idle_expired(m, &busy_ms);
 	}
+}
+
+static const char *pidfile;
+
+/* The daemon works from /; a relative path given on the command line
+ * means one from where it was started. The result is never freed: it lives
+ * as long as the process. */
+static const char *absolute(const char *path)
+{
+	char cwd[4096];
+	if (!path || path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return path;
+	char *abs = malloc(strlen(cwd) + strlen(path) + 2);
+	if (!abs)
+		return path;
+	sprintf(abs, "%s/%s", cwd, path);
+	return abs;
 }
 
 static void shutdown_all(struct monitor *m)
@@ -202,6 +261,8 @@ static void shutdown_all(struct monitor *m)
 	mon_proc_reclaim(m, p);
 	close(m->lsock);
 	unlink(m->sock_path);
+	if (pidfile)
+		unlink(pidfile);
 	mon_closer_stop();
 	xio_config_free(&m->cfg);
 }
@@ -213,7 +274,8 @@ int main(int argc, char **argv)
 		{ "hugepages", required_argument, 0, 'H' }, { "foreground", no_argument, 0, 'f' },
 		{ "log", required_argument, 0, 'l' },      { "verbose", no_argument, 0, 'v' },
 		{ "check-config", no_argument, 0, 'C' },   { "help", no_argument, 0, 'h' },
-		{ "status", no_argument, 0, 'S' },
+		{ "status", no_argument, 0, 'S' },         { "pidfile", required_argument, 0, 'p' },
+		{ "idle-exit", required_argument, 0, 'i' },
 		{ 0, 0, 0, 0 }
 	};
 	struct monitor m;
@@ -223,7 +285,9 @@ int main(int argc, char **argv)
 
 	memset(&m, 0, sizeof(m));
 	m.sock_path = xio_ctl_sock_path();
-	while ((o = getopt_long(argc, argv, "s:c:H:fl:vChS", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "s:c:H:fl:vChSp:i:", opts, NULL)) != -1) {
+		char *end;
+		unsigned long v;
 		switch (o) {
 		case 's': m.sock_path = optarg; break;
 		case 'c': config = optarg; break;
@@ -233,6 +297,17 @@ int main(int argc, char **argv)
 		case 'v': mon_log_level = MON_DEBUG; break;
 		case 'C': check_only = 1; break;
 		case 'S': status = 1; break;
+		case 'p': pidfile = optarg; break;
+		case 'i':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || errno || v < 1 || v > 86400 || *optarg == '-') {
+				fprintf(stderr, "xio-monitor: --idle-exit takes seconds (1..86400), "
+						"not '%s'\n", optarg);
+				return 2;
+			}
+			m.idle_exit = (unsigned)v;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -287,6 +362,7 @@ int main(int argc, char **argv)
 	m.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	m.epfd = epoll_create1(EPOLL_CLOEXEC);
 	raise_fd_limit();
+	m.sock_path = absolute(m.sock_path); /* unlinked at the end, from / */
 	m.lsock = open_socket(m.sock_path);
 	if (m.lsock < 0 || m.sigfd < 0 || m.epfd < 0) {
 		xio_config_free(&m.cfg);
@@ -294,6 +370,8 @@ int main(int argc, char **argv)
 	}
 
 	int ready[2] = { -1, -1 };
+	pidfile = absolute(pidfile);
+	logfile = absolute(logfile);
 	if (!foreground) {
 		/* Detach; the parent returns once we are up. */
 		if (pipe(ready) < 0)
@@ -321,6 +399,13 @@ int main(int argc, char **argv)
 		int logfd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (logfd >= 0)
 			dup2(logfd, 2);
+	}
+	if (pidfile && write_pidfile(pidfile) < 0) {
+		mon_log(MON_ERR, "cannot write the pid file %s: %s", pidfile, strerror(errno));
+		close(m.lsock);
+		unlink(m.sock_path);
+		xio_config_free(&m.cfg);
+		return 1;
 	}
 	mon_log(MON_INFO, "listening on %s; segments of %zu bytes (%u x %u per direction), "
 			  "hugepages %s, %zu rule(s), default %s",

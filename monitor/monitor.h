@@ -78,12 +78,25 @@ struct mon_conn {
 	int reason;                 /* why not, when !accel */
 	int segfd;                  /* kept to mark a dead side gone */
 	int huge;
+	uint64_t born_ms;           /* CLOCK_MONOTONIC, for xio stat's age */
 	/* The processes holding each side: the one that paired it, and others
 	 * that proved they hold the socket too (REATTACH after fork + exec). */
 	struct mon_proc *side[2][MON_OWNERS];
 	uint8_t decided[2];         /* this side has had its answer */
 	UT_hash_handle hh;          /* by key */
 	UT_hash_handle hh_id;       /* by id */
+};
+
+/* A connection answered FALLBACK, kept for xio stat (table.c): the
+ * monitor never sees a TCP connection again, so this is history. */
+struct mon_recent {
+	uint64_t id;
+	int has_key;          /* 0: the socket could not be read */
+	struct mon_ckey key;
+	pid_t pid[2];
+	char comm[2][16];
+	int reason;           /* enum xio_fallback_reason */
+	uint64_t when_ms;
 };
 
 struct monitor {
@@ -100,6 +113,9 @@ struct monitor {
 	unsigned nintents;
 	struct mon_conn *conns, *conns_by_id;
 	uint64_t accel_total, fallback_total, huge_total, small_total;
+	struct mon_recent recent[XIO_CONNS_RECENT_TCP]; /* a ring; id 0 unused */
+	unsigned recent_next;
+	unsigned idle_exit;         /* seconds without a process, then stop (0 never) */
 };
 
 /* closer.c: sockets clients handed over are closed off the event loop (a
@@ -133,6 +149,12 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 void mon_conn_free(struct monitor *m, struct mon_conn *c);
 void mon_conn_sweep(struct monitor *m);
 void mon_listener_remove(struct monitor *m, struct mon_listener *l);
+
+/* table.c: the connection table for xio stat (XIO_MSG_CONNS). */
+uint64_t mon_now_ms(void);
+void mon_recent_tcp(struct monitor *m, const struct mon_ckey *k, struct mon_proc *p,
+		    unsigned side, int reason);
+void mon_conns_reply(struct monitor *m, struct mon_proc *p, const struct mon_msg *msg);
 
 /* pair.c */
 void mon_handle(struct monitor *m, struct mon_proc *p, struct mon_msg *msg);

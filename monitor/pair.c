@@ -27,12 +27,16 @@ static void reply(struct mon_proc *p, void *msg, uint16_t type, uint32_t seq, in
 	xio_ctl_send(p->sock, msg, fd, MSG_DONTWAIT);
 }
 
-static void reply_fallback(struct monitor *m, struct mon_proc *p, uint32_t seq, int reason)
+/* k: the connection, when its socket could be read (else NULL); side: the
+ * end p holds. */
+static void reply_fallback(struct monitor *m, struct mon_proc *p, uint32_t seq, int reason,
+			   const struct mon_ckey *k, unsigned side)
 {
 	struct xio_msg_fallback f;
 	memset(&f, 0, sizeof(f));
 	f.reason = reason;
 	m->fallback_total++;
+	mon_recent_tcp(m, k, p, side, reason);
 	reply(p, &f, XIO_MSG_FALLBACK, seq, -1);
 }
 
@@ -198,7 +202,7 @@ static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *
 	struct mon_intent *in = mon_intent_find(m, p, im->intent);
 	struct mon_ckey k;
 	if (!in) {
-		reply_fallback(m, p, seq, XIO_FB_UNKNOWN_INTENT);
+		reply_fallback(m, p, seq, XIO_FB_UNKNOWN_INTENT, NULL, 0);
 		return;
 	}
 	struct mon_conn *c = in->conn;
@@ -206,11 +210,11 @@ static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *
 	int r = c || orphaned ? 0 : conn_key_from(in->fd, p->pid, 1, &k);
 	mon_intent_drop(m, in);
 	if (orphaned) {
-		reply_fallback(m, p, seq, XIO_FB_NOT_XIO);
+		reply_fallback(m, p, seq, XIO_FB_NOT_XIO, NULL, 0);
 		return;
 	}
 	if (r < 0) {
-		reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET);
+		reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET, NULL, 0);
 		return;
 	}
 	if (!c) {
@@ -219,7 +223,7 @@ static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *
 			c = conn_decide(m, &k, p, NULL);
 	}
 	if (!c) {
-		reply_fallback(m, p, seq, XIO_FB_RESOURCES);
+		reply_fallback(m, p, seq, XIO_FB_RESOURCES, &k, 0);
 		return;
 	}
 	if (c->accel) {
@@ -227,7 +231,7 @@ static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *
 		return;
 	}
 	c->decided[0] = 1;
-	reply_fallback(m, p, seq, c->reason);
+	reply_fallback(m, p, seq, c->reason, &c->key, 0);
 	if (c->decided[1] || c->reason == XIO_FB_NO_LISTENER)
 		mon_conn_free(m, c); /* nobody else will ask */
 }
@@ -273,7 +277,7 @@ static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 		mon_close_handed(msg->fd);
 	msg->fd = -1;
 	if (r < 0) {
-		reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET);
+		reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET, NULL, 1);
 		return;
 	}
 	HASH_FIND(hh, m->conns, &k, sizeof(k), c);
@@ -284,12 +288,12 @@ static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 			in = intent_for(m, &k);
 		}
 		if (!in) {
-			reply_fallback(m, p, seq, XIO_FB_NOT_XIO);
+			reply_fallback(m, p, seq, XIO_FB_NOT_XIO, &k, 1);
 			return;
 		}
 		c = conn_decide(m, &k, in->proc, p);
 		if (!c) {
-			reply_fallback(m, p, seq, XIO_FB_RESOURCES);
+			reply_fallback(m, p, seq, XIO_FB_RESOURCES, &k, 1);
 			return;
 		}
 		in->conn = c;
@@ -299,7 +303,7 @@ static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 		return;
 	}
 	c->decided[1] = 1;
-	reply_fallback(m, p, seq, c->reason);
+	reply_fallback(m, p, seq, c->reason, &c->key, 1);
 	if (c->decided[0])
 		mon_conn_free(m, c);
 }
@@ -334,7 +338,7 @@ static void on_reattach(struct monitor *m, struct mon_proc *p, struct mon_msg *m
 	if (ok)
 		reply_attach(m, p, msg->u.h.seq, c, rm->side);
 	else
-		reply_fallback(m, p, msg->u.h.seq, XIO_FB_UNKNOWN_INTENT);
+		reply_fallback(m, p, msg->u.h.seq, XIO_FB_UNKNOWN_INTENT, NULL, rm->side & 1);
 }
 
 static void on_status(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
@@ -403,6 +407,9 @@ void mon_handle(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
 		break;
 	case XIO_MSG_REATTACH:
 		on_reattach(m, p, msg);
+		break;
+	case XIO_MSG_CONNS:
+		mon_conns_reply(m, p, msg);
 		break;
 	default:
 		mon_log(MON_WARN, "process %d sent message type %u, which it may not send",

@@ -92,6 +92,7 @@ struct mon_conn *mon_conn_new(struct monitor *m, const struct mon_ckey *k)
 	c->key = *k;
 	c->id = ++m->next_id;
 	c->segfd = -1;
+	c->born_ms = mon_now_ms();
 	HASH_ADD(hh, m->conns, key, sizeof(c->key), c);
 	HASH_ADD(hh_id, m->conns_by_id, id, sizeof(c->id), c);
 	return c;
@@ -180,9 +181,12 @@ void mon_conn_sweep(struct monitor *m)
 void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 {
 	struct mon_listener *l, *ltmp;
+	unsigned nlisteners = 0;
 	HASH_ITER(hh, m->listeners, l, ltmp)
-	if (l->proc == p)
+	if (l->proc == p) {
 		mon_listener_remove(m, l);
+		nlisteners++;
+	}
 
 	struct mon_intent *in = m->intents, *next;
 	for (; in; in = next) {
@@ -220,8 +224,11 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 			mon_close_handed(msg->fd);
 	}
 	mon_conn_sweep(m);
-	mon_log(MON_INFO, "process %d (uid %u) gone: %u connection(s) reclaimed", (int)p->pid,
-		(unsigned)p->uid, nconns);
+	/* A process that held nothing (xio stat, a program that never used
+	 * TCP) is not worth a line of its own unless asked for. */
+	mon_log(nconns || nlisteners ? MON_INFO : MON_DEBUG,
+		"process %d (uid %u) gone: %u connection(s) reclaimed", (int)p->pid, (unsigned)p->uid,
+		nconns);
 	epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->sock, NULL);
 	HASH_DEL(m->procs, p);
 	xio_sys_close(p->sock);

@@ -275,14 +275,31 @@ def gp_quote(text):
     return text.replace("'", "''")
 
 
+def gp_bars(gp, png, size="1000,520", xtics_angle=-20):
+    """The first lines of a bar chart (also tools/demo_report.py's): a PNG
+    terminal, pngcairo when this gnuplot has it, and clustered bars."""
+    t = subprocess.run([gp, "-e", "set terminal"], capture_output=True, text=True)
+    term = f"pngcairo size {size} font ',10'" if "pngcairo" in t.stdout + t.stderr \
+        else f"png size {size}"
+    return [
+        f"set terminal {term}",
+        "set termoption noenhanced",
+        f"set output '{png}'",
+        "set datafile missing '?'",
+        "set style data histograms",
+        "set style histogram clustered gap 1",
+        "set style fill solid 0.85 border -1",
+        "set key top left",
+        "set grid ytics",
+        f"set xtics rotate by {xtics_angle} noenhanced",
+    ]
+
+
 def charts(d, out):
     """One PNG per group: the headline metric, bars per transport."""
     gp = shutil.which("gnuplot")
     if not gp:
         return "gnuplot is not installed (Debian package gnuplot-nox): no charts"
-    terms = subprocess.run([gp, "-e", "set terminal"], capture_output=True, text=True).stdout + \
-        subprocess.run([gp, "-e", "set terminal"], capture_output=True, text=True).stderr
-    term = "pngcairo size 1000,520 font ',10'" if "pngcairo" in terms else "png size 1000,520"
     made = []
     specs = list(GROUPS) + [
         dict(key="idle", title="Idle connections: server CPU, % of a core", main="cpu_srv_pct",
@@ -311,19 +328,9 @@ def charts(d, out):
         floor = 10 ** math.floor(math.log10(lo)) if lo > 0 else 1
         ylabel = g["label"] + (" (higher is better)" if g.get("higher") else
                                " (lower is better)" if "higher" in g else "")
-        script = "\n".join([
-            f"set terminal {term}",
-            "set termoption noenhanced",
-            f"set output '{png}'",
+        script = "\n".join(gp_bars(gp, png) + [
             f"set title '{gp_quote(g['title'])}' noenhanced",
             f"set ylabel '{gp_quote(ylabel)}' noenhanced",
-            "set datafile missing '?'",
-            "set style data histograms",
-            "set style histogram clustered gap 1",
-            "set style fill solid 0.85 border -1",
-            "set key top left",
-            "set grid ytics",
-            "set xtics rotate by -20 noenhanced",
             f"set logscale y; set yrange [{floor:g}:*]" if g.get("log") else "set yrange [0:*]",
             f"plot for [i=2:{len(g['transports']) + 1}] '{dat}' using i:xtic(1) title columnheader(i)",
         ])

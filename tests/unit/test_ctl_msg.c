@@ -139,3 +139,39 @@ Test(ctl_msg, fd_of_bad_message_closed)
 	close(p[0]);
 	cr_assert(!fd_open(fd) || fd == -1);
 }
+
+/* The connection-table messages xio stat uses have fixed sizes, fit one
+ * packet, and arrive whole; a CONN_INFO cut short is refused. */
+Test(ctl_msg, conns_messages)
+{
+	char buf[XIO_CTL_MAX_MSG];
+	int fd;
+	struct xio_msg_conns q;
+	struct xio_msg_conn_info ci, *got;
+	cr_assert_eq(xio_ctl_msg_size(XIO_MSG_CONNS), sizeof(struct xio_msg_conns));
+	cr_assert_eq(xio_ctl_msg_size(XIO_MSG_CONN_INFO), sizeof(struct xio_msg_conn_info));
+	cr_assert_eq(xio_ctl_msg_size(XIO_MSG_CONNS_END), sizeof(struct xio_msg_conns_end));
+	memset(&q, 0, sizeof(q));
+	xio_ctl_hdr(&q.h, XIO_MSG_CONNS, 3);
+	q.after = 77;
+	cr_assert_eq(xio_ctl_send(sv[0], &q, -1, 0), 0);
+	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), (ssize_t)sizeof(q));
+	cr_assert_eq(((struct xio_msg_conns *)buf)->after, 77);
+
+	memset(&ci, 0, sizeof(ci));
+	xio_ctl_hdr(&ci.h, XIO_MSG_CONN_INFO, 3);
+	ci.id = 9;
+	ci.bytes[1] = 123456789012ull;
+	memcpy(ci.comm[1], "redis-server", 13);
+	cr_assert_eq(xio_ctl_send(sv[0], &ci, -1, 0), 0);
+	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), (ssize_t)sizeof(ci));
+	got = (void *)buf;
+	cr_assert_eq(got->id, 9);
+	cr_assert_eq(got->bytes[1], 123456789012ull);
+	cr_assert_str_eq(got->comm[1], "redis-server");
+
+	send_raw(&ci, sizeof(ci) - 8, -1);
+	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), -EBADMSG);
+	cr_assert_str_eq(xio_fallback_reason_name(XIO_FB_ACL), "acl");
+	cr_assert_str_eq(xio_fallback_reason_name(0), "?");
+}

@@ -32,12 +32,15 @@ enum xio_msg_type {
 	XIO_MSG_CLOSE,      /* {conn_id, side}; no reply */
 	XIO_MSG_STATUS,     /* reply STATUS_REPLY */
 	XIO_MSG_REATTACH,   /* + socket {conn_id, side}: after exec; reply ATTACH or FALLBACK */
+	XIO_MSG_CONNS,      /* {after}; reply CONN_INFO per entry, then CONNS_END */
 	/* monitor -> process */
 	XIO_MSG_OK = 0x100,
 	XIO_MSG_ERROR,
 	XIO_MSG_ATTACH,
 	XIO_MSG_FALLBACK,
 	XIO_MSG_STATUS_REPLY,
+	XIO_MSG_CONN_INFO,
+	XIO_MSG_CONNS_END,
 };
 
 struct xio_msg_hdr {
@@ -101,6 +104,71 @@ struct xio_msg_status {
 	 * segments' counters (what the endpoints wrote there). */
 	uint64_t live_tx_bytes, live_tx_msgs, live_doorbells;
 };
+
+/*
+ * The connection table, for xio stat: CONNS asks for the entries whose id
+ * is greater than `after`, in id order; the monitor answers with at most
+ * XIO_CONNS_PAGE CONN_INFO messages and one CONNS_END, whose `more` says
+ * whether to ask again with after = `last`. Pages keep a reply well inside
+ * the socket's buffer however many connections there are.
+ *
+ * The entries are the live accelerated connections, and the last
+ * XIO_CONNS_RECENT_TCP connections the monitor answered FALLBACK (once a
+ * connection stays on the kernel's TCP the monitor no longer sees it, so
+ * those are a history: age is the time since the decision).
+ */
+#define XIO_CONNS_PAGE 32u
+#define XIO_CONNS_RECENT_TCP 64u
+
+struct xio_msg_conns {
+	struct xio_msg_hdr h;
+	uint64_t after;
+};
+
+/* An endpoint on the wire: family AF_INET or AF_INET6 (0: unknown), port
+ * in host order, the address in network order (4 or 16 bytes used). */
+struct xio_msg_ep {
+	uint8_t family;
+	uint8_t pad;
+	uint16_t port;
+	uint8_t addr[16];
+};
+
+enum xio_conn_transport {
+	XIO_CONN_SHM = 1,   /* bytes go over the shared-memory segment */
+	XIO_CONN_TCP,       /* answered FALLBACK: reason says why */
+	XIO_CONN_MOVED,     /* was on shared memory, moved back to TCP: left[] */
+};
+
+struct xio_msg_conn_info {
+	struct xio_msg_hdr h;
+	uint64_t id;
+	uint64_t age_ms;
+	uint64_t netns;
+	struct xio_msg_ep client, server;
+	uint32_t pid[2];      /* side 0 the connecting end, 1 the accepting end; 0 unknown */
+	char comm[2][16];     /* their program names (/proc/PID/comm), "" unknown */
+	uint32_t transport;   /* enum xio_conn_transport */
+	int32_t reason;       /* XIO_CONN_TCP: enum xio_fallback_reason */
+	uint32_t left[2];     /* XIO_CONN_MOVED: enum xio_leave_reason per side */
+	uint32_t flags;       /* XIO_SEG_F_HUGE */
+	uint32_t buf_bytes;   /* buffer room of one direction */
+	/* Direction d carries side d's bytes to side 1 - d. Read from the
+	 * segment's counters, which the endpoints write: informational. */
+	uint64_t bytes[2], msgs[2];
+	uint64_t queued[2];   /* bytes written and not yet read */
+};
+_Static_assert(sizeof(struct xio_msg_conn_info) <= XIO_CTL_MAX_MSG, "one packet");
+
+struct xio_msg_conns_end {
+	struct xio_msg_hdr h;
+	uint32_t count; /* CONN_INFO messages sent before this one */
+	uint32_t more;  /* 1: entries with ids above last remain */
+	uint64_t last;  /* id of the last entry sent */
+};
+
+/* A short name for a fallback reason ("no-listener", "acl", ...; "?"). */
+const char *xio_fallback_reason_name(int reason);
 
 /* The exact size of a message of type t, or 0 for an unknown type. */
 size_t xio_ctl_msg_size(uint16_t type);
