@@ -8,6 +8,10 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 struct psock *_Atomic *xio_fdtab;
 size_t xio_fdtab_size;
 static _Atomic size_t fdtab_hi; /* one past the highest fd ever set */
@@ -34,6 +38,11 @@ static int make(void)
 		return -ENOMEM;
 	}
 	xio_fdtab_size = n;
+#if defined(__SANITIZE_ADDRESS__)
+	/* The sockets a process still holds at exit are reachable from here:
+	 * LeakSanitizer must look in this mapping, or it calls them leaks. */
+	__lsan_register_root_region(t, n * sizeof(void *));
+#endif
 	/* Publish the size before the pointer: readers test the pointer. */
 	atomic_thread_fence(memory_order_release);
 	xio_fdtab = t;
