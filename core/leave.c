@@ -140,6 +140,26 @@ static int sibling_left(struct xio_conn *c)
 	return 1;
 }
 
+/*
+ * Several processes may hold this side (fork): exactly one of them moves
+ * it, or two would each send the unread tail again. 1: we do it; 0: another
+ * holder did (we are on the kernel now, as it is). A holder that died half
+ * way is waited out for two seconds, then we go ahead.
+ */
+static int take_side(struct xio_conn *c)
+{
+	_Atomic uint32_t *w = &c->hdr->leaving[c->side];
+	uint32_t none = 0, me = (uint32_t)xio_sys_getpid();
+	if (atomic_compare_exchange_strong(w, &none, me) || none == me)
+		return 1;
+	for (int i = 0; i < 2000; i++) {
+		if (sibling_left(c))
+			return 0;
+		xio_sys_sleep_ms(1);
+	}
+	return 1;
+}
+
 int xio__conn_adopt_left(struct xio_conn *c)
 {
 	return c->accel && c->hdr ? sibling_left(c) : 0;
@@ -162,7 +182,7 @@ int xio__conn_leave_stale(struct xio_conn *c, unsigned reason)
 
 int xio__conn_leave(struct xio_conn *c, unsigned reason)
 {
-	if (!c->accel || c->left || sibling_left(c))
+	if (!c->accel || c->left || sibling_left(c) || !take_side(c))
 		return 0;
 	struct xio_chan_ctl *in = c->rx.g.ctl, *out = c->tx.g.ctl;
 	if (xio__conn_peer_left(c)) {
@@ -218,7 +238,7 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 
 int xio__conn_follow(struct xio_conn *c)
 {
-	if (!xio__conn_peer_left(c) || sibling_left(c))
+	if (!xio__conn_peer_left(c) || sibling_left(c) || !take_side(c))
 		return 0;
 	settle_for_good(c);
 	/* What the peer did not read of ours goes first; then our writes. */

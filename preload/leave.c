@@ -47,9 +47,13 @@ static int leave_now(struct psock *ps, unsigned reason, int stale)
 	return r;
 }
 
+/* For a side shared through fork: 1 if this process's copy of the state
+ * is not the current one (another process used the side since). */
+static int stale_copy(struct psock *ps);
+
 int xio__shim_leave(struct psock *ps, unsigned reason)
 {
-	int r = leave_now(ps, reason, 0);
+	int r = leave_now(ps, reason, ps->inherited && stale_copy(ps));
 	xio__shim_settle(ps);
 	return r;
 }
@@ -81,6 +85,16 @@ static uint32_t shim_pid(void)
 	if (!p)
 		xio__shim_pid_reset();
 	return p ? p : atomic_load(&my_pid);
+}
+
+static int stale_copy(struct psock *ps)
+{
+	struct xio_conn *c = ps->conn;
+	if (!c->hdr)
+		return 0;
+	_Atomic uint32_t *user = &c->hdr->user[c->side];
+	uint32_t me = shim_pid(), u = atomic_load(user);
+	return !(u == me || (u == 0 && atomic_compare_exchange_strong(user, &u, me)) || u == me);
 }
 
 void xio__shim_claim(struct psock *ps)

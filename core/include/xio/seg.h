@@ -81,6 +81,9 @@ struct xio_seg_hdr {
 	 * (preload/leave.c, "shared after fork"). */
 	_Atomic uint32_t user[2];
 	_Atomic uint32_t busy[2];
+	/* The pid moving side s off shared memory (leave.c): one holder of
+	 * the side does it, the others wait for left[s] and follow suit. */
+	_Atomic uint32_t leaving[2];
 };
 _Static_assert(sizeof(struct xio_seg_hdr) <= XIO_SEG_HDR_SIZE, "header fits its page");
 
