@@ -146,6 +146,21 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* Pairing needs the namespace of each socket, which only SIOCGSKNS gives,
+ * with CAP_NET_ADMIN. Without it nothing is paired: say so at start. */
+static void check_netns_readable(void)
+{
+	uint64_t ns;
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int r = s < 0 ? -errno : xio_sock_netns(s, &ns);
+	if (s >= 0)
+		close(s);
+	if (r < 0)
+		mon_log(MON_WARN, "cannot read the network namespace of a socket (%s; CAP_NET_ADMIN "
+				  "is needed): no connection will be accelerated",
+			strerror(-r));
+}
+
 static void accept_procs(struct monitor *m)
 {
 	for (;;) {
@@ -412,6 +427,7 @@ int main(int argc, char **argv)
 		m.sock_path, (size_t)m.params.seg_size, m.params.buf_chunks, CHUNK_SIZE,
 		m.huge > 0 ? "on" : m.huge == 0 ? "off" : "auto", m.cfg.nrules,
 		m.cfg.default_allow ? "allow" : "deny");
+	check_netns_readable();
 	if (ready[1] >= 0) {
 		if (write(ready[1], "r", 1) < 0) {
 		}

@@ -104,13 +104,13 @@ static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
 	return c;
 }
 
-static int conn_key_from(int fd, pid_t pid, int client_side, struct mon_ckey *k)
+static int conn_key_from(int fd, int client_side, struct mon_ckey *k)
 {
 	struct xio_ep local, peer;
 	int r;
 	memset(k, 0, sizeof(*k));
 	if ((r = xio_sock_check_tcp(fd, NULL)) < 0 || (r = xio_sock_local(fd, &local)) < 0 ||
-	    (r = xio_sock_peer(fd, &peer)) < 0 || (r = xio_sock_netns(fd, pid, &k->netns)) < 0)
+	    (r = xio_sock_peer(fd, &peer)) < 0 || (r = xio_sock_netns(fd, &k->netns)) < 0)
 		return r;
 	k->client = client_side ? local : peer;
 	k->server = client_side ? peer : local;
@@ -138,7 +138,7 @@ static void on_listen(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 			r = -EINVAL; /* unbound, or a connection: never a listener */
 	}
 	if (r == 0)
-		r = xio_sock_netns(msg->fd, p->pid, &l->key.netns);
+		r = xio_sock_netns(msg->fd, &l->key.netns);
 	/* Never keep the listening socket: the port must close with its owner. */
 	if (msg->fd >= 0)
 		mon_close_handed(msg->fd);
@@ -207,7 +207,7 @@ static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *
 	}
 	struct mon_conn *c = in->conn;
 	int orphaned = in->orphaned;
-	int r = c || orphaned ? 0 : conn_key_from(in->fd, p->pid, 1, &k);
+	int r = c || orphaned ? 0 : conn_key_from(in->fd, 1, &k);
 	mon_intent_drop(m, in);
 	if (orphaned) {
 		reply_fallback(m, p, seq, XIO_FB_NOT_XIO, NULL, 0);
@@ -259,7 +259,7 @@ static struct mon_intent *intent_for(struct monitor *m, const struct mon_ckey *k
 {
 	for (struct mon_intent *in = m->intents; in; in = in->next) {
 		struct mon_ckey ik;
-		if (in->conn || conn_key_from(in->fd, in->proc->pid, 1, &ik) < 0)
+		if (in->conn || conn_key_from(in->fd, 1, &ik) < 0)
 			continue;
 		if (!memcmp(&ik, k, sizeof(ik)))
 			return in;
@@ -272,7 +272,7 @@ static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	uint32_t seq = msg->u.h.seq;
 	struct mon_ckey k;
 	struct mon_conn *c = NULL;
-	int r = msg->fd >= 0 ? conn_key_from(msg->fd, p->pid, 0, &k) : -EBADF;
+	int r = msg->fd >= 0 ? conn_key_from(msg->fd, 0, &k) : -EBADF;
 	if (msg->fd >= 0)
 		mon_close_handed(msg->fd);
 	msg->fd = -1;
@@ -328,7 +328,7 @@ static void on_reattach(struct monitor *m, struct mon_proc *p, struct mon_msg *m
 	int ok = 0;
 	HASH_FIND(hh_id, m->conns_by_id, &rm->conn_id, sizeof(rm->conn_id), c);
 	if (c && rm->side < 2 && c->accel && msg->fd >= 0 &&
-	    conn_key_from(msg->fd, p->pid, rm->side == 0, &k) == 0 && !memcmp(&k, &c->key, sizeof(k)))
+	    conn_key_from(msg->fd, rm->side == 0, &k) == 0 && !memcmp(&k, &c->key, sizeof(k)))
 		ok = 1;
 	if (msg->fd >= 0)
 		mon_close_handed(msg->fd);
