@@ -161,10 +161,31 @@ static void check_netns_readable(void)
 			strerror(-r));
 }
 
+/* Out of fds, a connection waiting on the level-triggered listening socket
+ * would wake the loop for ever: give up the spare fd to accept it, close it
+ * (the process goes on without xio), and take the spare back. */
+static void refuse_session(struct monitor *m)
+{
+	static uint64_t refused;
+	if (m->spare_fd >= 0)
+		close(m->spare_fd);
+	int s = accept4(m->lsock, NULL, NULL, SOCK_CLOEXEC);
+	if (s >= 0)
+		close(s);
+	m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (refused++ % 1000 == 0)
+		mon_log(MON_WARN, "out of fds: %llu session(s) refused so far",
+			(unsigned long long)refused);
+}
+
 static void accept_procs(struct monitor *m)
 {
 	for (;;) {
 		int s = accept4(m->lsock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (s < 0 && (errno == EMFILE || errno == ENFILE)) {
+			refuse_session(m);
+			continue;
+		}
 		if (s < 0)
 			return;
 		struct mon_proc *p = mon_proc_add(m, s);
@@ -378,6 +399,14 @@ int main(int argc, char **argv)
 	m.epfd = epoll_create1(EPOLL_CLOEXEC);
 	raise_fd_limit();
 	m.sock_path = absolute(m.sock_path); /* unlinked at the end, from / */
+	mon_limits_init(&m);
+	m.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (mon_diag_init() < 0) {
+		fprintf(stderr, "xio-monitor: cannot open our network namespace: %s\n",
+			strerror(errno));
+		xio_config_free(&m.cfg);
+		return 1;
+	}
 	m.lsock = open_socket(m.sock_path);
 	if (m.lsock < 0 || m.sigfd < 0 || m.epfd < 0) {
 		xio_config_free(&m.cfg);

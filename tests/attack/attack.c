@@ -6,11 +6,12 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <net/if.h>
-#include <sched.h>
 #include <grp.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,4 +219,116 @@ int a_private_netns(void)
 	if (s >= 0)
 		close(s);
 	return r;
+}
+
+static int server_main(void *arg)
+{
+	struct a_server *s = arg;
+	xio_listener *l;
+	if (s->uid)
+		a_become(s->uid);
+	struct sockaddr_in a = t_loopback(s->port);
+	if (s->any)
+		a.sin_addr.s_addr = htonl(INADDR_ANY);
+	int r = xio_listen(&l, (struct sockaddr *)&a, sizeof(a), 64, 0);
+	T_CHECK(r == 0, "xio_listen: %s", strerror(-r));
+	uint16_t port = t_listener_port(l);
+	T_CHECK(write(s->port_pipe[1], &port, sizeof(port)) == sizeof(port), "port");
+	for (int i = 0; i < s->n; i++) {
+		xio_conn *c;
+		char b;
+		if (s->go_fd >= 0)
+			T_CHECK(t_await(s->go_fd, 10000), "no go");
+		T_CHECK((r = t_accept(l, &c, 0, 10000)) == 0, "accept: %s", strerror(-r));
+		T_CHECK(t_read_full(c, &b, 1) == 1, "read");
+		T_CHECK(xio_write(c, &b, 1) == 1, "write");
+		char rep = xio_conn_is_accelerated(c) ? '1' : '0';
+		T_CHECK(write(s->report_fd, &rep, 1) == 1, "report");
+		xio_close(c);
+	}
+	xio_listener_close(l);
+	return 0;
+}
+
+pid_t a_server_start(struct a_server *s, uint16_t *port)
+{
+	cr_assert_eq(pipe(s->port_pipe), 0);
+	pid_t pid = t_fork(server_main, s);
+	close(s->port_pipe[1]);
+	struct pollfd p = { .fd = s->port_pipe[0], .events = POLLIN };
+	cr_assert_eq(poll(&p, 1, 5000), 1, "the server did not start");
+	cr_assert_eq(read(s->port_pipe[0], port, sizeof(*port)), (ssize_t)sizeof(*port),
+		     "the server did not start");
+	close(s->port_pipe[0]);
+	return pid;
+}
+
+static int client_main(void *arg)
+{
+	uid_t uid = (uid_t)(uintptr_t)arg >> 16;
+	uint16_t port = (uint16_t)(uintptr_t)arg;
+	xio_conn *c;
+	char b = 'x';
+	if (uid)
+		a_become(uid);
+	alarm(10);
+	struct sockaddr_in a = t_loopback(port);
+	int r = xio_connect(&c, (struct sockaddr *)&a, sizeof(a), 0);
+	T_CHECK(r == 0, "xio_connect: %s", strerror(-r));
+	T_CHECK(xio_write(c, &b, 1) == 1, "write");
+	T_CHECK(t_read_full(c, &b, 1) == 1, "no answer");
+	int accel = xio_conn_is_accelerated(c);
+	xio_close(c);
+	return accel ? A_CLIENT_ACCEL : A_CLIENT_TCP;
+}
+
+pid_t a_client(uid_t uid, uint16_t port)
+{
+	return t_fork(client_main, (void *)(((uintptr_t)uid << 16) | port));
+}
+
+static int registrar(void *arg)
+{
+	struct a_reg *r = arg;
+	a_become(r->uid);
+	int ctl = a_ctl_open();
+	T_CHECK(ctl >= 0, "control session: %s", strerror(-ctl));
+	int s;
+	uint16_t port;
+	if (r->v6only) {
+		int one = 1;
+		struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT,
+					  .sin6_port = htons(r->port) };
+		s = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		T_CHECK(setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0, "v6only");
+		setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		T_CHECK(bind(s, (struct sockaddr *)&a, sizeof(a)) == 0, "bind [::]: %s",
+			strerror(errno));
+		T_CHECK(listen(s, 16) == 0, "listen");
+		port = a_local_port(s);
+	} else {
+		s = a_listen_loopback(r->port, &port);
+		T_CHECK(s >= 0, "listen: %s", strerror(-s));
+	}
+	struct xio_msg_id m;
+	char reply[XIO_CTL_MAX_MSG];
+	memset(&m, 0, sizeof(m));
+	int type = a_ctl_call(ctl, XIO_MSG_LISTEN, &m, sizeof(m), s, reply, NULL, 5000);
+	T_CHECK(type == XIO_MSG_OK, "LISTEN answered %d", type);
+	if (!r->v6only)
+		close(s); /* no UNLISTEN: the registration outlives the socket */
+	T_CHECK(write(r->port_pipe[1], &port, sizeof(port)) == sizeof(port), "port");
+	t_await(r->done[0], 30000);
+	return 0;
+}
+
+pid_t a_register(struct a_reg *r, uint16_t *port)
+{
+	cr_assert_eq(pipe(r->port_pipe), 0);
+	cr_assert_eq(pipe(r->done), 0);
+	pid_t pid = t_fork(registrar, r);
+	struct pollfd p = { .fd = r->port_pipe[0], .events = POLLIN };
+	cr_assert_eq(poll(&p, 1, 5000), 1, "no registration");
+	cr_assert_eq(read(r->port_pipe[0], port, sizeof(*port)), (ssize_t)sizeof(*port));
+	return pid;
 }

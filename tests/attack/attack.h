@@ -61,3 +61,38 @@ int a_recv_fd(int sock);
 int a_private_netns(void);
 
 #endif
+
+/* An xio server in a child of uid (0: stay root) on 127.0.0.1:port (0: the
+ * kernel's choice): accepts n connections, one at a time (after a byte on
+ * go_fd, if it is not -1), answers one byte with one byte, and writes
+ * '1' (accelerated) or '0' for each to report_fd. Returns its pid; *port
+ * is where it listens. */
+struct a_server {
+	uid_t uid;
+	uint16_t port;
+	int any;          /* listen on 0.0.0.0, not 127.0.0.1 */
+	int n;
+	int go_fd, report_fd;
+	int port_pipe[2]; /* internal */
+};
+pid_t a_server_start(struct a_server *s, uint16_t *port);
+
+/* A process of uid that registers a listener with the monitor over a raw
+ * session: [::]:port with IPV6_V6ONLY, kept (v6only), or 127.0.0.1:0,
+ * closed at once without UNLISTEN (a registration outliving its socket).
+ * Stays until a byte on done; returns its pid and the registered port. */
+struct a_reg {
+	uid_t uid;
+	int v6only;
+	uint16_t port;
+	int done[2];      /* the test writes a byte to [1] when over */
+	int port_pipe[2]; /* internal */
+};
+pid_t a_register(struct a_reg *r, uint16_t *port);
+
+/* Exit statuses of a_client's child. */
+#define A_CLIENT_TCP 10   /* the exchange worked over kernel TCP */
+#define A_CLIENT_ACCEL 11 /* ... over shared memory */
+/* A child of uid (0: root) that xio_connect()s to 127.0.0.1:port, sends a
+ * byte and waits (bounded) for one back. Returns its pid. */
+pid_t a_client(uid_t uid, uint16_t port);
