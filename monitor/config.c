@@ -35,7 +35,7 @@ struct parser {
 	/* Line and token of each setting seen, for duplicates and for the
 	 * segment-size/max-msg check that can only run at the end. */
 	unsigned seg_line, msg_line, huge_line, default_line;
-	unsigned limit_line[4]; /* the limit-* settings, in limit_keywords order */
+	unsigned limit_line[5]; /* the limit-* settings, in limit_keywords order */
 	const char *seg_tok, *msg_tok;
 };
 
@@ -236,6 +236,7 @@ static const struct limit_keyword {
 	{ "limit-process-pending", offsetof(struct xio_config, limit_process_pending) },
 	{ "limit-uid-listeners", offsetof(struct xio_config, limit_uid_listeners) },
 	{ "limit-uid-pending", offsetof(struct xio_config, limit_uid_pending) },
+	{ "limit-uid-sessions", offsetof(struct xio_config, limit_uid_sessions) },
 };
 
 static int kw_limit(struct parser *p, const char *kw)
@@ -478,6 +479,7 @@ static const struct keyword {
 	{ "limit-process-pending", kw_limit },
 	{ "limit-uid-listeners", kw_limit },
 	{ "limit-uid-pending", kw_limit },
+	{ "limit-uid-sessions", kw_limit },
 	{ "allow", kw_allow },
 	{ "deny", kw_deny },
 };
@@ -547,6 +549,7 @@ void xio_config_defaults(struct xio_config *cfg)
 		.limit_process_pending = 4096,
 		.limit_uid_listeners = 4096,
 		.limit_uid_pending = 16384,
+		.limit_uid_sessions = 1024,
 		.rules = NULL,
 		.nrules = 0,
 	};

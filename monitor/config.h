@@ -78,6 +78,7 @@ struct xio_config {
 	unsigned limit_process_pending;   /* default 4096 */
 	unsigned limit_uid_listeners;     /* default 4096 */
 	unsigned limit_uid_pending;       /* default 16384 */
+	unsigned limit_uid_sessions;      /* control sessions (processes), default 1024 */
 	struct xio_acl_rule *rules; /* in file order; first match wins */
 	size_t nrules;
 };

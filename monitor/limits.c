@@ -17,12 +17,44 @@
 void mon_limits_init(struct monitor *m)
 {
 	struct rlimit rl;
-	/* Pending entries may use what the fd limit leaves after a reserve
-	 * for sessions, the messages read ahead and the closer's backlog. */
+	/* Sessions and pending entries (one fd each) may use what the fd
+	 * limit leaves after a reserve for the messages read ahead (their
+	 * fds), segments being handed out, the closer's backlog and our own
+	 * few: at the limit a message's fd would be lost (MSG_CTRUNC). */
 	rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
 	if (n == RLIM_INFINITY || n > 1u << 30)
 		n = 1u << 30;
-	m->max_pending = n > 2 * MON_FD_RESERVE ? (unsigned)(n - MON_FD_RESERVE) : (unsigned)n / 2;
+	unsigned reserve = n >= 4 * MON_FD_RESERVE ? MON_FD_RESERVE : (unsigned)n / 4;
+	m->fd_budget = (unsigned)n - reserve;
+}
+
+/* Sessions and pending entries hold one fd each. */
+static int fds_left(const struct monitor *m)
+{
+	return HASH_COUNT(m->procs) + m->npending < m->fd_budget;
+}
+
+int mon_session_allowed(struct monitor *m, struct mon_proc *p)
+{
+	static uint64_t refused;
+	if (!fds_left(m)) {
+		if (refused++ % 1000 == 0)
+			mon_log(MON_WARN, "process %d (uid %u) refused: the monitor holds its limit of "
+					  "%u fds (%llu refused so far)",
+				(int)p->pid, (unsigned)p->uid, m->fd_budget,
+				(unsigned long long)refused);
+		return 0;
+	}
+	if (p->u->sessions >= m->cfg.limit_uid_sessions) {
+		if (!p->u->warned)
+			mon_log(MON_WARN, "process %d (uid %u) refused: its uid is at the per-uid "
+					  "limit of %u sessions",
+				(int)p->pid, (unsigned)p->uid, m->cfg.limit_uid_sessions);
+		p->u->warned = 1;
+		return 0;
+	}
+	p->u->warned = 0;
+	return 1;
 }
 
 struct mon_uid *mon_uid_get(struct monitor *m, uint32_t uid)
@@ -66,8 +98,8 @@ int mon_limit_take(struct monitor *m, struct mon_proc *p, int kind)
 		refused(p, kind, -EDQUOT, ulim);
 		return -EDQUOT;
 	}
-	if (!listeners && m->npending >= m->max_pending) {
-		refused(p, kind, -ENFILE, m->max_pending);
+	if (!listeners && !fds_left(m)) {
+		refused(p, kind, -ENFILE, m->fd_budget);
 		return -ENFILE;
 	}
 	(*pc)++;

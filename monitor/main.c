@@ -163,8 +163,9 @@ static void check_netns_readable(void)
 
 /* Out of fds, a connection waiting on the level-triggered listening socket
  * would wake the loop for ever: give up the spare fd to accept it, close it
- * (the process goes on without xio), and take the spare back. */
-static void refuse_session(struct monitor *m)
+ * (the process goes on without xio), and take the spare back. Returns 0
+ * when no connection was waiting. */
+static int refuse_session(struct monitor *m)
 {
 	static uint64_t refused;
 	if (m->spare_fd >= 0)
@@ -173,9 +174,12 @@ static void refuse_session(struct monitor *m)
 	if (s >= 0)
 		close(s);
 	m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (s < 0)
+		return 0;
 	if (refused++ % 1000 == 0)
 		mon_log(MON_WARN, "out of fds: %llu session(s) refused so far",
 			(unsigned long long)refused);
+	return 1;
 }
 
 static void accept_procs(struct monitor *m)
@@ -183,7 +187,8 @@ static void accept_procs(struct monitor *m)
 	for (;;) {
 		int s = accept4(m->lsock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (s < 0 && (errno == EMFILE || errno == ENFILE)) {
-			refuse_session(m);
+			if (!refuse_session(m))
+				return;
 			continue;
 		}
 		if (s < 0)
@@ -193,6 +198,7 @@ static void accept_procs(struct monitor *m)
 			close(s);
 			continue;
 		}
+
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = p };
 		epoll_ctl(m->epfd, EPOLL_CTL_ADD, s, &ev);
 		mon_log(MON_DEBUG, "process %d (uid %u) connected", (int)p->pid, (unsigned)p->uid);

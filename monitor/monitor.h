@@ -34,7 +34,8 @@ struct mon_msg {
  * Kept once made (one small entry per uid ever seen). */
 struct mon_uid {
 	uint32_t uid;
-	unsigned listeners, pending;
+	unsigned listeners, pending, sessions;
+	int warned;                 /* the session limit was logged */
 	UT_hash_handle hh;
 };
 
@@ -152,7 +153,7 @@ struct monitor {
 	struct mon_intent *intents, *intents_by_cookie;
 	unsigned nintents;
 	unsigned npending;          /* intents and charged connections, all uids */
-	unsigned max_pending;       /* what the fd limit leaves room for */
+	unsigned fd_budget;         /* sessions + pending: the fd limit less a reserve */
 	struct mon_conn *conns, *conns_by_id;
 	uint64_t accel_total, fallback_total, huge_total, small_total;
 	struct mon_recent recent[XIO_CONNS_RECENT_TCP]; /* a ring; id 0 unused */
@@ -191,6 +192,9 @@ int mon_limit_take(struct monitor *m, struct mon_proc *p, int kind);
 void mon_limit_put(struct monitor *m, struct mon_proc *p, struct mon_uid *u, int kind);
 struct mon_uid *mon_uid_get(struct monitor *m, uint32_t uid);
 void mon_limits_init(struct monitor *m);
+/* Whether p (just connected) may keep a session: within its uid's limit
+ * and the monitor's fds; a refusal is logged (rate-limited). */
+int mon_session_allowed(struct monitor *m, struct mon_proc *p);
 
 /* state.c */
 struct mon_proc *mon_proc_add(struct monitor *m, int sock);

@@ -28,6 +28,11 @@ struct mon_proc *mon_proc_add(struct monitor *m, int sock)
 	p->pid = cr.pid;
 	p->uid = cr.uid;
 	p->gid = cr.gid;
+	if (!mon_session_allowed(m, p)) {
+		free(p); /* the caller closes sock: the process stays on TCP */
+		return NULL;
+	}
+	p->u->sessions++;
 	HASH_ADD_INT(m->procs, sock, p);
 	return p;
 }
@@ -266,6 +271,7 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 		"process %d (uid %u) gone: %u connection(s) reclaimed", (int)p->pid, (unsigned)p->uid,
 		nconns);
 	epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->sock, NULL);
+	p->u->sessions--;
 	HASH_DEL(m->procs, p);
 	xio_sys_close(p->sock);
 	free(p);

@@ -115,7 +115,7 @@ uint16_t a_local_port(int fd)
 
 int a_kernel_pair(uint16_t server_port, uint16_t client_port, int *client, int *server)
 {
-	int one = 1, l = a_listen_loopback(server_port, NULL);
+	int one = 1, l = a_listen_loopback(server_port, &server_port);
 	if (l < 0)
 		return l;
 	struct sockaddr_in ca = t_loopback(client_port), sa = t_loopback(server_port);
