@@ -17,6 +17,14 @@
 #define A_UID_ATTACKER 1002
 #define A_UID_THIRD 1003
 
+/* The test's monitor; a_fini stops it. */
+extern struct t_monitor a_mon;
+/* t_fork, and the child is remembered: a_fini kills those still running. */
+pid_t a_fork(int (*fn)(void *), void *arg);
+/* For TestSuite(.fini): whatever the test's outcome, stop a_mon and kill
+ * (SIGKILL, by pid) the children a_fork started that were not reaped. */
+void a_fini(void);
+
 /* Drop to uid (and gid = uid, no supplementary groups) for good; exits the
  * process with 99 if that fails. */
 void a_become(uid_t uid);
@@ -42,8 +50,9 @@ uint16_t a_local_port(int fd);
  * Returns 0 with both ends, or -errno. */
 int a_kernel_pair(uint16_t server_port, uint16_t client_port, int *client, int *server);
 
-/* Milliseconds a STATUS takes to be answered on this process's session
- * (fails the test past timeout_ms). */
+/* Milliseconds a STATUS took to be answered on this process's session; a
+ * failed STATUS, or one slower than timeout_ms, fails the test (and a
+ * failed one returns ~0u). */
 unsigned a_status_ms(int timeout_ms);
 
 /* Write text to a fresh file under /tmp and return its path (a static

@@ -14,18 +14,19 @@
 
 #include "attack.h"
 
-static struct t_monitor mon;
+TestSuite(acl_uid, .fini = a_fini);
+
 static const char *conf;
 
 static void start(const char *text)
 {
 	conf = a_config_file(text);
-	t_monitor_start(&mon, "--config", conf, NULL);
+	t_monitor_start(&a_mon, "--config", conf, NULL);
 }
 
 static void stop(void)
 {
-	t_monitor_stop(&mon);
+	t_monitor_stop(&a_mon);
 	unlink(conf);
 }
 
@@ -45,7 +46,7 @@ static void expect_pair(uid_t client_uid, uint16_t port, int report_fd, int acce
 	int st = t_wait(a_client(client_uid, port), 15000);
 	char rep = next_report(report_fd);
 	if (st != (accel ? A_CLIENT_ACCEL : A_CLIENT_TCP))
-		t_monitor_dump_log(&mon);
+		t_monitor_dump_log(&a_mon);
 	cr_expect_eq(st, accel ? A_CLIENT_ACCEL : A_CLIENT_TCP,
 		     "uid %u to port %u: client exit %d (%d: TCP, %d: accelerated)",
 		     (unsigned)client_uid, port, st, A_CLIENT_TCP, A_CLIENT_ACCEL);
@@ -158,7 +159,7 @@ Test(acl_uid, server_uid_is_the_acceptor)
 	int cst = t_wait(client, 15000);
 	char accel = next_report(rep[0]);
 	if (accel != '0' || cst != A_CLIENT_TCP)
-		t_monitor_dump_log(&mon);
+		t_monitor_dump_log(&a_mon);
 	cr_expect_eq(accel, '0', "the server of uid %u was accelerated despite the rule",
 		     A_UID_VICTIM);
 	cr_expect_eq(cst, A_CLIENT_TCP, "client exit %d", cst);

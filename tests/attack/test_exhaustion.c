@@ -19,18 +19,19 @@
 
 #include "attack.h"
 
-static struct t_monitor mon;
+TestSuite(exhaustion, .fini = a_fini);
+
 static const char *conf;
 
 static void start(const char *text)
 {
 	conf = a_config_file(text);
-	t_monitor_start(&mon, "--config", conf, NULL);
+	t_monitor_start(&a_mon, "--config", conf, NULL);
 }
 
 static void stop(void)
 {
-	t_monitor_stop(&mon);
+	t_monitor_stop(&a_mon);
 	unlink(conf);
 }
 
@@ -114,11 +115,11 @@ Test(exhaustion, parked_intents_do_not_stall_others, .timeout = 90)
 	enum { PARKERS = 4, PER = 4000, ACCEPTS = 300 };
 	struct parker pk = { .n = PER };
 	pid_t pids[PARKERS + 1];
-	t_monitor_start(&mon, NULL);
+	t_monitor_start(&a_mon, NULL);
 	cr_assert_eq(pipe(pk.ready), 0);
 	cr_assert_eq(pipe(pk.done), 0);
 	for (int i = 0; i < PARKERS; i++)
-		pids[i] = t_fork(parker_main, &pk);
+		pids[i] = a_fork(parker_main, &pk);
 	for (int i = 0; i < PARKERS; i++)
 		cr_assert(t_await(pk.ready[0], 30000), "parker %d not ready", i);
 	struct xio_msg_status st = t_monitor_status();
@@ -126,7 +127,7 @@ Test(exhaustion, parked_intents_do_not_stall_others, .timeout = 90)
 
 	struct parker acc = pk;
 	acc.n = ACCEPTS;
-	pids[PARKERS] = t_fork(accepter_main, &acc);
+	pids[PARKERS] = a_fork(accepter_main, &acc);
 	cr_assert(t_await(pk.ready[0], 10000), "accepter not ready");
 	unsigned ms = a_status_ms(60000);
 	cr_expect_lt(ms, 1000, "a bystander's STATUS took %u ms", ms);
@@ -151,7 +152,7 @@ Test(exhaustion, parked_intents_do_not_stall_others, .timeout = 90)
 
 static int log_has(const char *needle)
 {
-	FILE *f = fopen(mon.log, "r");
+	FILE *f = fopen(a_mon.log, "r");
 	char line[512];
 	int found = 0;
 	while (f && !found && fgets(line, sizeof(line), f))
@@ -193,14 +194,14 @@ Test(exhaustion, limits_are_told)
 	cr_assert_eq(pipe(a.done), 0);
 	b.done[0] = a.done[0];
 	b.done[1] = a.done[1];
-	pid_t pa = t_fork(limited_main, &a);
+	pid_t pa = a_fork(limited_main, &a);
 	/* The first holds its 8 before the second asks. */
 	struct xio_msg_status st = t_monitor_status();
 	for (int i = 0; i < 500 && st.intents < 8; i++) {
 		usleep(10000);
 		st = t_monitor_status();
 	}
-	pid_t pb = t_fork(limited_main, &b);
+	pid_t pb = a_fork(limited_main, &b);
 	for (int i = 0; i < 500 && st.intents < 12; i++) {
 		usleep(10000);
 		st = t_monitor_status();
@@ -217,7 +218,7 @@ Test(exhaustion, limits_are_told)
 	t_post(a.done[1]);
 	int sa = t_wait(pa, 10000), sb = t_wait(pb, 10000);
 	if (sa || sb)
-		t_monitor_dump_log(&mon);
+		t_monitor_dump_log(&a_mon);
 	cr_expect_eq(sa, 0, "per-process limit not told");
 	cr_expect_eq(sb, 0, "per-uid limit not told");
 	char want[128];
@@ -255,7 +256,7 @@ Test(exhaustion, unaccepted_connections_are_capped)
 {
 	start("limit-process-pending 8\n");
 	int n = 0;
-	int st = t_wait(t_fork(pinner_main, &n), 15000);
+	int st = t_wait(a_fork(pinner_main, &n), 15000);
 	cr_expect_eq(st, 8, "%d of 12 unaccepted connections were accelerated (limit 8)", st);
 	stop();
 }
@@ -306,18 +307,18 @@ Test(exhaustion, out_of_fds_does_not_spin)
 {
 	int ready[2], done[2];
 	t_monitor_pre_exec = low_fd_limit;
-	t_monitor_start(&mon, NULL);
+	t_monitor_start(&a_mon, NULL);
 	t_monitor_pre_exec = NULL;
 	t_monitor_status(); /* the bystander's session, before the hog comes */
 	cr_assert_eq(pipe(ready), 0);
 	cr_assert_eq(pipe(done), 0);
 	int hog_fds[2] = { done[0], ready[1] };
-	pid_t hog = t_fork(hog_main, hog_fds);
+	pid_t hog = a_fork(hog_main, hog_fds);
 	cr_assert(t_await(ready[0], 10000));
 	usleep(200000);
-	unsigned long t0 = cpu_ticks(mon.pid);
+	unsigned long t0 = cpu_ticks(a_mon.pid);
 	usleep(1000000);
-	unsigned long used = cpu_ticks(mon.pid) - t0;
+	unsigned long used = cpu_ticks(a_mon.pid) - t0;
 	long hz = sysconf(_SC_CLK_TCK);
 	cr_expect_lt(used, (unsigned long)hz / 4, "the monitor used %lu of %ld ticks in 1 s",
 		     used, hz);

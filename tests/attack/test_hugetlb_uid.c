@@ -19,6 +19,8 @@
 
 #include "attack.h"
 
+TestSuite(hugetlb_uid, .fini = a_fini);
+
 #define HUGE_2M (2u << 20)
 
 struct scene {
@@ -104,24 +106,23 @@ static int attacker_main(void *arg)
 /* The victim (another uid) survives its peer's punch and hugepage grab. */
 Test(hugetlb_uid, no_sigbus_across_uids)
 {
-	struct t_monitor m;
-	struct scene s;
+		struct scene s;
 	if (!t_hugepages_free(4))
 		cr_skip_test("fewer than 4 hugepages free (tools/test reserves some)");
-	t_monitor_start(&m, NULL);
+	t_monitor_start(&a_mon, NULL);
 	cr_assert_eq(pipe(s.port_pipe), 0);
 	cr_assert_eq(pipe(s.accepted), 0);
 	cr_assert_eq(pipe(s.attacked), 0);
 	cr_assert_eq(pipe(s.go), 0);
 	cr_assert_eq(pipe(s.done), 0);
-	pid_t victim = t_fork(victim_main, &s);
+	pid_t victim = a_fork(victim_main, &s);
 	cr_assert_eq(read(s.port_pipe[0], &s.port, sizeof(s.port)), (ssize_t)sizeof(s.port));
 	/* The victim posts "accepted" for the attacker; pass it on. */
 	int relay[2];
 	cr_assert_eq(pipe(relay), 0);
 	int victim_accepted = s.accepted[0];
 	s.accepted[0] = relay[0];
-	pid_t attacker = t_fork(attacker_main, &s);
+	pid_t attacker = a_fork(attacker_main, &s);
 	cr_assert(t_await(victim_accepted, 10000), "the victim did not accept");
 	t_post(relay[1]);
 	cr_assert(t_await(s.attacked[0], 10000), "the attack did not run");
@@ -130,9 +131,9 @@ Test(hugetlb_uid, no_sigbus_across_uids)
 	t_post(s.done[1]);
 	int ast = t_wait(attacker, 10000);
 	if (vst)
-		t_monitor_dump_log(&m);
+		t_monitor_dump_log(&a_mon);
 	cr_expect_neq(vst, 128 + SIGBUS, "the victim died of SIGBUS");
 	cr_expect_eq(vst, 0, "the victim's exit status %d", vst);
 	cr_expect_eq(ast, 0, "the attacker's exit status %d", ast);
-	t_monitor_stop(&m);
+	t_monitor_stop(&a_mon);
 }

@@ -13,6 +13,8 @@
 
 #include "attack.h"
 
+TestSuite(linger_close, .fini = a_fini);
+
 #define SOCKETS 3
 #define LINGER_S 4
 
@@ -70,17 +72,16 @@ static int lingerer_main(void *arg)
  * lingering sockets a client handed over. */
 Test(linger_close, bystander_not_stalled)
 {
-	struct t_monitor m;
-	struct lingerer l;
-	t_monitor_start(&m, NULL);
+		struct lingerer l;
+	t_monitor_start(&a_mon, NULL);
 	t_monitor_status(); /* the bystander's session is up */
 	cr_assert_eq(pipe(l.ready), 0);
 	cr_assert_eq(pipe(l.done), 0);
-	pid_t pid = t_fork(lingerer_main, &l);
+	pid_t pid = a_fork(lingerer_main, &l);
 	cr_assert(t_await(l.ready[0], 10000), "the attacker did not get going");
 	unsigned ms = a_status_ms(SOCKETS * LINGER_S * 1000 + 5000);
 	cr_expect_lt(ms, 1000, "a bystander's STATUS took %u ms", ms);
 	t_post(l.done[1]);
 	t_reap(pid, 10000);
-	t_monitor_stop(&m);
+	t_monitor_stop(&a_mon);
 }

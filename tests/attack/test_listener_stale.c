@@ -14,6 +14,8 @@
 
 #include "attack.h"
 
+TestSuite(listener_stale, .fini = a_fini);
+
 /* An ordinary kernel server on addr:port answers one byte; returns 1 if the
  * client's byte came (bounded waits). */
 static int kernel_server_once(int lsock)
@@ -33,10 +35,9 @@ static int kernel_server_once(int lsock)
 
 static void run(int v6only)
 {
-	struct t_monitor m;
-	struct a_reg r = { .uid = A_UID_ATTACKER, .v6only = v6only };
+		struct a_reg r = { .uid = A_UID_ATTACKER, .v6only = v6only };
 	uint16_t port;
-	t_monitor_start(&m, NULL);
+	t_monitor_start(&a_mon, NULL);
 	/* Another user registers a listener, then closes it without a word,
 	 * or keeps an IPv6-only one. */
 	pid_t reg = a_register(&r, &port);
@@ -55,7 +56,7 @@ static void run(int v6only)
 	int answered = kernel_server_once(ls);
 	int st = t_wait(client, 15000);
 	if (!answered || st != A_CLIENT_TCP)
-		t_monitor_dump_log(&m);
+		t_monitor_dump_log(&a_mon);
 	cr_expect(answered, "the kernel server never got the client's byte (it went into a "
 			    "segment nobody reads)");
 	cr_expect_eq(st, A_CLIENT_TCP, "client exit %d (%d: kernel TCP, %d: accelerated)", st,
@@ -63,7 +64,7 @@ static void run(int v6only)
 	close(ls);
 	t_post(r.done[1]);
 	t_reap(reg, 5000);
-	t_monitor_stop(&m);
+	t_monitor_stop(&a_mon);
 }
 
 /* A registration whose socket was closed without UNLISTEN does not capture

@@ -16,6 +16,8 @@
 
 #include "attack.h"
 
+TestSuite(netns_forge, .fini = a_fini);
+
 #define SECRET "the victim's secret"
 #define EXIT_NO_USERNS 77
 #define EXIT_GOT_SEGMENT 10
@@ -98,14 +100,13 @@ static int victim_client(xio_conn *c, void *arg)
  * keeps working. */
 Test(netns_forge, forged_socket_gets_no_segment)
 {
-	struct t_monitor m;
-	xio_listener *lis;
+		xio_listener *lis;
 	xio_conn *srv;
 	int go[2];
 	t_monitor_pre_exec = drop_net_admin;
-	t_monitor_start(&m, NULL);
+	t_monitor_start(&a_mon, NULL);
 	t_monitor_pre_exec = NULL;
-	cr_assert(!has_net_admin(m.pid), "the monitor still has CAP_NET_ADMIN");
+	cr_assert(!has_net_admin(a_mon.pid), "the monitor still has CAP_NET_ADMIN");
 
 	struct sockaddr_in a = t_loopback(0);
 	cr_assert_eq(xio_listen(&lis, (struct sockaddr *)&a, sizeof(a), 16, 0), 0);
@@ -118,15 +119,15 @@ Test(netns_forge, forged_socket_gets_no_segment)
 	socklen_t pl = sizeof(peer);
 	cr_assert_eq(getpeername(xio_conn_fd(srv), (struct sockaddr *)&peer, &pl), 0);
 	struct forge f = { .server_port = t_listener_port(lis), .client_port = ntohs(peer.sin_port) };
-	int st = t_wait(t_fork(attacker, &f), 10000);
+	int st = t_wait(a_fork(attacker, &f), 10000);
 	if (st == EXIT_NO_USERNS) {
 		t_post(go[1]);
 		t_reap(client, 5000);
-		t_monitor_stop(&m);
+		t_monitor_stop(&a_mon);
 		cr_skip_test("no unprivileged user namespaces here");
 	}
 	if (st)
-		t_monitor_dump_log(&m);
+		t_monitor_dump_log(&a_mon);
 	cr_expect_eq(st, 0, "the attacker's exit status %d (%d: it got the victim's segment)", st,
 		     EXIT_GOT_SEGMENT);
 
@@ -137,5 +138,5 @@ Test(netns_forge, forged_socket_gets_no_segment)
 	t_reap(client, 5000);
 	xio_close(srv);
 	xio_listener_close(lis);
-	t_monitor_stop(&m);
+	t_monitor_stop(&a_mon);
 }
