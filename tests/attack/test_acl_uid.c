@@ -27,7 +27,9 @@ static void start(const char *text)
 static void stop(void)
 {
 	t_monitor_stop(&a_mon);
-	unlink(conf);
+	if (conf)
+		unlink(conf);
+	conf = NULL;
 }
 
 /* The accelerated flag the server reported for its next connection. */

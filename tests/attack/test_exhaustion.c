@@ -32,7 +32,9 @@ static void start(const char *text)
 static void stop(void)
 {
 	t_monitor_stop(&a_mon);
-	unlink(conf);
+	if (conf)
+		unlink(conf);
+	conf = NULL;
 }
 
 /* Post n INTENTs, numbered from first, each with a fresh TCP socket that
