@@ -236,6 +236,11 @@ int a_private_netns(void)
 {
 	if (unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0)
 		return -errno;
+	return a_private_netns_lo_up();
+}
+
+int a_private_netns_lo_up(void)
+{
 	struct ifreq ifr;
 	memset(&ifr, 0, sizeof(ifr));
 	strcpy(ifr.ifr_name, "lo");

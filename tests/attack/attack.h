@@ -68,6 +68,8 @@ int a_recv_fd(int sock);
  * an unprivileged user may make one, with its loopback up. Returns 0 or
  * -errno. */
 int a_private_netns(void);
+/* Bring up the loopback of this process's network namespace. */
+int a_private_netns_lo_up(void);
 
 #endif
 

@@ -312,6 +312,8 @@ Test(exhaustion, out_of_fds_does_not_spin)
 	t_monitor_start(&a_mon, NULL);
 	t_monitor_pre_exec = NULL;
 	t_monitor_status(); /* the bystander's session, before the hog comes */
+	int by = a_ctl_open();
+	cr_assert(by >= 0, "bystander session: %s", strerror(-by));
 	cr_assert_eq(pipe(ready), 0);
 	cr_assert_eq(pipe(done), 0);
 	int hog_fds[2] = { done[0], ready[1] };
@@ -326,6 +328,17 @@ Test(exhaustion, out_of_fds_does_not_spin)
 		     used, hz);
 	unsigned ms = a_status_ms(5000);
 	cr_expect_lt(ms, 1000, "a bystander's STATUS took %u ms", ms);
+	/* A message carrying an fd still gets through (out of fds, it came
+	 * truncated and the bystander was cut off as "malformed"). */
+	uint16_t port;
+	int ls = a_listen_loopback(0, &port);
+	struct xio_msg_id lm;
+	char reply[XIO_CTL_MAX_MSG];
+	memset(&lm, 0, sizeof(lm));
+	int type = a_ctl_call(by, XIO_MSG_LISTEN, &lm, sizeof(lm), ls, reply, NULL, 5000);
+	cr_expect_eq(type, XIO_MSG_OK, "the bystander's LISTEN: reply %d", type);
+	close(ls);
+	close(by);
 	t_post(done[1]);
 	t_reap(hog, 10000);
 	struct xio_msg_status st = t_monitor_settle(1);

@@ -10,6 +10,7 @@
 #include <linux/capability.h>
 #include <stdio.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -138,5 +139,50 @@ Test(netns_forge, forged_socket_gets_no_segment)
 	t_reap(client, 5000);
 	xio_close(srv);
 	xio_listener_close(lis);
+	t_monitor_stop(&a_mon);
+}
+
+static int echo_client(xio_conn *c, void *arg)
+{
+	char b = 'x';
+	(void)arg;
+	T_CHECK(xio_write(c, &b, 1) == 1, "write");
+	T_CHECK(t_read_full(c, &b, 1) == 1, "read");
+	return 0;
+}
+
+/* Inside a network namespace of its own, a server and a client are paired
+ * (the monitor asks the kernel about their listener in that namespace):
+ * exit 0 if accelerated and the byte went both ways. */
+static int in_private_netns(void *arg)
+{
+	xio_listener *l;
+	xio_conn *c;
+	char b;
+	(void)arg;
+	T_CHECK(unshare(CLONE_NEWNET) == 0, "unshare: %s", strerror(errno));
+	T_CHECK(a_private_netns_lo_up() == 0, "lo up");
+	struct sockaddr_in a = t_loopback(0);
+	T_CHECK(xio_listen(&l, (struct sockaddr *)&a, sizeof(a), 4, 0) == 0, "listen");
+	a = t_loopback(t_listener_port(l));
+	pid_t pid = t_fork_client((struct sockaddr *)&a, sizeof(a), 0, 1, echo_client, NULL);
+	T_CHECK(t_accept(l, &c, 0, 5000) == 0, "accept");
+	T_CHECK(t_read_full(c, &b, 1) == 1 && xio_write(c, &b, 1) == 1, "echo");
+	int accel = xio_conn_is_accelerated(c);
+	int st;
+	waitpid(pid, &st, 0);
+	T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client status %d", st);
+	return accel ? 0 : 5;
+}
+
+/* A monitor with CAP_NET_ADMIN pairs connections inside another network
+ * namespace too. */
+Test(netns_forge, private_namespace_pairs)
+{
+	t_monitor_start(&a_mon, NULL);
+	int st = t_wait(a_fork(in_private_netns, NULL), 15000);
+	if (st)
+		t_monitor_dump_log(&a_mon);
+	cr_expect_eq(st, 0, "exit %d (5: not accelerated)", st);
 	t_monitor_stop(&a_mon);
 }
