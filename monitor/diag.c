@@ -45,6 +45,12 @@ static int own_nsfd = -1;
 static uint64_t own_netns;
 static uint32_t seq;
 
+static int open_diag(void)
+{
+	int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	return s < 0 ? -errno : s;
+}
+
 int mon_diag_init(void)
 {
 	struct stat st;
@@ -52,13 +58,14 @@ int mon_diag_init(void)
 	if (own_nsfd < 0 || fstat(own_nsfd, &st) < 0)
 		return -errno;
 	own_netns = (uint64_t)st.st_ino;
+	/* Ours is made now, not at the first lookup: the monitor's fd count
+	 * stays flat while it runs (tests/fault checks it for leaks). */
+	int s = open_diag();
+	if (s < 0)
+		return s;
+	cache[ncache].netns = own_netns;
+	cache[ncache++].fd = s;
 	return 0;
-}
-
-static int open_diag(void)
-{
-	int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	return s < 0 ? -errno : s;
 }
 
 /* A netlink socket in namespace netns, which is ref_fd's. */
@@ -89,7 +96,7 @@ static int diag_sock(int ref_fd, uint64_t netns)
 	if (ncache < NS_CACHE) {
 		i = ncache++;
 	} else {
-		i = evict++ % NS_CACHE;
+		i = 1 + evict++ % (NS_CACHE - 1); /* slot 0 is our own namespace's */
 		close(cache[i].fd);
 	}
 	cache[i].netns = netns;

@@ -408,7 +408,7 @@ int main(int argc, char **argv)
 	mon_limits_init(&m);
 	m.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (mon_diag_init() < 0) {
-		fprintf(stderr, "xio-monitor: cannot open our network namespace: %s\n",
+		fprintf(stderr, "xio-monitor: cannot open our network namespace or a sock_diag socket: %s\n",
 			strerror(errno));
 		xio_config_free(&m.cfg);
 		return 1;

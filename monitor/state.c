@@ -204,7 +204,7 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 
 /* Free the entries nobody can still ask for: both sides gone or answered,
  * or the server side unanswered with no registration of its listening
- * socket left. */
+ * socket left (lcookie is 0 when the server side came first). */
 void mon_conn_sweep(struct monitor *m)
 {
 	struct mon_conn *c, *tmp;
@@ -212,7 +212,11 @@ void mon_conn_sweep(struct monitor *m)
 	{
 		if (mon_side_any(c, 0) || mon_side_any(c, 1))
 			continue;
-		if ((c->decided[0] && c->decided[1]) || !mon_lsock_find(m, c->lcookie))
+		/* An entry the server side made first waits for its client's
+		 * CONNECTED (the intent), whatever happens to the listener:
+		 * the server may have written and closed already. */
+		if ((c->decided[0] && c->decided[1]) ||
+		    (!c->intent && !mon_lsock_find(m, c->lcookie)))
 			mon_conn_free(m, c);
 	}
 }
