@@ -354,7 +354,21 @@ static int acceptor_allowed(struct monitor *m, const struct mon_conn *c, const s
 		return 1;
 	if (!acl_allows(m, &c->key, c->client_uid, p->uid))
 		return 0;
-	return !c->huge || p->uid == c->client_uid;
+	if (c->huge && p->uid != c->client_uid) {
+		/* The segment was made on hugepages for registrants of the
+		 * client's uid; this acceptor of another uid got the listening
+		 * socket from one of them (a worker after fork and setuid) and
+		 * registered too late. Refusing it now would break a
+		 * connection the client has written into already, so it is
+		 * the one case where two uids share hugepages: say so. */
+		char cs[64], ss[64];
+		mon_log(MON_WARN, "connection %s -> %s: process %d (uid %u) accepts a hugepage "
+				  "segment made for uid %u (it registered after the client asked)",
+			xio_ep_str(&c->key.client, cs, sizeof(cs)),
+			xio_ep_str(&c->key.server, ss, sizeof(ss)), (int)p->pid, (unsigned)p->uid,
+			(unsigned)c->client_uid);
+	}
+	return 1;
 }
 
 static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
