@@ -70,6 +70,16 @@ struct mon_uid *mon_uid_get(struct monitor *m, uint32_t uid)
 	return u;
 }
 
+void mon_uids_free(struct monitor *m)
+{
+	struct mon_uid *u, *tmp;
+	HASH_ITER(hh, m->uids, u, tmp)
+	{
+		HASH_DEL(m->uids, u);
+		free(u);
+	}
+}
+
 static void refused(struct mon_proc *p, int kind, int err, unsigned limit)
 {
 	unsigned bit = 1u << (kind * 3 + (err == -EMFILE ? 0 : err == -EDQUOT ? 1 : 2));

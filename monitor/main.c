@@ -301,6 +301,7 @@ static void shutdown_all(struct monitor *m)
 	struct mon_proc *p, *tmp;
 	HASH_ITER(hh, m->procs, p, tmp)
 	mon_proc_reclaim(m, p);
+	mon_uids_free(m);
 	close(m->lsock);
 	unlink(m->sock_path);
 	if (pidfile)

@@ -191,6 +191,7 @@ enum { MON_LIMIT_LISTENERS, MON_LIMIT_PENDING };
 int mon_limit_take(struct monitor *m, struct mon_proc *p, int kind);
 void mon_limit_put(struct monitor *m, struct mon_proc *p, struct mon_uid *u, int kind);
 struct mon_uid *mon_uid_get(struct monitor *m, uint32_t uid);
+void mon_uids_free(struct monitor *m); /* at shutdown, after every process */
 void mon_limits_init(struct monitor *m);
 /* Whether p (just connected) may keep a session: within its uid's limit
  * and the monitor's fds; a refusal is logged (rate-limited). */
