@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -34,6 +35,7 @@ struct parser {
 	/* Line and token of each setting seen, for duplicates and for the
 	 * segment-size/max-msg check that can only run at the end. */
 	unsigned seg_line, msg_line, huge_line, default_line;
+	unsigned limit_line[5]; /* the limit-* settings, in limit_keywords order */
 	const char *seg_tok, *msg_tok;
 };
 
@@ -221,6 +223,38 @@ static int kw_default(struct parser *p, const char *kw)
 		p->cfg.default_allow = 0;
 	else
 		return fail(p, "default must be allow or deny", val);
+	return expect_end(p);
+}
+
+/* What one process, and all processes of one uid, may hold in the monitor
+ * at once (docs/config.md, "Limits"). */
+static const struct limit_keyword {
+	const char *name;
+	size_t offset;
+} limit_keywords[] = {
+	{ "limit-process-listeners", offsetof(struct xio_config, limit_process_listeners) },
+	{ "limit-process-pending", offsetof(struct xio_config, limit_process_pending) },
+	{ "limit-uid-listeners", offsetof(struct xio_config, limit_uid_listeners) },
+	{ "limit-uid-pending", offsetof(struct xio_config, limit_uid_pending) },
+	{ "limit-uid-sessions", offsetof(struct xio_config, limit_uid_sessions) },
+};
+
+static int kw_limit(struct parser *p, const char *kw)
+{
+	char *val;
+	uint64_t v;
+	size_t i = 0;
+	int r;
+
+	while (strcmp(limit_keywords[i].name, kw))
+		i++;
+	if ((r = once(p, &p->limit_line[i], kw)) || (r = take_value(p, kw, &val)))
+		return r;
+	if (parse_digits(val, val + strlen(val), &v))
+		return fail(p, "bad number", val);
+	if (v < 1 || v > 1000000)
+		return fail(p, "limit must be from 1 to 1000000", val);
+	*(unsigned *)((char *)&p->cfg + limit_keywords[i].offset) = (unsigned)v;
 	return expect_end(p);
 }
 
@@ -441,6 +475,11 @@ static const struct keyword {
 	{ "max-msg", kw_max_msg },
 	{ "hugepages", kw_hugepages },
 	{ "default", kw_default },
+	{ "limit-process-listeners", kw_limit },
+	{ "limit-process-pending", kw_limit },
+	{ "limit-uid-listeners", kw_limit },
+	{ "limit-uid-pending", kw_limit },
+	{ "limit-uid-sessions", kw_limit },
 	{ "allow", kw_allow },
 	{ "deny", kw_deny },
 };
@@ -506,6 +545,11 @@ void xio_config_defaults(struct xio_config *cfg)
 		.max_msg = 64 * KIB,
 		.hugepages = XIO_HUGE_AUTO,
 		.default_allow = 1,
+		.limit_process_listeners = 1024,
+		.limit_process_pending = 4096,
+		.limit_uid_listeners = 4096,
+		.limit_uid_pending = 16384,
+		.limit_uid_sessions = 1024,
 		.rules = NULL,
 		.nrules = 0,
 	};

@@ -70,6 +70,15 @@ struct xio_config {
 	uint32_t max_msg;           /* largest single message/descriptor, default 65536 */
 	enum xio_hugepages_mode hugepages; /* default XIO_HUGE_AUTO */
 	int default_allow;          /* 1 unless "default deny" */
+	/* Most a process / all processes of one uid may hold at once:
+	 * registered listeners, and pending connections (intents not yet
+	 * answered, and connections one side has not taken yet), each of which
+	 * holds an fd and a segment in the monitor. */
+	unsigned limit_process_listeners; /* default 1024 */
+	unsigned limit_process_pending;   /* default 4096 */
+	unsigned limit_uid_listeners;     /* default 4096 */
+	unsigned limit_uid_pending;       /* default 16384 */
+	unsigned limit_uid_sessions;      /* control sessions (processes), default 1024 */
 	struct xio_acl_rule *rules; /* in file order; first match wins */
 	size_t nrules;
 };

@@ -146,10 +146,51 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* Pairing needs the namespace of each socket, which only SIOCGSKNS gives,
+ * with CAP_NET_ADMIN. Without it nothing is paired: say so at start. */
+static void check_netns_readable(void)
+{
+	uint64_t ns;
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int r = s < 0 ? -errno : xio_sock_netns(s, &ns);
+	if (s >= 0)
+		close(s);
+	if (r < 0)
+		mon_log(MON_WARN, "cannot read the network namespace of a socket (%s; CAP_NET_ADMIN "
+				  "is needed): no connection will be accelerated",
+			strerror(-r));
+}
+
+/* Out of fds, a connection waiting on the level-triggered listening socket
+ * would wake the loop for ever: give up the spare fd to accept it, close it
+ * (the process goes on without xio), and take the spare back. Returns 0
+ * when no connection was waiting. */
+static int refuse_session(struct monitor *m)
+{
+	static uint64_t refused;
+	if (m->spare_fd >= 0)
+		close(m->spare_fd);
+	int s = accept4(m->lsock, NULL, NULL, SOCK_CLOEXEC);
+	if (s >= 0)
+		close(s);
+	m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (s < 0)
+		return 0;
+	if (refused++ % 1000 == 0)
+		mon_log(MON_WARN, "out of fds: %llu session(s) refused so far",
+			(unsigned long long)refused);
+	return 1;
+}
+
 static void accept_procs(struct monitor *m)
 {
 	for (;;) {
 		int s = accept4(m->lsock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (s < 0 && (errno == EMFILE || errno == ENFILE)) {
+			if (!refuse_session(m))
+				return;
+			continue;
+		}
 		if (s < 0)
 			return;
 		struct mon_proc *p = mon_proc_add(m, s);
@@ -157,6 +198,7 @@ static void accept_procs(struct monitor *m)
 			close(s);
 			continue;
 		}
+
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = p };
 		epoll_ctl(m->epfd, EPOLL_CTL_ADD, s, &ev);
 		mon_log(MON_DEBUG, "process %d (uid %u) connected", (int)p->pid, (unsigned)p->uid);
@@ -259,6 +301,7 @@ static void shutdown_all(struct monitor *m)
 	struct mon_proc *p, *tmp;
 	HASH_ITER(hh, m->procs, p, tmp)
 	mon_proc_reclaim(m, p);
+	mon_uids_free(m);
 	close(m->lsock);
 	unlink(m->sock_path);
 	if (pidfile)
@@ -363,6 +406,14 @@ int main(int argc, char **argv)
 	m.epfd = epoll_create1(EPOLL_CLOEXEC);
 	raise_fd_limit();
 	m.sock_path = absolute(m.sock_path); /* unlinked at the end, from / */
+	mon_limits_init(&m);
+	m.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (mon_diag_init() < 0) {
+		fprintf(stderr, "xio-monitor: cannot open our network namespace or a sock_diag socket: %s\n",
+			strerror(errno));
+		xio_config_free(&m.cfg);
+		return 1;
+	}
 	m.lsock = open_socket(m.sock_path);
 	if (m.lsock < 0 || m.sigfd < 0 || m.epfd < 0) {
 		xio_config_free(&m.cfg);
@@ -412,6 +463,7 @@ int main(int argc, char **argv)
 		m.sock_path, (size_t)m.params.seg_size, m.params.buf_chunks, CHUNK_SIZE,
 		m.huge > 0 ? "on" : m.huge == 0 ? "off" : "auto", m.cfg.nrules,
 		m.cfg.default_allow ? "allow" : "deny");
+	check_netns_readable();
 	if (ready[1] >= 0) {
 		if (write(ready[1], "r", 1) < 0) {
 		}

@@ -19,7 +19,7 @@
 
 #define MON_FIFO 32        /* messages read ahead per process */
 #define MON_OWNERS 4       /* processes that may hold one side */
-#define MON_MAX_INTENTS 4096 /* per process: an intent holds one of our fds */
+#define MON_FD_RESERVE 256 /* fds kept free for sessions and messages in flight */
 
 struct mon_msg {
 	int fd; /* passed fd or -1 */
@@ -30,40 +30,69 @@ struct mon_msg {
 	} u;
 };
 
+/* What all processes of one uid hold, against the limit-uid-* settings.
+ * Kept once made (one small entry per uid ever seen). */
+struct mon_uid {
+	uint32_t uid;
+	unsigned listeners, pending, sessions;
+	int warned;                 /* the session limit was logged */
+	UT_hash_handle hh;
+};
+
 struct mon_proc {
 	int sock;          /* control socket; the hash key */
 	uint64_t id;
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
-	uint64_t netns;
-	unsigned nintents;
+	struct mon_uid *u;
+	/* Held against the limit-process-* settings: registrations, and
+	 * pending connections (intents, and connections whose server side
+	 * has not been answered yet, which hold a segment). */
+	unsigned listeners, pending;
+	unsigned warned;   /* refusals already logged for this process */
+	/* The last INTENT refused for a limit, so that its CONNECTED is told
+	 * which limit rather than "unknown intent". */
+	uint64_t refused_intent;
+	int refused_err;
 	int dead;          /* hung up; freed at the end of the loop iteration */
 	struct mon_msg fifo[MON_FIFO];
 	unsigned fhead, fcount;
 	UT_hash_handle hh;
 };
 
-/* A listening address; several registrations (forked workers,
- * SO_REUSEPORT) may share one. */
-struct mon_lkey {
-	uint64_t netns;
-	struct xio_ep ep;
+/* A listening socket, named by its cookie (diag.c), and the registrations
+ * of it: forked workers, or a process that got it by SCM_RIGHTS, each
+ * register it in their own name. */
+struct mon_listener;
+struct mon_lsock {
+	uint64_t cookie;
+	struct mon_listener *regs;
+	UT_hash_handle hh;
 };
 struct mon_listener {
 	uint64_t id;
-	struct mon_lkey key;
+	uint64_t netns;
+	struct xio_ep ep;          /* where it was bound (for the log) */
 	struct mon_proc *proc;
-	UT_hash_handle hh;     /* by id */
+	struct mon_lsock *ls;
+	struct mon_listener *next; /* the next registration of the same socket */
+	UT_hash_handle hh;         /* by id */
 };
 
+struct mon_intent_key {
+	uint64_t proc_id;
+	uint64_t intent;           /* the client's number for it */
+};
 struct mon_intent {
+	struct mon_intent_key key;
+	uint64_t cookie;           /* of the client's socket */
 	struct mon_proc *proc;
-	uint64_t intent;       /* the client's number for it */
-	int fd;                /* our copy of the client's socket */
-	struct mon_conn *conn; /* set when the server side paired first */
-	int orphaned;          /* ... and that connection is gone already */
-	struct mon_intent *next;
+	int fd;                    /* our copy of the client's socket */
+	struct mon_conn *conn;     /* set when the server side paired first */
+	int orphaned;              /* ... and that connection is gone already */
+	UT_hash_handle hh;         /* by key */
+	UT_hash_handle hh_cookie;  /* by cookie */
 };
 
 /* Connections, keyed by namespace and 4-tuple (client, server). */
@@ -76,9 +105,18 @@ struct mon_conn {
 	uint64_t id;
 	int accel;                  /* 0: both ends are told FALLBACK */
 	int reason;                 /* why not, when !accel */
+	int err;                    /* XIO_FB_LIMIT: which limit */
 	int segfd;                  /* kept to mark a dead side gone */
 	int huge;
 	uint64_t born_ms;           /* CLOCK_MONOTONIC, for xio stat's age */
+	uint32_t client_uid;
+	uint64_t lcookie;           /* the listening socket it came to; 0 if
+				     * the server side was first */
+	struct mon_intent *intent;  /* the client's intent, while it waits */
+	/* While the server side is unanswered the entry holds a segment:
+	 * counted as pending against the client and its uid. */
+	struct mon_proc *charged;
+	struct mon_uid *charged_uid;
 	/* The processes holding each side: the one that paired it, and others
 	 * that proved they hold the socket too (REATTACH after fork + exec). */
 	struct mon_proc *side[2][MON_OWNERS];
@@ -105,12 +143,17 @@ struct monitor {
 	int huge;                   /* 1 on, 0 off, -1 try */
 	int verbose;
 	int lsock, epfd, sigfd;
+	int spare_fd;               /* given up to accept and refuse a session at EMFILE */
 	const char *sock_path;
 	uint64_t next_id;
 	struct mon_proc *procs;
+	struct mon_uid *uids;
 	struct mon_listener *listeners;
-	struct mon_intent *intents;  /* list */
+	struct mon_lsock *lsocks;
+	struct mon_intent *intents, *intents_by_cookie;
 	unsigned nintents;
+	unsigned npending;          /* intents and charged connections, all uids */
+	unsigned fd_budget;         /* sessions + pending: the fd limit less a reserve */
 	struct mon_conn *conns, *conns_by_id;
 	uint64_t accel_total, fallback_total, huge_total, small_total;
 	struct mon_recent recent[XIO_CONNS_RECENT_TCP]; /* a ring; id 0 unused */
@@ -131,14 +174,42 @@ void mon_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 enum { MON_ERR, MON_WARN, MON_INFO, MON_DEBUG };
 extern int mon_log_level;
 
+/* diag.c: the cookie of the TCP socket the kernel has at local, talking to
+ * remote (remote port 0: the listener that would take a connection from
+ * remote's address), in namespace netns, which is ref_fd's. Returns 0,
+ * -ENOENT if there is none, or -errno. */
+int mon_diag_init(void);
+int mon_diag_cookie(int ref_fd, uint64_t netns, const struct xio_ep *local,
+		    const struct xio_ep *remote, uint64_t *cookie);
+int mon_sock_cookie(int fd, uint64_t *cookie);
+
+/* limits.c: take one listener or pending slot for p (and its uid), or say
+ * which limit is in the way: -EMFILE (p's), -EDQUOT (its uid's), -ENFILE
+ * (the monitor's fds); the first refusal of each kind is logged with p's
+ * pid, uid and the limit. Give back with the matching put. */
+enum { MON_LIMIT_LISTENERS, MON_LIMIT_PENDING };
+int mon_limit_take(struct monitor *m, struct mon_proc *p, int kind);
+void mon_limit_put(struct monitor *m, struct mon_proc *p, struct mon_uid *u, int kind);
+struct mon_uid *mon_uid_get(struct monitor *m, uint32_t uid);
+void mon_uids_free(struct monitor *m); /* at shutdown, after every process */
+void mon_limits_init(struct monitor *m);
+/* Whether p (just connected) may keep a session: within its uid's limit
+ * and the monitor's fds; a refusal is logged (rate-limited). */
+int mon_session_allowed(struct monitor *m, struct mon_proc *p);
+
 /* state.c */
 struct mon_proc *mon_proc_add(struct monitor *m, int sock);
 void mon_proc_reclaim(struct monitor *m, struct mon_proc *p);
-struct mon_listener *mon_listener_find(struct monitor *m, uint64_t netns,
-				       const struct xio_ep *ep);
+int mon_listener_add(struct monitor *m, struct mon_listener *l, uint64_t cookie);
+void mon_listener_remove(struct monitor *m, struct mon_listener *l);
+struct mon_lsock *mon_lsock_find(struct monitor *m, uint64_t cookie);
 struct mon_intent *mon_intent_find(struct monitor *m, struct mon_proc *p, uint64_t intent);
+struct mon_intent *mon_intent_by_cookie(struct monitor *m, uint64_t cookie);
+void mon_intent_add(struct monitor *m, struct mon_intent *in);
 void mon_intent_drop(struct monitor *m, struct mon_intent *in);
 struct mon_conn *mon_conn_new(struct monitor *m, const struct mon_ckey *k);
+/* The server side of c was answered: it no longer counts as pending. */
+void mon_conn_uncharge(struct monitor *m, struct mon_conn *c);
 /* Owners of a side (state.c). */
 int mon_side_has(const struct mon_conn *c, unsigned side, const struct mon_proc *p);
 int mon_side_any(const struct mon_conn *c, unsigned side);
@@ -148,7 +219,6 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 			struct mon_proc *p, int crashed);
 void mon_conn_free(struct monitor *m, struct mon_conn *c);
 void mon_conn_sweep(struct monitor *m);
-void mon_listener_remove(struct monitor *m, struct mon_listener *l);
 
 /* table.c: the connection table for xio stat (XIO_MSG_CONNS). */
 uint64_t mon_now_ms(void);

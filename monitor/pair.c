@@ -28,16 +28,23 @@ static void reply(struct mon_proc *p, void *msg, uint16_t type, uint32_t seq, in
 }
 
 /* k: the connection, when its socket could be read (else NULL); side: the
- * end p holds. */
-static void reply_fallback(struct monitor *m, struct mon_proc *p, uint32_t seq, int reason,
-			   const struct mon_ckey *k, unsigned side)
+ * end p holds; err: which limit, for XIO_FB_LIMIT. */
+static void reply_fallback_err(struct monitor *m, struct mon_proc *p, uint32_t seq, int reason,
+			       int err, const struct mon_ckey *k, unsigned side)
 {
 	struct xio_msg_fallback f;
 	memset(&f, 0, sizeof(f));
 	f.reason = reason;
+	f.err = err;
 	m->fallback_total++;
 	mon_recent_tcp(m, k, p, side, reason);
 	reply(p, &f, XIO_MSG_FALLBACK, seq, -1);
+}
+
+static void reply_fallback(struct monitor *m, struct mon_proc *p, uint32_t seq, int reason,
+			   const struct mon_ckey *k, unsigned side)
+{
+	reply_fallback_err(m, p, seq, reason, 0, k, side);
 }
 
 static void reply_attach(struct monitor *m, struct mon_proc *p, uint32_t seq, struct mon_conn *c,
@@ -50,42 +57,96 @@ static void reply_attach(struct monitor *m, struct mon_proc *p, uint32_t seq, st
 	a.params = m->params;
 	mon_side_add(c, side, p);
 	c->decided[side] = 1;
+	if (side == 1)
+		mon_conn_uncharge(m, c);
 	reply(p, &a, XIO_MSG_ATTACH, seq, c->segfd);
 }
 
-/* Decide a new connection: listener, rules, segment. Never fails to
- * return an entry unless out of memory; !accel entries record why. */
+static int acl_allows(struct monitor *m, const struct mon_ckey *k, uint32_t client_uid,
+		      uint32_t server_uid)
+{
+	struct xio_acl_query q = { .family = k->client.family,
+				   .client_port = k->client.port,
+				   .server_port = k->server.port,
+				   .client_uid = client_uid,
+				   .server_uid = server_uid };
+	memcpy(q.client_addr, k->client.addr, 16);
+	memcpy(q.server_addr, k->server.addr, 16);
+	return xio_acl_check(&m->cfg, &q);
+}
+
+/* The registrations of the socket the kernel itself would hand a
+ * connection to k->server from k->client's address: a registration counts
+ * only while its socket listens there, with its own options (an
+ * IPV6_V6ONLY wildcard takes no IPv4 client, an exact address wins over a
+ * wildcard). ref_fd is a socket in k's namespace. */
+static struct mon_lsock *listener_for(struct monitor *m, int ref_fd, const struct mon_ckey *k)
+{
+	struct xio_ep from = k->client;
+	uint64_t cookie;
+	from.port = 0; /* no established socket has it: the lookup falls to listeners */
+	if (mon_diag_cookie(ref_fd, k->netns, &k->server, &from, &cookie) < 0)
+		return NULL;
+	return mon_lsock_find(m, cookie);
+}
+
+/* Decide a new connection between client and the server side: the process
+ * that accepted it (server), or, when the client is first, every process
+ * registered on the listening socket ls (any of them may accept it, so each
+ * must be allowed; the one that does is checked again, on_accept). Never
+ * fails to return an entry unless out of memory; !accel entries record
+ * why. */
 static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
-				    struct mon_proc *client, struct mon_proc *server)
+				    struct mon_proc *client, struct mon_proc *server,
+				    struct mon_lsock *ls)
 {
 	char cs[64], ss[64];
 	struct mon_conn *c = mon_conn_new(m, k);
 	if (!c)
 		return NULL;
-	struct mon_listener *l = mon_listener_find(m, k->netns, &k->server);
-	if (!l) {
+	c->client_uid = client->uid;
+	if (!server && !ls) {
 		c->reason = XIO_FB_NO_LISTENER;
 		return c;
 	}
-	if (!server)
-		server = l->proc;
-	struct xio_acl_query q = { .family = k->client.family,
-				   .client_port = k->client.port,
-				   .server_port = k->server.port,
-				   .client_uid = client ? client->uid : (uint32_t)-1,
-				   .server_uid = server->uid };
-	memcpy(q.client_addr, k->client.addr, 16);
-	memcpy(q.server_addr, k->server.addr, 16);
-	if (!xio_acl_check(&m->cfg, &q)) {
+	int allowed = 1, same_uid = 1;
+	if (server) {
+		allowed = acl_allows(m, k, client->uid, server->uid);
+		same_uid = server->uid == client->uid;
+	} else {
+		for (struct mon_listener *l = ls->regs; l; l = l->next) {
+			allowed &= acl_allows(m, k, client->uid, l->proc->uid);
+			same_uid &= l->proc->uid == client->uid;
+		}
+	}
+	if (!allowed) {
 		c->reason = XIO_FB_ACL;
 		mon_log(MON_INFO, "connection %s -> %s refused by the rules",
 			xio_ep_str(&k->client, cs, sizeof(cs)),
 			xio_ep_str(&k->server, ss, sizeof(ss)));
 		return c;
 	}
-	int fd = xio_seg_create(&m->params, c->id, m->huge, &c->huge);
+	if (!server) {
+		/* Until its server side is answered the entry holds a
+		 * segment for the client: count it against the client. */
+		int r = mon_limit_take(m, client, MON_LIMIT_PENDING);
+		if (r < 0) {
+			c->reason = XIO_FB_LIMIT;
+			c->err = r;
+			return c;
+		}
+		c->charged = client;
+		c->charged_uid = client->u;
+		c->lcookie = ls->cookie;
+	}
+	/* Never hugepages between two uids: a peer could punch a hole in a
+	 * hugetlb segment (the seals allow it) and take every free hugepage,
+	 * and the other side's next touch would be a SIGBUS. An ordinary
+	 * memfd page is simply allocated again. */
+	int fd = xio_seg_create(&m->params, c->id, same_uid ? m->huge : 0, &c->huge);
 	if (fd < 0) {
 		c->reason = XIO_FB_RESOURCES;
+		mon_conn_uncharge(m, c);
 		mon_log(MON_WARN, "no segment for %s -> %s: %s",
 			xio_ep_str(&k->client, cs, sizeof(cs)),
 			xio_ep_str(&k->server, ss, sizeof(ss)), strerror(-fd));
@@ -104,13 +165,13 @@ static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
 	return c;
 }
 
-static int conn_key_from(int fd, pid_t pid, int client_side, struct mon_ckey *k)
+static int conn_key_from(int fd, int client_side, struct mon_ckey *k)
 {
 	struct xio_ep local, peer;
 	int r;
 	memset(k, 0, sizeof(*k));
 	if ((r = xio_sock_check_tcp(fd, NULL)) < 0 || (r = xio_sock_local(fd, &local)) < 0 ||
-	    (r = xio_sock_peer(fd, &peer)) < 0 || (r = xio_sock_netns(fd, pid, &k->netns)) < 0)
+	    (r = xio_sock_peer(fd, &peer)) < 0 || (r = xio_sock_netns(fd, &k->netns)) < 0)
 		return r;
 	k->client = client_side ? local : peer;
 	k->server = client_side ? peer : local;
@@ -121,27 +182,40 @@ static void on_listen(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 {
 	struct xio_msg_error e;
 	struct mon_listener *l = NULL;
+	uint64_t cookie = 0;
 	int listening = 0, r = -EBADF;
 	if (msg->fd >= 0)
 		r = xio_sock_check_tcp(msg->fd, &listening);
 	if (r == 0 && !(l = calloc(1, sizeof(*l))))
 		r = -ENOMEM;
 	if (r == 0)
-		r = xio_sock_local(msg->fd, &l->key.ep);
+		r = xio_sock_local(msg->fd, &l->ep);
 	/* Listening, or bound to a port and about to listen: the shim
 	 * registers before the kernel listens, so that no client can connect
 	 * before the listener is known (it takes the registration back if
 	 * listen fails). */
 	if (r == 0 && !listening) {
 		struct xio_ep peer;
-		if (l->key.ep.port == 0 || xio_sock_peer(msg->fd, &peer) == 0)
+		if (l->ep.port == 0 || xio_sock_peer(msg->fd, &peer) == 0)
 			r = -EINVAL; /* unbound, or a connection: never a listener */
 	}
 	if (r == 0)
-		r = xio_sock_netns(msg->fd, p->pid, &l->key.netns);
+		r = xio_sock_netns(msg->fd, &l->netns);
+	/* The registration is of this socket, named by its cookie: it counts
+	 * only while the kernel finds this very socket at the address. */
+	if (r == 0)
+		r = mon_sock_cookie(msg->fd, &cookie);
 	/* Never keep the listening socket: the port must close with its owner. */
 	if (msg->fd >= 0)
 		mon_close_handed(msg->fd);
+	if (r == 0)
+		r = mon_limit_take(m, p, MON_LIMIT_LISTENERS);
+	if (r == 0) {
+		l->id = ++m->next_id;
+		l->proc = p;
+		if ((r = mon_listener_add(m, l, cookie)) < 0)
+			mon_limit_put(m, p, p->u, MON_LIMIT_LISTENERS);
+	}
 	if (r < 0) {
 		free(l);
 		memset(&e, 0, sizeof(e));
@@ -149,12 +223,9 @@ static void on_listen(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 		reply(p, &e, XIO_MSG_ERROR, msg->u.h.seq, -1);
 		return;
 	}
-	l->id = ++m->next_id;
-	l->proc = p;
-	HASH_ADD(hh, m->listeners, id, sizeof(l->id), l);
 	char es[64];
 	mon_log(MON_INFO, "process %d listens on %s", (int)p->pid,
-		xio_ep_str(&l->key.ep, es, sizeof(es)));
+		xio_ep_str(&l->ep, es, sizeof(es)));
 	struct xio_msg_id ok;
 	memset(&ok, 0, sizeof(ok));
 	ok.id = l->id;
@@ -175,24 +246,36 @@ static void on_unlisten(struct monitor *m, struct mon_proc *p, struct mon_msg *m
 static void on_intent(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
 {
 	struct xio_msg_intent *im = (void *)&msg->u;
-	struct mon_intent *in;
+	struct mon_intent *in = NULL;
+	uint64_t cookie = 0;
 	if (msg->fd < 0)
 		return;
-	if (xio_sock_check_tcp(msg->fd, NULL) < 0 || p->nintents >= MON_MAX_INTENTS ||
-	    !(in = calloc(1, sizeof(*in)))) {
+	int r = xio_sock_check_tcp(msg->fd, NULL);
+	if (r == 0)
+		r = mon_sock_cookie(msg->fd, &cookie);
+	if (r == 0 && (mon_intent_find(m, p, im->intent) || mon_intent_by_cookie(m, cookie)))
+		r = -EEXIST; /* the same number or the same socket twice */
+	if (r == 0 && (r = mon_limit_take(m, p, MON_LIMIT_PENDING)) < 0) {
+		p->refused_intent = im->intent;
+		p->refused_err = r;
+	}
+	if (r == 0 && !(in = calloc(1, sizeof(*in)))) {
+		mon_limit_put(m, p, p->u, MON_LIMIT_PENDING);
+		r = -ENOMEM;
+	}
+	if (r < 0) {
 		/* No record: both ends will be answered FALLBACK. */
 		mon_close_handed(msg->fd);
 		msg->fd = -1;
 		return;
 	}
 	in->proc = p;
-	in->intent = im->intent;
+	in->key.proc_id = p->id;
+	in->key.intent = im->intent;
+	in->cookie = cookie;
 	in->fd = msg->fd;
 	msg->fd = -1;
-	in->next = m->intents;
-	m->intents = in;
-	p->nintents++;
-	m->nintents++;
+	mon_intent_add(m, in);
 }
 
 static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
@@ -202,26 +285,31 @@ static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *
 	struct mon_intent *in = mon_intent_find(m, p, im->intent);
 	struct mon_ckey k;
 	if (!in) {
-		reply_fallback(m, p, seq, XIO_FB_UNKNOWN_INTENT, NULL, 0);
+		if (p->refused_err && p->refused_intent == im->intent)
+			reply_fallback_err(m, p, seq, XIO_FB_LIMIT, p->refused_err, NULL, 0);
+		else
+			reply_fallback(m, p, seq, XIO_FB_UNKNOWN_INTENT, NULL, 0);
 		return;
 	}
 	struct mon_conn *c = in->conn;
 	int orphaned = in->orphaned;
-	int r = c || orphaned ? 0 : conn_key_from(in->fd, p->pid, 1, &k);
+	/* Our copy of the socket outlives the intent until the decision: it
+	 * names the namespace to ask the kernel in. */
+	int fd = in->fd;
+	in->fd = -1;
+	int r = c || orphaned ? 0 : conn_key_from(fd, 1, &k);
 	mon_intent_drop(m, in);
-	if (orphaned) {
-		reply_fallback(m, p, seq, XIO_FB_NOT_XIO, NULL, 0);
-		return;
-	}
-	if (r < 0) {
-		reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET, NULL, 0);
+	if (orphaned || r < 0) {
+		mon_close_handed(fd);
+		reply_fallback(m, p, seq, orphaned ? XIO_FB_NOT_XIO : XIO_FB_BAD_SOCKET, NULL, 0);
 		return;
 	}
 	if (!c) {
 		HASH_FIND(hh, m->conns, &k, sizeof(k), c);
 		if (!c)
-			c = conn_decide(m, &k, p, NULL);
+			c = conn_decide(m, &k, p, NULL, listener_for(m, fd, &k));
 	}
+	mon_close_handed(fd);
 	if (!c) {
 		reply_fallback(m, p, seq, XIO_FB_RESOURCES, &k, 0);
 		return;
@@ -231,8 +319,8 @@ static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *
 		return;
 	}
 	c->decided[0] = 1;
-	reply_fallback(m, p, seq, c->reason, &c->key, 0);
-	if (c->decided[1] || c->reason == XIO_FB_NO_LISTENER)
+	reply_fallback_err(m, p, seq, c->reason, c->err, &c->key, 0);
+	if (c->decided[1] || c->reason == XIO_FB_NO_LISTENER || c->reason == XIO_FB_LIMIT)
 		mon_conn_free(m, c); /* nobody else will ask */
 }
 
@@ -255,16 +343,32 @@ static void settle_intents(struct monitor *m)
 	}
 }
 
-static struct mon_intent *intent_for(struct monitor *m, const struct mon_ckey *k)
+/* The server side presents a connection whose entry exists: the client
+ * was first, and the decision was made for the processes registered on the
+ * listener. The one that accepted it must be allowed too (it may have
+ * registered later, or never): the rules judge the uid of the process that
+ * holds the server end, not of a registration. */
+static int acceptor_allowed(struct monitor *m, const struct mon_conn *c, const struct mon_proc *p)
 {
-	for (struct mon_intent *in = m->intents; in; in = in->next) {
-		struct mon_ckey ik;
-		if (in->conn || conn_key_from(in->fd, in->proc->pid, 1, &ik) < 0)
-			continue;
-		if (!memcmp(&ik, k, sizeof(ik)))
-			return in;
+	if (!c->accel)
+		return 1;
+	if (!acl_allows(m, &c->key, c->client_uid, p->uid))
+		return 0;
+	if (c->huge && p->uid != c->client_uid) {
+		/* The segment was made on hugepages for registrants of the
+		 * client's uid; this acceptor of another uid got the listening
+		 * socket from one of them (a worker after fork and setuid) and
+		 * registered too late. Refusing it now would break a
+		 * connection the client has written into already, so it is
+		 * the one case where two uids share hugepages: say so. */
+		char cs[64], ss[64];
+		mon_log(MON_WARN, "connection %s -> %s: process %d (uid %u) accepts a hugepage "
+				  "segment made for uid %u (it registered after the client asked)",
+			xio_ep_str(&c->key.client, cs, sizeof(cs)),
+			xio_ep_str(&c->key.server, ss, sizeof(ss)), (int)p->pid, (unsigned)p->uid,
+			(unsigned)c->client_uid);
 	}
-	return NULL;
+	return 1;
 }
 
 static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
@@ -272,40 +376,68 @@ static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	uint32_t seq = msg->u.h.seq;
 	struct mon_ckey k;
 	struct mon_conn *c = NULL;
-	int r = msg->fd >= 0 ? conn_key_from(msg->fd, p->pid, 0, &k) : -EBADF;
-	if (msg->fd >= 0)
-		mon_close_handed(msg->fd);
-	msg->fd = -1;
+	int r = msg->fd >= 0 ? conn_key_from(msg->fd, 0, &k) : -EBADF;
 	if (r < 0) {
 		reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET, NULL, 1);
-		return;
+		goto out;
 	}
 	HASH_FIND(hh, m->conns, &k, sizeof(k), c);
 	if (!c) {
-		struct mon_intent *in = intent_for(m, &k);
-		if (!in) {
-			settle_intents(m);
-			in = intent_for(m, &k);
+		/* The client end of this connection, as the kernel names it,
+		 * and its INTENT, by that name: one lookup each, however many
+		 * intents are parked. */
+		struct mon_intent *in = NULL;
+		uint64_t cookie;
+		if (mon_diag_cookie(msg->fd, k.netns, &k.client, &k.server, &cookie) == 0) {
+			in = mon_intent_by_cookie(m, cookie);
+			if (!in) {
+				settle_intents(m);
+				in = mon_intent_by_cookie(m, cookie);
+			}
 		}
-		if (!in) {
+		if (!in || in->conn) {
 			reply_fallback(m, p, seq, XIO_FB_NOT_XIO, &k, 1);
-			return;
+			goto out;
 		}
-		c = conn_decide(m, &k, in->proc, p);
+		c = conn_decide(m, &k, in->proc, p, NULL);
 		if (!c) {
 			reply_fallback(m, p, seq, XIO_FB_RESOURCES, &k, 1);
-			return;
+			goto out;
 		}
 		in->conn = c;
+		c->intent = in;
+	} else if (!acceptor_allowed(m, c, p)) {
+		char cs[64], ss[64];
+		mon_log(MON_INFO, "connection %s -> %s: process %d (uid %u) that accepted it is "
+				  "refused by the rules",
+			xio_ep_str(&k.client, cs, sizeof(cs)), xio_ep_str(&k.server, ss, sizeof(ss)),
+			(int)p->pid, (unsigned)p->uid);
+		if (!mon_side_any(c, 1)) {
+			/* The client may have written into the segment already:
+			 * tell it the other side will never read (an error on
+			 * this one connection), and let the entry go. */
+			xio_seg_mark_gone(c->segfd, &m->params, 1);
+			c->decided[1] = 1;
+			mon_conn_uncharge(m, c);
+			if (!mon_side_any(c, 0) && c->decided[0])
+				mon_conn_free(m, c);
+		}
+		reply_fallback(m, p, seq, XIO_FB_ACL, &k, 1);
+		goto out;
 	}
 	if (c->accel) {
 		reply_attach(m, p, seq, c, 1);
-		return;
+		goto out;
 	}
 	c->decided[1] = 1;
-	reply_fallback(m, p, seq, c->reason, &c->key, 1);
+	reply_fallback_err(m, p, seq, c->reason, c->err, &c->key, 1);
 	if (c->decided[0])
 		mon_conn_free(m, c);
+out:
+	/* Closed after the lookups, which need it for its namespace. */
+	if (msg->fd >= 0)
+		mon_close_handed(msg->fd);
+	msg->fd = -1;
 }
 
 static void on_close(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
@@ -328,7 +460,7 @@ static void on_reattach(struct monitor *m, struct mon_proc *p, struct mon_msg *m
 	int ok = 0;
 	HASH_FIND(hh_id, m->conns_by_id, &rm->conn_id, sizeof(rm->conn_id), c);
 	if (c && rm->side < 2 && c->accel && msg->fd >= 0 &&
-	    conn_key_from(msg->fd, p->pid, rm->side == 0, &k) == 0 && !memcmp(&k, &c->key, sizeof(k)))
+	    conn_key_from(msg->fd, rm->side == 0, &k) == 0 && !memcmp(&k, &c->key, sizeof(k)))
 		ok = 1;
 	if (msg->fd >= 0)
 		mon_close_handed(msg->fd);

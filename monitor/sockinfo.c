@@ -102,19 +102,23 @@ int xio_proc_netns(pid_t pid, uint64_t *ns)
 	return 0;
 }
 
-int xio_sock_netns(int fd, pid_t pid, uint64_t *ns)
+int xio_sock_netns(int fd, uint64_t *ns)
 {
+	/* Only the socket itself can say where it lives. The namespace of the
+	 * process that handed it over proves nothing: a socket made in a
+	 * private namespace can be passed to a process outside it, with the
+	 * 4-tuple of a connection in ours. */
 	int nsfd = ioctl(fd, SIOCGSKNS);
-	if (nsfd >= 0) {
-		struct stat st;
-		int r = fstat(nsfd, &st);
-		close(nsfd);
-		if (r == 0) {
-			*ns = (uint64_t)st.st_ino;
-			return 0;
-		}
-	}
-	return xio_proc_netns(pid, ns);
+	if (nsfd < 0)
+		return -errno;
+	struct stat st;
+	int r = fstat(nsfd, &st);
+	int e = errno;
+	close(nsfd);
+	if (r < 0)
+		return -e;
+	*ns = (uint64_t)st.st_ino;
+	return 0;
 }
 
 const char *xio_ep_str(const struct xio_ep *ep, char *buf, size_t len)

@@ -25,9 +25,11 @@ int xio_sock_check_tcp(int fd, int *listening);
 int xio_sock_local(int fd, struct xio_ep *ep);
 int xio_sock_peer(int fd, struct xio_ep *ep);
 
-/* The network namespace of the socket (SIOCGSKNS), or of process pid when
- * the kernel will not say (no CAP_NET_ADMIN). Returns 0 or -errno. */
-int xio_sock_netns(int fd, pid_t pid, uint64_t *ns);
+/* The network namespace of the socket (SIOCGSKNS). Returns 0, or -EPERM
+ * when the monitor lacks CAP_NET_ADMIN over it: such a socket is never
+ * paired (docs/design.md, trust). */
+int xio_sock_netns(int fd, uint64_t *ns);
+/* The network namespace of process pid (/proc/PID/ns/net). */
 int xio_proc_netns(pid_t pid, uint64_t *ns);
 
 /* "127.0.0.1:8080" */

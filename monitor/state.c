@@ -18,7 +18,8 @@ struct mon_proc *mon_proc_add(struct monitor *m, int sock)
 	struct mon_proc *p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
-	if (xio_sys_getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cr, &l) < 0) {
+	if (xio_sys_getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cr, &l) < 0 ||
+	    !(p->u = mon_uid_get(m, cr.uid))) {
 		free(p);
 		return NULL;
 	}
@@ -27,59 +28,86 @@ struct mon_proc *mon_proc_add(struct monitor *m, int sock)
 	p->pid = cr.pid;
 	p->uid = cr.uid;
 	p->gid = cr.gid;
-	if (xio_proc_netns(cr.pid, &p->netns) < 0)
-		p->netns = 0;
+	if (!mon_session_allowed(m, p)) {
+		free(p); /* the caller closes sock: the process stays on TCP */
+		return NULL;
+	}
+	p->u->sessions++;
 	HASH_ADD_INT(m->procs, sock, p);
 	return p;
 }
 
+int mon_listener_add(struct monitor *m, struct mon_listener *l, uint64_t cookie)
+{
+	struct mon_lsock *ls = mon_lsock_find(m, cookie);
+	if (!ls) {
+		if (!(ls = calloc(1, sizeof(*ls))))
+			return -ENOMEM;
+		ls->cookie = cookie;
+		HASH_ADD(hh, m->lsocks, cookie, sizeof(ls->cookie), ls);
+	}
+	l->ls = ls;
+	l->next = ls->regs;
+	ls->regs = l;
+	HASH_ADD(hh, m->listeners, id, sizeof(l->id), l);
+	return 0;
+}
+
 void mon_listener_remove(struct monitor *m, struct mon_listener *l)
 {
+	struct mon_lsock *ls = l->ls;
+	struct mon_listener **pp = &ls->regs;
+	while (*pp != l)
+		pp = &(*pp)->next;
+	*pp = l->next;
+	if (!ls->regs) {
+		HASH_DEL(m->lsocks, ls);
+		free(ls);
+	}
 	HASH_DEL(m->listeners, l);
+	mon_limit_put(m, l->proc, l->proc->u, MON_LIMIT_LISTENERS);
 	free(l);
 }
 
-struct mon_listener *mon_listener_find(struct monitor *m, uint64_t netns,
-				       const struct xio_ep *ep)
+struct mon_lsock *mon_lsock_find(struct monitor *m, uint64_t cookie)
 {
-	struct mon_listener *l, *tmp, *wild = NULL;
-	/* A handful of listeners per host: a scan is cheaper than keeping a
-	 * second index for wildcard addresses. An exact address wins over a
-	 * wildcard one, as in the kernel's own lookup. */
-	HASH_ITER(hh, m->listeners, l, tmp)
-	{
-		if (l->key.netns != netns || l->key.ep.port != ep->port)
-			continue;
-		if (l->key.ep.family == ep->family &&
-		    !memcmp(l->key.ep.addr, ep->addr, sizeof(ep->addr)))
-			return l;
-		static const uint8_t zero[16];
-		if (!memcmp(l->key.ep.addr, zero, 16) &&
-		    (l->key.ep.family == ep->family || l->key.ep.family == AF_INET6))
-			wild = l;
-	}
-	return wild;
+	struct mon_lsock *ls;
+	HASH_FIND(hh, m->lsocks, &cookie, sizeof(cookie), ls);
+	return ls;
 }
 
 struct mon_intent *mon_intent_find(struct monitor *m, struct mon_proc *p, uint64_t intent)
 {
-	for (struct mon_intent *in = m->intents; in; in = in->next)
-		if (in->proc == p && in->intent == intent)
-			return in;
-	return NULL;
+	struct mon_intent_key k = { .proc_id = p->id, .intent = intent };
+	struct mon_intent *in;
+	HASH_FIND(hh, m->intents, &k, sizeof(k), in);
+	return in;
+}
+
+struct mon_intent *mon_intent_by_cookie(struct monitor *m, uint64_t cookie)
+{
+	struct mon_intent *in;
+	HASH_FIND(hh_cookie, m->intents_by_cookie, &cookie, sizeof(cookie), in);
+	return in;
+}
+
+void mon_intent_add(struct monitor *m, struct mon_intent *in)
+{
+	HASH_ADD(hh, m->intents, key, sizeof(in->key), in);
+	HASH_ADD(hh_cookie, m->intents_by_cookie, cookie, sizeof(in->cookie), in);
+	m->nintents++;
 }
 
 void mon_intent_drop(struct monitor *m, struct mon_intent *in)
 {
-	struct mon_intent **pp = &m->intents;
-	while (*pp && *pp != in)
-		pp = &(*pp)->next;
-	if (*pp)
-		*pp = in->next;
+	HASH_DELETE(hh, m->intents, in);
+	HASH_DELETE(hh_cookie, m->intents_by_cookie, in);
+	if (in->conn)
+		in->conn->intent = NULL;
 	/* Our copy of the client's socket must go at once: while we hold it
 	 * the kernel will not send FIN when the client closes. */
 	mon_close_handed(in->fd);
-	in->proc->nintents--;
+	mon_limit_put(m, in->proc, in->proc->u, MON_LIMIT_PENDING);
 	m->nintents--;
 	free(in);
 }
@@ -98,15 +126,24 @@ struct mon_conn *mon_conn_new(struct monitor *m, const struct mon_ckey *k)
 	return c;
 }
 
+void mon_conn_uncharge(struct monitor *m, struct mon_conn *c)
+{
+	if (!c->charged_uid)
+		return;
+	mon_limit_put(m, c->charged, c->charged_uid, MON_LIMIT_PENDING);
+	c->charged = NULL;
+	c->charged_uid = NULL;
+}
+
 void mon_conn_free(struct monitor *m, struct mon_conn *c)
 {
-	for (struct mon_intent *in = m->intents; in; in = in->next)
-		if (in->conn == c) {
-			/* The server side paired and is gone already: the client
-			 * must not get a fresh segment nobody will read. */
-			in->conn = NULL;
-			in->orphaned = 1;
-		}
+	if (c->intent) {
+		/* The server side paired and is gone already: the client
+		 * must not get a fresh segment nobody will read. */
+		c->intent->conn = NULL;
+		c->intent->orphaned = 1;
+	}
+	mon_conn_uncharge(m, c);
 	HASH_DELETE(hh, m->conns, c);
 	HASH_DELETE(hh_id, m->conns_by_id, c);
 	if (c->segfd >= 0)
@@ -159,12 +196,15 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 	if (crashed && c->accel && c->segfd >= 0)
 		xio_seg_mark_gone(c->segfd, &m->params, side);
 	c->decided[side] = 1;
+	if (side == 1)
+		mon_conn_uncharge(m, c);
 	if (!mon_side_any(c, 1 - side) && c->decided[1 - side])
 		mon_conn_free(m, c);
 }
 
 /* Free the entries nobody can still ask for: both sides gone or answered,
- * or the server side unanswered with no listener left for it. */
+ * or the server side unanswered with no registration of its listening
+ * socket left (lcookie is 0 when the server side came first). */
 void mon_conn_sweep(struct monitor *m)
 {
 	struct mon_conn *c, *tmp;
@@ -172,8 +212,11 @@ void mon_conn_sweep(struct monitor *m)
 	{
 		if (mon_side_any(c, 0) || mon_side_any(c, 1))
 			continue;
+		/* An entry the server side made first waits for its client's
+		 * CONNECTED (the intent), whatever happens to the listener:
+		 * the server may have written and closed already. */
 		if ((c->decided[0] && c->decided[1]) ||
-		    !mon_listener_find(m, c->key.netns, &c->key.server))
+		    (!c->intent && !mon_lsock_find(m, c->lcookie)))
 			mon_conn_free(m, c);
 	}
 }
@@ -188,9 +231,9 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 		nlisteners++;
 	}
 
-	struct mon_intent *in = m->intents, *next;
-	for (; in; in = next) {
-		next = in->next;
+	struct mon_intent *in, *itmp;
+	HASH_ITER(hh, m->intents, in, itmp)
+	{
 		if (in->proc != p)
 			continue;
 		/* The server side paired already; this client will never ask. */
@@ -204,6 +247,8 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 	HASH_ITER(hh, m->conns, c, ctmp)
 	{
 		int mine0 = mon_side_has(c, 0, p), mine1 = mon_side_has(c, 1, p);
+		if (c->charged == p)
+			c->charged = NULL; /* its uid stays charged until the entry goes */
 		if (mine0 && mine1) {
 			/* Both ends in this process (it connected to itself). */
 			for (int i = 0; i < MON_OWNERS; i++)
@@ -230,6 +275,7 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 		"process %d (uid %u) gone: %u connection(s) reclaimed", (int)p->pid, (unsigned)p->uid,
 		nconns);
 	epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->sock, NULL);
+	p->u->sessions--;
 	HASH_DEL(m->procs, p);
 	xio_sys_close(p->sock);
 	free(p);

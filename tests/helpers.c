@@ -26,6 +26,8 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+void (*t_monitor_pre_exec)(void);
+
 void t_monitor_start(struct t_monitor *m, ...)
 {
 	const char *argv[32];
@@ -54,6 +56,8 @@ void t_monitor_start(struct t_monitor *m, ...)
 		int fd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd >= 0)
 			dup2(fd, 2);
+		if (t_monitor_pre_exec)
+			t_monitor_pre_exec();
 		execv(argv[0], (char **)argv);
 		_exit(127);
 	}

@@ -28,6 +28,9 @@ struct t_monitor {
  * (NULL-terminated list), point XIO_MONITOR_SOCK at it, and wait until it
  * answers. Fails the test if it does not within 5 s. */
 void t_monitor_start(struct t_monitor *m, ...);
+/* If set, run in the monitor's process just before exec (a test that must
+ * run it without a capability drops it there). */
+extern void (*t_monitor_pre_exec)(void);
 /* SIGTERM it, wait (bounded), remove its directory. */
 void t_monitor_stop(struct t_monitor *m);
 /* Print the monitor's log (on failure). */

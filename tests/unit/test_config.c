@@ -597,3 +597,32 @@ Test(config, load_nul_byte)
 	unlink(path);
 	cr_assert(strstr(err, ":2: NUL byte"), "%s", err);
 }
+
+/* The limits have their documented defaults, and a file sets each one. */
+Test(config, limits)
+{
+	cr_assert_eq(cfg.limit_process_listeners, 1024);
+	cr_assert_eq(cfg.limit_process_pending, 4096);
+	cr_assert_eq(cfg.limit_uid_listeners, 4096);
+	cr_assert_eq(cfg.limit_uid_pending, 16384);
+	cr_assert_eq(cfg.limit_uid_sessions, 1024);
+	parse_ok("limit-process-listeners 1\nlimit-process-pending 2\nlimit-uid-listeners 3\n"
+		 "limit-uid-pending 4\nlimit-uid-sessions 1000000\n");
+	cr_assert_eq(cfg.limit_process_listeners, 1);
+	cr_assert_eq(cfg.limit_process_pending, 2);
+	cr_assert_eq(cfg.limit_uid_listeners, 3);
+	cr_assert_eq(cfg.limit_uid_pending, 4);
+	cr_assert_eq(cfg.limit_uid_sessions, 1000000);
+}
+
+/* A limit is a number from 1 to 1000000, set once. */
+Test(config, err_limits)
+{
+	parse_err("limit-uid-pending 0\n", "test.conf:1:", "'0'", "limit must be from 1 to 1000000");
+	parse_err("limit-process-pending 1000001\n", "test.conf:1:", "'1000001'",
+		  "limit must be from 1 to 1000000");
+	parse_err("limit-uid-sessions 4k\n", "test.conf:1:", "'4k'", "bad number");
+	parse_err("limit-uid-sessions\n", "test.conf:1:", "'limit-uid-sessions'", "missing value");
+	parse_err("limit-process-listeners 5\nlimit-process-listeners 6\n", "test.conf:2:",
+		  "'limit-process-listeners'", "duplicate setting");
+}

@@ -84,12 +84,14 @@ enum xio_fallback_reason {
 	XIO_FB_NOT_XIO,         /* accepted a client that does not run xio */
 	XIO_FB_RESOURCES,       /* no memory for a segment */
 	XIO_FB_UNKNOWN_INTENT,  /* protocol misuse */
-	XIO_FB_BAD_SOCKET,      /* not a connected TCP socket */
+	XIO_FB_BAD_SOCKET,      /* not a connected TCP socket, or its namespace unknown */
+	XIO_FB_LIMIT,           /* over a limit: err is -EMFILE (this process),
+				 * -EDQUOT (its uid) or -ENFILE (the monitor) */
 };
 struct xio_msg_fallback {
 	struct xio_msg_hdr h;
 	int32_t reason;
-	int32_t reserved;
+	int32_t err; /* XIO_FB_LIMIT: which limit; else 0 */
 };
 struct xio_msg_error {
 	struct xio_msg_hdr h;

@@ -1,0 +1,172 @@
+/*
+ * test_acl_uid.c - the monitor's rules between processes of different
+ * uids (docs/config.md), and issue 8, item 7: the server uid a rule judges
+ * is that of the process holding the accepted socket, never of whichever
+ * registration matched the address.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "attack.h"
+
+TestSuite(acl_uid, .fini = a_fini);
+
+static const char *conf;
+
+static void start(const char *text)
+{
+	conf = a_config_file(text);
+	t_monitor_start(&a_mon, "--config", conf, NULL);
+}
+
+static void stop(void)
+{
+	t_monitor_stop(&a_mon);
+	if (conf)
+		unlink(conf);
+	conf = NULL;
+}
+
+/* The accelerated flag the server reported for its next connection. */
+static char next_report(int fd)
+{
+	char c = '?';
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, 10000) == 1 && read(fd, &c, 1) != 1)
+		c = '?';
+	return c;
+}
+
+/* Connect as client_uid and check the outcome on both ends. */
+static void expect_pair(uid_t client_uid, uint16_t port, int report_fd, int accel)
+{
+	int st = t_wait(a_client(client_uid, port), 15000);
+	char rep = next_report(report_fd);
+	if (st != (accel ? A_CLIENT_ACCEL : A_CLIENT_TCP))
+		t_monitor_dump_log(&a_mon);
+	cr_expect_eq(st, accel ? A_CLIENT_ACCEL : A_CLIENT_TCP,
+		     "uid %u to port %u: client exit %d (%d: TCP, %d: accelerated)",
+		     (unsigned)client_uid, port, st, A_CLIENT_TCP, A_CLIENT_ACCEL);
+	cr_expect_eq(rep, accel ? '1' : '0', "uid %u to port %u: server says accelerated '%c'",
+		     (unsigned)client_uid, port, rep);
+}
+
+/* A rule on both uids denies one client uid and not another, against the
+ * same server of a third uid. */
+Test(acl_uid, client_and_server_uid)
+{
+	int rep[2];
+	uint16_t port;
+	char text[128];
+	snprintf(text, sizeof(text), "deny client-uid %u server-uid %u\n", A_UID_ATTACKER,
+		 A_UID_VICTIM);
+	start(text);
+	cr_assert_eq(pipe(rep), 0);
+	struct a_server s = { .uid = A_UID_VICTIM, .n = 2, .go_fd = -1, .report_fd = rep[1] };
+	pid_t srv = a_server_start(&s, &port);
+	expect_pair(A_UID_ATTACKER, port, rep[0], 0);
+	expect_pair(A_UID_THIRD, port, rep[0], 1);
+	t_reap(srv, 5000);
+	stop();
+}
+
+/* same-uid with default deny: only a client of the server's own uid. */
+Test(acl_uid, same_uid_only)
+{
+	int rep[2];
+	uint16_t port;
+	start("default deny\nallow same-uid\n");
+	cr_assert_eq(pipe(rep), 0);
+	struct a_server s = { .uid = A_UID_VICTIM, .n = 2, .go_fd = -1, .report_fd = rep[1] };
+	pid_t srv = a_server_start(&s, &port);
+	expect_pair(A_UID_VICTIM, port, rep[0], 1);
+	expect_pair(A_UID_ATTACKER, port, rep[0], 0);
+	t_reap(srv, 5000);
+	stop();
+}
+
+/* A free port now (the kernel's choice; the socket is closed again). */
+static uint16_t probe_port(void)
+{
+	uint16_t port;
+	int s = a_listen_loopback(0, &port);
+	cr_assert(s >= 0);
+	close(s);
+	return port;
+}
+
+/* A port range denies the servers inside it and not one outside. */
+Test(acl_uid, port_range)
+{
+	int rep[2];
+	uint16_t in, out, got;
+	char text[128];
+	in = probe_port();
+	do
+		out = probe_port();
+	while (out == in);
+	if (in < out)
+		snprintf(text, sizeof(text), "deny port 1-%u\n", in);
+	else
+		snprintf(text, sizeof(text), "deny port %u-65535\n", in);
+	start(text);
+	cr_assert_eq(pipe(rep), 0);
+	struct a_server s1 = { .uid = A_UID_VICTIM, .port = in, .n = 1, .go_fd = -1,
+			       .report_fd = rep[1] };
+	struct a_server s2 = s1;
+	s2.port = out;
+	pid_t p1 = a_server_start(&s1, &got);
+	cr_assert_eq(got, in);
+	expect_pair(A_UID_ATTACKER, in, rep[0], 0);
+	pid_t p2 = a_server_start(&s2, &got);
+	cr_assert_eq(got, out);
+	expect_pair(A_UID_ATTACKER, out, rep[0], 1);
+	t_reap(p1, 5000);
+	t_reap(p2, 5000);
+	stop();
+}
+
+/* Item 7: with "deny server-uid V", a third uid registers [::]:P with
+ * IPV6_V6ONLY beside V's 0.0.0.0:P server. An IPv4 client (first to ask)
+ * must still be judged against V, the uid that accepts it. */
+Test(acl_uid, server_uid_is_the_acceptor)
+{
+	int rep[2], go[2];
+	uint16_t port, rport;
+	char text[64];
+	snprintf(text, sizeof(text), "deny server-uid %u\n", A_UID_VICTIM);
+	start(text);
+	cr_assert_eq(pipe(rep), 0);
+	cr_assert_eq(pipe(go), 0);
+	struct a_server s = { .uid = A_UID_VICTIM, .any = 1, .n = 1, .go_fd = go[0],
+			      .report_fd = rep[1] };
+	pid_t srv = a_server_start(&s, &port);
+	struct a_reg r = { .uid = A_UID_THIRD, .v6only = 1, .port = port };
+	pid_t reg = a_register(&r, &rport);
+	cr_assert_eq(rport, port);
+
+	/* The server accepts only once the client's side is decided. */
+	pid_t client = a_client(A_UID_ATTACKER, port);
+	struct xio_msg_status st = t_monitor_status();
+	for (int i = 0; i < 500 && st.conns == 0; i++) {
+		usleep(10000);
+		st = t_monitor_status();
+	}
+	t_post(go[1]);
+	int cst = t_wait(client, 15000);
+	char accel = next_report(rep[0]);
+	if (accel != '0' || cst != A_CLIENT_TCP)
+		t_monitor_dump_log(&a_mon);
+	cr_expect_eq(accel, '0', "the server of uid %u was accelerated despite the rule",
+		     A_UID_VICTIM);
+	cr_expect_eq(cst, A_CLIENT_TCP, "client exit %d", cst);
+	t_post(r.done[1]);
+	t_reap(reg, 5000);
+	t_reap(srv, 5000);
+	stop();
+}

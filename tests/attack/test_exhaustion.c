@@ -1,0 +1,347 @@
+/*
+ * test_exhaustion.c - issue 8, item 9: one user cannot exhaust the monitor.
+ * Pending connections and listeners are capped per process and per uid, a
+ * client over a limit is told which one and stays on TCP, parked intents
+ * cost nothing to later pairings, and running out of fds neither spins the
+ * monitor nor stops it from serving others.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "attack.h"
+
+TestSuite(exhaustion, .fini = a_fini);
+
+static const char *conf;
+
+static void start(const char *text)
+{
+	conf = a_config_file(text);
+	t_monitor_start(&a_mon, "--config", conf, NULL);
+}
+
+static void stop(void)
+{
+	t_monitor_stop(&a_mon);
+	if (conf)
+		unlink(conf);
+	conf = NULL;
+}
+
+/* Post n INTENTs, numbered from first, each with a fresh TCP socket that
+ * never connects (we drop our copies: the monitor holds them). */
+static int park_intents(int ctl, uint64_t first, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct xio_msg_intent im;
+		memset(&im, 0, sizeof(im));
+		im.intent = first + (uint64_t)i;
+		int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (s < 0 || a_ctl_post(ctl, XIO_MSG_INTENT, &im, sizeof(im), s) < 0)
+			return -1;
+		close(s);
+	}
+	return 0;
+}
+
+/* CONNECTED for intent: the reply's reason and err (FALLBACK), or type. */
+static int connected(int ctl, uint64_t intent, int *err)
+{
+	struct xio_msg_intent im;
+	union {
+		struct xio_msg_fallback f;
+		char raw[XIO_CTL_MAX_MSG];
+	} rep;
+	memset(&im, 0, sizeof(im));
+	im.intent = intent;
+	int type = a_ctl_call(ctl, XIO_MSG_CONNECTED, &im, sizeof(im), -1, &rep, NULL, 5000);
+	if (type != XIO_MSG_FALLBACK)
+		return -type;
+	*err = rep.f.err;
+	return rep.f.reason;
+}
+
+struct parker {
+	int n;
+	int ready[2], done[2];
+};
+
+static int parker_main(void *arg)
+{
+	struct parker *pk = arg;
+	a_become(A_UID_ATTACKER);
+	int ctl = a_ctl_open();
+	T_CHECK(ctl >= 0, "session: %s", strerror(-ctl));
+	T_CHECK(park_intents(ctl, 1, pk->n) == 0, "park");
+	/* A round trip: every INTENT before it was handled. */
+	int err;
+	connected(ctl, 1u << 30, &err);
+	t_post(pk->ready[1]);
+	t_await(pk->done[0], 60000);
+	return 0;
+}
+
+/* The attacker's ACCEPTs of a connection no xio client made: each one made
+ * the monitor look at every parked intent, with system calls. */
+static int accepter_main(void *arg)
+{
+	struct parker *pk = arg;
+	int c, s;
+	a_become(A_UID_ATTACKER);
+	int ctl = a_ctl_open();
+	T_CHECK(ctl >= 0, "session: %s", strerror(-ctl));
+	T_CHECK(a_kernel_pair(0, 0, &c, &s) == 0, "pair");
+	for (int i = 0; i < pk->n; i++) {
+		struct xio_msg_hdr h;
+		T_CHECK(a_ctl_post(ctl, XIO_MSG_ACCEPT, &h, sizeof(h), s) == 0, "post");
+	}
+	t_post(pk->ready[1]);
+	t_await(pk->done[0], 60000);
+	return 0;
+}
+
+/* 16,000 parked intents of one uid, and a stream of ACCEPTs from it: a
+ * bystander's STATUS is answered promptly, and its own connection is
+ * still accelerated. */
+Test(exhaustion, parked_intents_do_not_stall_others, .timeout = 90)
+{
+	enum { PARKERS = 4, PER = 4000, ACCEPTS = 300 };
+	struct parker pk = { .n = PER };
+	pid_t pids[PARKERS + 1];
+	t_monitor_start(&a_mon, NULL);
+	cr_assert_eq(pipe(pk.ready), 0);
+	cr_assert_eq(pipe(pk.done), 0);
+	for (int i = 0; i < PARKERS; i++)
+		pids[i] = a_fork(parker_main, &pk);
+	for (int i = 0; i < PARKERS; i++)
+		cr_assert(t_await(pk.ready[0], 30000), "parker %d not ready", i);
+	struct xio_msg_status st = t_monitor_status();
+	cr_assert_geq(st.intents, PARKERS * PER, "only %u intents parked", st.intents);
+
+	struct parker acc = pk;
+	acc.n = ACCEPTS;
+	pids[PARKERS] = a_fork(accepter_main, &acc);
+	cr_assert(t_await(pk.ready[0], 10000), "accepter not ready");
+	unsigned ms = a_status_ms(60000);
+	cr_expect_lt(ms, 1000, "a bystander's STATUS took %u ms", ms);
+
+	int rep[2];
+	uint16_t port;
+	cr_assert_eq(pipe(rep), 0);
+	struct a_server s = { .n = 1, .go_fd = -1, .report_fd = rep[1] };
+	pid_t srv = a_server_start(&s, &port);
+	uint64_t t0 = t_now_ms();
+	int cst = t_wait(a_client(0, port), 30000);
+	cr_expect_eq(cst, A_CLIENT_ACCEL, "the bystander's connection: exit %d", cst);
+	cr_expect_lt(t_now_ms() - t0, 2000, "the bystander's connection took %llu ms",
+		     (unsigned long long)(t_now_ms() - t0));
+	t_reap(srv, 10000);
+	for (int i = 0; i <= PARKERS; i++)
+		t_post(pk.done[1]);
+	for (int i = 0; i <= PARKERS; i++)
+		t_reap(pids[i], 30000);
+	stop();
+}
+
+static int log_has(const char *needle)
+{
+	FILE *f = fopen(a_mon.log, "r");
+	char line[512];
+	int found = 0;
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+struct limited {
+	int n;         /* intents to park before the one that is refused */
+	int want_err;  /* what its CONNECTED must say */
+	int done[2];
+};
+
+static int limited_main(void *arg)
+{
+	struct limited *l = arg;
+	int err = 0;
+	a_become(A_UID_ATTACKER);
+	int ctl = a_ctl_open();
+	T_CHECK(ctl >= 0, "session: %s", strerror(-ctl));
+	T_CHECK(park_intents(ctl, 1, l->n + 1) == 0, "park");
+	int reason = connected(ctl, (uint64_t)l->n + 1, &err);
+	T_CHECK(reason == XIO_FB_LIMIT && err == l->want_err,
+		"intent %d: reason %d err %d, not XIO_FB_LIMIT (%d) with %d", l->n + 1, reason, err,
+		XIO_FB_LIMIT, l->want_err);
+	t_await(l->done[0], 20000);
+	return 0;
+}
+
+/* Over its process's limit, then over its uid's, a client is told which
+ * (XIO_FB_LIMIT with -EMFILE, -EDQUOT), the monitor logs it with the pid,
+ * uid and limit, and another uid still gets accelerated. */
+Test(exhaustion, limits_are_told)
+{
+	start("limit-process-pending 8\nlimit-uid-pending 12\n");
+	struct limited a = { .n = 8, .want_err = -EMFILE }, b = { .n = 4, .want_err = -EDQUOT };
+	cr_assert_eq(pipe(a.done), 0);
+	b.done[0] = a.done[0];
+	b.done[1] = a.done[1];
+	pid_t pa = a_fork(limited_main, &a);
+	/* The first holds its 8 before the second asks. */
+	struct xio_msg_status st = t_monitor_status();
+	for (int i = 0; i < 500 && st.intents < 8; i++) {
+		usleep(10000);
+		st = t_monitor_status();
+	}
+	pid_t pb = a_fork(limited_main, &b);
+	for (int i = 0; i < 500 && st.intents < 12; i++) {
+		usleep(10000);
+		st = t_monitor_status();
+	}
+	int rep[2];
+	uint16_t port;
+	cr_assert_eq(pipe(rep), 0);
+	struct a_server s = { .n = 1, .go_fd = -1, .report_fd = rep[1] };
+	pid_t srv = a_server_start(&s, &port);
+	int cst = t_wait(a_client(0, port), 15000);
+	cr_expect_eq(cst, A_CLIENT_ACCEL, "another uid's connection: exit %d", cst);
+	t_reap(srv, 10000);
+	t_post(a.done[1]);
+	t_post(a.done[1]);
+	int sa = t_wait(pa, 10000), sb = t_wait(pb, 10000);
+	if (sa || sb)
+		t_monitor_dump_log(&a_mon);
+	cr_expect_eq(sa, 0, "per-process limit not told");
+	cr_expect_eq(sb, 0, "per-uid limit not told");
+	char want[128];
+	snprintf(want, sizeof(want), "process %d (uid %u) is over the per-process limit of 8",
+		 (int)pa, A_UID_ATTACKER);
+	cr_expect(log_has(want), "no log line '%s'", want);
+	snprintf(want, sizeof(want), "process %d (uid %u) is over the per-uid limit of 12", (int)pb,
+		 A_UID_ATTACKER);
+	cr_expect(log_has(want), "no log line '%s'", want);
+	stop();
+}
+
+static int pinner_main(void *arg)
+{
+	int *accelerated = arg;
+	xio_listener *l;
+	a_become(A_UID_ATTACKER);
+	struct sockaddr_in a = t_loopback(0);
+	T_CHECK(xio_listen(&l, (struct sockaddr *)&a, sizeof(a), 64, 0) == 0, "listen");
+	a = t_loopback(t_listener_port(l));
+	int n = 0;
+	for (int i = 0; i < 12; i++) {
+		xio_conn *c;
+		T_CHECK(xio_connect(&c, (struct sockaddr *)&a, sizeof(a), 0) == 0, "connect");
+		n += xio_conn_is_accelerated(c);
+		/* Never accepted, never closed: each pins a segment. */
+	}
+	*accelerated = n;
+	return n;
+}
+
+/* A client that connects and never accepts pins at most its limit of
+ * segments; the rest of its connections stay on TCP. */
+Test(exhaustion, unaccepted_connections_are_capped)
+{
+	start("limit-process-pending 8\n");
+	int n = 0;
+	int st = t_wait(a_fork(pinner_main, &n), 15000);
+	cr_expect_eq(st, 8, "%d of 12 unaccepted connections were accelerated (limit 8)", st);
+	stop();
+}
+
+static void low_fd_limit(void)
+{
+	struct rlimit rl = { 128, 128 };
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* CPU ticks the process has used. */
+static unsigned long cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	cr_assert(f);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	unsigned long ut = 0, stt = 0;
+	/* after ')': state ppid pgrp session tty tpgid flags minflt cminflt
+	 * majflt cmajflt utime stime */
+	sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt);
+	return ut + stt;
+}
+
+static int hog_main(void *arg)
+{
+	int *done = arg;
+	a_become(A_UID_ATTACKER);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strcpy(sa.sun_path, getenv("XIO_MONITOR_SOCK"));
+	for (int i = 0; i < 300; i++) {
+		int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			close(s);
+	}
+	t_post(done[1]);
+	t_await(done[0], 20000);
+	return 0;
+}
+
+/* A monitor out of fds (sessions held open by one user) does not spin on
+ * its listening socket, and serves again once they are gone. */
+Test(exhaustion, out_of_fds_does_not_spin)
+{
+	int ready[2], done[2];
+	t_monitor_pre_exec = low_fd_limit;
+	t_monitor_start(&a_mon, NULL);
+	t_monitor_pre_exec = NULL;
+	t_monitor_status(); /* the bystander's session, before the hog comes */
+	int by = a_ctl_open();
+	cr_assert(by >= 0, "bystander session: %s", strerror(-by));
+	cr_assert_eq(pipe(ready), 0);
+	cr_assert_eq(pipe(done), 0);
+	int hog_fds[2] = { done[0], ready[1] };
+	pid_t hog = a_fork(hog_main, hog_fds);
+	cr_assert(t_await(ready[0], 10000));
+	usleep(200000);
+	unsigned long t0 = cpu_ticks(a_mon.pid);
+	usleep(1000000);
+	unsigned long used = cpu_ticks(a_mon.pid) - t0;
+	long hz = sysconf(_SC_CLK_TCK);
+	cr_expect_lt(used, (unsigned long)hz / 4, "the monitor used %lu of %ld ticks in 1 s",
+		     used, hz);
+	unsigned ms = a_status_ms(5000);
+	cr_expect_lt(ms, 1000, "a bystander's STATUS took %u ms", ms);
+	/* A message carrying an fd still gets through (out of fds, it came
+	 * truncated and the bystander was cut off as "malformed"). */
+	uint16_t port;
+	int ls = a_listen_loopback(0, &port);
+	struct xio_msg_id lm;
+	char reply[XIO_CTL_MAX_MSG];
+	memset(&lm, 0, sizeof(lm));
+	int type = a_ctl_call(by, XIO_MSG_LISTEN, &lm, sizeof(lm), ls, reply, NULL, 5000);
+	cr_expect_eq(type, XIO_MSG_OK, "the bystander's LISTEN: reply %d", type);
+	close(ls);
+	close(by);
+	t_post(done[1]);
+	t_reap(hog, 10000);
+	struct xio_msg_status st = t_monitor_settle(1);
+	cr_expect_eq(st.procs, 1, "%u sessions left", st.procs);
+	stop();
+}
