@@ -391,7 +391,9 @@ static int watch_connect(uint32_t *s)
  */
 static void *watch(void *arg)
 {
-	(void)arg;
+	/* Tell the creator this thread is up: its start-up (allocations in
+	 * the thread library, or a sanitizer's allocator) is over. */
+	atomic_store_explicit((_Atomic int *)arg, 1, memory_order_release);
 	for (;;) {
 		uint32_t s;
 		int fd = watch_connect(&s);
@@ -440,9 +442,18 @@ void xio__ctl_keep(void (*resume)(void))
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&at, 128 * 1024);
 	pthread_t t;
-	if (pthread_create(&t, &at, watch, NULL) == 0) {
+	static _Atomic int up;
+	atomic_store(&up, 0);
+	if (pthread_create(&t, &at, watch, (void *)&up) == 0) {
 		watcher_pid = me;
 		pthread_setname_np(t, "xio-ctl-watch");
+		/* Wait until the thread runs: a program that forks right after
+		 * listen() (a pre-fork server) must not fork while the new thread
+		 * is still starting and holds allocator locks, which the child
+		 * would inherit locked (AddressSanitizer's allocator has no fork
+		 * handlers: the child hung in its eighth calloc). */
+		for (int i = 0; i < 100000 && !atomic_load_explicit(&up, memory_order_acquire); i++)
+			xio_sys_sched_yield();
 	}
 	pthread_attr_destroy(&at);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
