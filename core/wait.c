@@ -153,8 +153,9 @@ void xio__conn_doorbell(struct xio_conn *c)
 	/* Never blocks: if the kernel buffer were full the peer would have
 	 * bytes to wake on already. */
 	xio_sys_send(c->fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-	c->st.doorbells++;
-	atomic_store_explicit(&c->tx.g.ctl->doorbells, c->st.doorbells, memory_order_relaxed);
+	/* A reader and a writer thread of one connection both ring. */
+	uint64_t n = __atomic_add_fetch(&c->st.doorbells, 1, __ATOMIC_RELAXED);
+	atomic_store_explicit(&c->tx.g.ctl->doorbells, n, memory_order_relaxed);
 }
 
 void xio__conn_drain(struct xio_conn *c)
