@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -328,6 +330,12 @@ int main(int argc, char **argv)
 
 	memset(&m, 0, sizeof(m));
 	m.sock_path = xio_ctl_sock_path();
+	/* Ids start at a random point: after a restart, a CLOSE a running
+	 * program sends for a connection of the monitor before must not name
+	 * a new connection of this one. */
+	if (getrandom(&m.next_id, sizeof(m.next_id), 0) != (ssize_t)sizeof(m.next_id))
+		m.next_id = (uint64_t)time(NULL) << 20;
+	m.next_id >>= 16;
 	while ((o = getopt_long(argc, argv, "s:c:H:fl:vChSp:i:", opts, NULL)) != -1) {
 		char *end;
 		unsigned long v;
