@@ -79,8 +79,18 @@ ssize_t xio__conn_rx_state(struct xio_conn *c)
 {
 	if (c->rx.err)
 		return c->rx.err;
-	if (xio__conn_peer_tx_done(c) || c->shut_rd)
-		return xio__chan_rx_pending(&c->rx) ? 1 : 0;
+	if (xio__conn_peer_tx_done(c) || c->shut_rd) {
+		if (xio__chan_rx_pending(&c->rx))
+			return 1;
+		/* Gone without an orderly end (the monitor says so): a reset
+		 * the kernel received is the truer answer, as over TCP. */
+		if (!c->shut_rd && !atomic_load_explicit(&c->rx.g.ctl->tx_fin, memory_order_acquire)) {
+			xio__conn_drain(c);
+			if (c->kernel_err || c->kernel_errq)
+				return take_kernel_error(c);
+		}
+		return 0;
+	}
 	if (c->kernel_err || c->kernel_errq)
 		return xio__chan_rx_pending(&c->rx) ? 1 : take_kernel_error(c);
 	if (c->kernel_eof)

@@ -210,6 +210,16 @@ void mon_conn_sweep(struct monitor *m)
 	struct mon_conn *c, *tmp;
 	HASH_ITER(hh, m->conns, c, tmp)
 	{
+		/* The client was first and is on its segment, and the listening
+		 * socket is gone before any process presented the server end:
+		 * nobody will read that segment. Over TCP the kernel resets a
+		 * connection left in a closed listener's queue; here the client
+		 * learns that its peer is gone (end of file, EPIPE). */
+		if (c->accel && c->lcookie && mon_side_any(c, 0) && !mon_side_any(c, 1) &&
+		    !c->decided[1] && !mon_lsock_find(m, c->lcookie)) {
+			xio_seg_mark_gone(c->segfd, &m->params, 1);
+			c->decided[1] = 1;
+		}
 		if (mon_side_any(c, 0) || mon_side_any(c, 1))
 			continue;
 		/* An entry the server side made first waits for its client's

@@ -690,11 +690,14 @@ static int connect_while_closing(void *arg)
 			 strerror(errno));
 		return 0;
 	}
+	/* One byte: a connection whose handshake the closing listener never
+	 * saw through (its ACK dropped) is only reset when it sends. */
+	(void)!send(fd, "x", 1, MSG_NOSIGNAL);
 	ST_CHECK(st_wait_fd(fd, POLLIN, ST_WAIT_MS) & (POLLIN | POLLHUP | POLLERR),
 		 "connection to a closed listener did not end");
 	ssize_t r = read(fd, b, sizeof(b));
-	ST_CHECK(r == 0 || (r == -1 && errno == ECONNRESET), "read returned %zd (%s)", r,
-		 r < 0 ? strerror(errno) : "data");
+	ST_CHECK(r == 0 || (r == -1 && (errno == ECONNRESET || errno == EPIPE)),
+		 "read returned %zd (%s)", r, r < 0 ? strerror(errno) : "data");
 	close(fd);
 	return 0;
 }
