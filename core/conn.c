@@ -185,7 +185,7 @@ void xio__conn_detach(struct xio_conn *c)
 	if (xio__conn_peer_left(c))
 		xio__conn_follow(c);
 	if (c->left) {
-		xio__conn_detach_left(c);
+		xio__conn_detach_quiet(c);
 		return;
 	}
 	if (!c->accel)
@@ -199,11 +199,8 @@ void xio__conn_detach(struct xio_conn *c)
 
 void xio__conn_detach_quiet(struct xio_conn *c)
 {
-	if (c->left) {
-		xio__conn_detach_left(c);
-		return;
-	}
-	if (!c->accel)
+	/* After a leave (leave.c) accel is 0 but the segment is mapped. */
+	if (c->left ? !c->base : !c->accel)
 		return;
 	/* This process lets go of its side; the monitor keeps the side alive
 	 * while another process holds it. */

@@ -262,20 +262,3 @@ int xio__conn_follow(struct xio_conn *c)
 	}
 	return 0;
 }
-
-void xio__conn_detach_left(struct xio_conn *c)
-{
-	if (!c->base)
-		return;
-	struct xio_msg_close m;
-	memset(&m, 0, sizeof(m));
-	xio_ctl_hdr(&m.h, XIO_MSG_CLOSE, 0);
-	m.conn_id = c->conn_id;
-	m.side = c->side;
-	xio__ctl_post(&m, -1);
-	xio__chan_tx_fini(&c->tx);
-	xio_seg_unmap(c->base, &c->params);
-	c->base = NULL;
-	c->hdr = NULL;
-	c->accel = 0;
-}

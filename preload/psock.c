@@ -224,7 +224,7 @@ static void teardown(struct psock *ps, int fd)
 	case PS_KERNEL:
 		if (ps->conn) { /* left shared memory (leave.c): unmap it now */
 			ps->conn->fd = fd;
-			xio__conn_detach_left(ps->conn);
+			xio__conn_detach_quiet(ps->conn);
 			xio__conn_free(ps->conn);
 		}
 		break;

@@ -53,7 +53,7 @@ static void detach_each(int fd, struct psock *ps, void *arg)
 	struct xio_conn *c = ps->conn;
 	if (c) {
 		ps->conn = NULL;
-		xio__conn_detach_left(c);
+		xio__conn_detach_quiet(c);
 		xio__conn_free(c);
 	}
 	pthread_mutex_unlock(&ps->wlock);

@@ -141,8 +141,6 @@ void xio__conn_take_owed(struct xio_conn *c, unsigned n, int ms);
 /* Reset the kernel TCP connection of fd (RST) and keep the fd: for a
  * connection that cannot go on without a gap in its stream. */
 void xio__sock_reset(int fd);
-/* The connection after leave/follow: unmap, tell the monitor. */
-void xio__conn_detach_left(struct xio_conn *c);
 
 /* Wait directions for xio__conn_wait. */
 #define XIO_WAIT_RX 1
@@ -173,7 +171,7 @@ void xio__conn_detach(struct xio_conn *c);
 /* Unmap without telling the peer anything: another process (a forked
  * child or parent) may still hold the connection; the kernel's FIN tells
  * the peer when the last holder closes. */
-void xio__conn_detach_quiet(struct xio_conn *c);
+void xio__conn_detach_quiet(struct xio_conn *c); /* also after a leave */
 
 /* exec: the connection's private state as bytes, and back (conn.c). */
 size_t xio__conn_image_size(const struct xio_conn *c);
