@@ -367,3 +367,19 @@ pid_t a_register(struct a_reg *r, uint16_t *port)
 	cr_assert_eq(read(r->port_pipe[0], port, sizeof(*port)), (ssize_t)sizeof(*port));
 	return pid;
 }
+
+static const char *a_conf;
+
+void a_monitor_with_config(const char *text)
+{
+	a_conf = a_config_file(text);
+	t_monitor_start(&a_mon, "--config", a_conf, NULL);
+}
+
+void a_monitor_stop(void)
+{
+	t_monitor_stop(&a_mon);
+	if (a_conf)
+		unlink(a_conf);
+	a_conf = NULL;
+}

@@ -58,6 +58,9 @@ unsigned a_status_ms(int timeout_ms);
 /* Write text to a fresh file under /tmp and return its path (a static
  * buffer; the caller unlinks it). */
 const char *a_config_file(const char *text);
+/* Start a_mon with a config file holding text; stop it and remove the file. */
+void a_monitor_with_config(const char *text);
+void a_monitor_stop(void);
 
 /* Pass one fd over a UNIX socket (a one-byte message). Returns 0 / the fd,
  * or -errno. */

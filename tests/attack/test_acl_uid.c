@@ -16,21 +16,6 @@
 
 TestSuite(acl_uid, .fini = a_fini);
 
-static const char *conf;
-
-static void start(const char *text)
-{
-	conf = a_config_file(text);
-	t_monitor_start(&a_mon, "--config", conf, NULL);
-}
-
-static void stop(void)
-{
-	t_monitor_stop(&a_mon);
-	if (conf)
-		unlink(conf);
-	conf = NULL;
-}
 
 /* The accelerated flag the server reported for its next connection. */
 static char next_report(int fd)
@@ -65,14 +50,14 @@ Test(acl_uid, client_and_server_uid)
 	char text[128];
 	snprintf(text, sizeof(text), "deny client-uid %u server-uid %u\n", A_UID_ATTACKER,
 		 A_UID_VICTIM);
-	start(text);
+	a_monitor_with_config(text);
 	cr_assert_eq(pipe(rep), 0);
 	struct a_server s = { .uid = A_UID_VICTIM, .n = 2, .go_fd = -1, .report_fd = rep[1] };
 	pid_t srv = a_server_start(&s, &port);
 	expect_pair(A_UID_ATTACKER, port, rep[0], 0);
 	expect_pair(A_UID_THIRD, port, rep[0], 1);
 	t_reap(srv, 5000);
-	stop();
+	a_monitor_stop();
 }
 
 /* same-uid with default deny: only a client of the server's own uid. */
@@ -80,14 +65,14 @@ Test(acl_uid, same_uid_only)
 {
 	int rep[2];
 	uint16_t port;
-	start("default deny\nallow same-uid\n");
+	a_monitor_with_config("default deny\nallow same-uid\n");
 	cr_assert_eq(pipe(rep), 0);
 	struct a_server s = { .uid = A_UID_VICTIM, .n = 2, .go_fd = -1, .report_fd = rep[1] };
 	pid_t srv = a_server_start(&s, &port);
 	expect_pair(A_UID_VICTIM, port, rep[0], 1);
 	expect_pair(A_UID_ATTACKER, port, rep[0], 0);
 	t_reap(srv, 5000);
-	stop();
+	a_monitor_stop();
 }
 
 /* A free port now (the kernel's choice; the socket is closed again). */
@@ -114,7 +99,7 @@ Test(acl_uid, port_range)
 		snprintf(text, sizeof(text), "deny port 1-%u\n", in);
 	else
 		snprintf(text, sizeof(text), "deny port %u-65535\n", in);
-	start(text);
+	a_monitor_with_config(text);
 	cr_assert_eq(pipe(rep), 0);
 	struct a_server s1 = { .uid = A_UID_VICTIM, .port = in, .n = 1, .go_fd = -1,
 			       .report_fd = rep[1] };
@@ -128,7 +113,7 @@ Test(acl_uid, port_range)
 	expect_pair(A_UID_ATTACKER, out, rep[0], 1);
 	t_reap(p1, 5000);
 	t_reap(p2, 5000);
-	stop();
+	a_monitor_stop();
 }
 
 /* Item 7: with "deny server-uid V", a third uid registers [::]:P with
@@ -140,7 +125,7 @@ Test(acl_uid, server_uid_is_the_acceptor)
 	uint16_t port, rport;
 	char text[64];
 	snprintf(text, sizeof(text), "deny server-uid %u\n", A_UID_VICTIM);
-	start(text);
+	a_monitor_with_config(text);
 	cr_assert_eq(pipe(rep), 0);
 	cr_assert_eq(pipe(go), 0);
 	struct a_server s = { .uid = A_UID_VICTIM, .any = 1, .n = 1, .go_fd = go[0],
@@ -168,5 +153,5 @@ Test(acl_uid, server_uid_is_the_acceptor)
 	t_post(r.done[1]);
 	t_reap(reg, 5000);
 	t_reap(srv, 5000);
-	stop();
+	a_monitor_stop();
 }

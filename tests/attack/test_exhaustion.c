@@ -21,21 +21,6 @@
 
 TestSuite(exhaustion, .fini = a_fini);
 
-static const char *conf;
-
-static void start(const char *text)
-{
-	conf = a_config_file(text);
-	t_monitor_start(&a_mon, "--config", conf, NULL);
-}
-
-static void stop(void)
-{
-	t_monitor_stop(&a_mon);
-	if (conf)
-		unlink(conf);
-	conf = NULL;
-}
 
 /* Post n INTENTs, numbered from first, each with a fresh TCP socket that
  * never connects (we drop our copies: the monitor holds them). */
@@ -149,7 +134,7 @@ Test(exhaustion, parked_intents_do_not_stall_others, .timeout = 90)
 		t_post(pk.done[1]);
 	for (int i = 0; i <= PARKERS; i++)
 		t_reap(pids[i], 30000);
-	stop();
+	a_monitor_stop();
 }
 
 static int log_has(const char *needle)
@@ -191,7 +176,7 @@ static int limited_main(void *arg)
  * uid and limit, and another uid still gets accelerated. */
 Test(exhaustion, limits_are_told)
 {
-	start("limit-process-pending 8\nlimit-uid-pending 12\n");
+	a_monitor_with_config("limit-process-pending 8\nlimit-uid-pending 12\n");
 	struct limited a = { .n = 8, .want_err = -EMFILE }, b = { .n = 4, .want_err = -EDQUOT };
 	cr_assert_eq(pipe(a.done), 0);
 	b.done[0] = a.done[0];
@@ -230,7 +215,7 @@ Test(exhaustion, limits_are_told)
 	snprintf(want, sizeof(want), "process %d (uid %u) is over the per-uid limit of 12", (int)pb,
 		 A_UID_ATTACKER);
 	cr_expect(log_has(want), "no log line '%s'", want);
-	stop();
+	a_monitor_stop();
 }
 
 static int pinner_main(void *arg)
@@ -256,11 +241,11 @@ static int pinner_main(void *arg)
  * segments; the rest of its connections stay on TCP. */
 Test(exhaustion, unaccepted_connections_are_capped)
 {
-	start("limit-process-pending 8\n");
+	a_monitor_with_config("limit-process-pending 8\n");
 	int n = 0;
 	int st = t_wait(a_fork(pinner_main, &n), 15000);
 	cr_expect_eq(st, 8, "%d of 12 unaccepted connections were accelerated (limit 8)", st);
-	stop();
+	a_monitor_stop();
 }
 
 static void low_fd_limit(void)
@@ -343,5 +328,5 @@ Test(exhaustion, out_of_fds_does_not_spin)
 	t_reap(hog, 10000);
 	struct xio_msg_status st = t_monitor_settle(1);
 	cr_expect_eq(st.procs, 1, "%u sessions left", st.procs);
-	stop();
+	a_monitor_stop();
 }
