@@ -152,6 +152,13 @@ void xio__conn_fin(struct xio_conn *c)
 	int ring = xio__chan_tx_notify(&c->tx);
 	/* A peer asleep on a full channel must learn it can stop. */
 	atomic_thread_fence(memory_order_seq_cst);
+	/* The peer may have left while we closed, without seeing our end
+	 * (leave.c looks for it after publishing its own): what it did not
+	 * read of ours goes over the kernel now, ahead of the kernel's FIN. */
+	if (xio__conn_peer_left(c)) {
+		xio__conn_follow(c);
+		return;
+	}
 	if (xio_wait_claim(&c->rx.g.ctl->tx_waiting))
 		ring = 1;
 	if (ring)

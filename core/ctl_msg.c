@@ -57,6 +57,8 @@ const char *xio_fallback_reason_name(int reason)
 	case XIO_FB_RESOURCES: return "no-memory";
 	case XIO_FB_UNKNOWN_INTENT: return "protocol";
 	case XIO_FB_BAD_SOCKET: return "bad-socket";
+	case XIO_FB_LIMIT: return "limit";
+	case XIO_FB_UID: return "uid";
 	default: return "?";
 	}
 }

@@ -233,6 +233,19 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 	if (atomic_load_explicit(&in->tx_left, memory_order_acquire) &&
 	    atomic_load_explicit(&in->tx_left_bytes, memory_order_relaxed) > delivered)
 		return reset(c);
+	/* It closed at the same moment with data we did not read. Its close
+	 * looks for our tx_left after its own fence (xio__conn_fin): if it
+	 * saw it, it is sending that data again and says so with its own
+	 * tx_left; if it did not, we see its close here, and nobody will
+	 * send the data: a gap. */
+	if (xio__chan_rx_pending(&c->rx) > 0 &&
+	    (atomic_load_explicit(&out->rx_closed, memory_order_acquire) ||
+	     atomic_load_explicit(&c->hdr->side_gone[1 - c->side], memory_order_acquire))) {
+		for (int i = 0; i < 100 && !atomic_load_explicit(&in->tx_left, memory_order_acquire); i++)
+			xio_sys_sleep_ms(1);
+		if (!atomic_load_explicit(&in->tx_left, memory_order_acquire))
+			return reset(c);
+	}
 	return 0;
 }
 
@@ -260,5 +273,62 @@ int xio__conn_follow(struct xio_conn *c)
 		c->rx_raw = 1;
 		c->accel = 0;
 	}
+	return 0;
+}
+
+/*
+ * Leaving for a side nobody joined (the monitor, for an acceptor that may
+ * not map the segment). It is the protocol above with nothing to count:
+ * the side never armed a waiting word, so the peer never rang it and its
+ * socket holds only what the peer will send; it delivered and posted
+ * nothing, so the peer sends its whole stream again (step 5 on the peer's
+ * side, in xio__conn_follow). Every word read here may have been written
+ * by the peer: a value the protocol cannot produce ends the connection.
+ */
+int xio_seg_leave_unjoined(void *base, const struct xio_seg_params *p, unsigned side,
+			   unsigned reason, int fd, uint32_t who)
+{
+	struct xio_seg_layout l;
+	if (side > 1 || xio_seg_layout(p, &l) < 0)
+		return -EINVAL;
+	struct xio_seg_hdr *h = base;
+	struct xio_chan_ctl *in = (void *)((char *)base + l.chan_off[1 - side]);
+	struct xio_chan_ctl *out = (void *)((char *)base + l.chan_off[side]);
+	uint32_t none = 0;
+	if (!atomic_compare_exchange_strong(&h->leaving[side], &none, who))
+		return -EBUSY;
+	/* Step 1: nothing delivered. */
+	atomic_store_explicit(&in->rx_left_bytes, 0, memory_order_relaxed);
+	atomic_store_explicit(&in->rx_left, reason, memory_order_release);
+	atomic_thread_fence(memory_order_seq_cst);
+	/* Step 2: never armed, so nothing is owed (else the peer wrote them). */
+	int bad = atomic_exchange(&in->rx_waiting, XIO_WAIT_LEFT) != XIO_WAIT_IDLE;
+	bad |= atomic_exchange(&out->tx_waiting, XIO_WAIT_LEFT) != XIO_WAIT_IDLE;
+	/* Step 3: the ring stream of this side is empty. */
+	atomic_store_explicit(&out->tx_left_bytes, 0, memory_order_relaxed);
+	atomic_store_explicit(&out->tx_left, reason, memory_order_release);
+	atomic_store_explicit(&h->left[side], reason, memory_order_release);
+	atomic_thread_fence(memory_order_seq_cst);
+	/* Step 4: a peer asleep on a read or on a full ring wakes and follows. */
+	static const char bell = 0;
+	unsigned ring = (unsigned)xio_wait_claim(&out->rx_waiting) +
+			(unsigned)xio_wait_claim(&in->tx_waiting);
+	while (ring--)
+		xio_sys_send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (bad)
+		return -EPROTO;
+	/* A gap: the peer posted into the ring and will not send it again,
+	 * because it closed (or died) before it saw this, or left itself
+	 * with its stream in the ring. A peer that follows publishes its own
+	 * tx_left at offset 0. */
+	uint64_t posted = atomic_load_explicit(&in->tx_bytes, memory_order_acquire);
+	uint32_t peer_left = atomic_load_explicit(&in->tx_left, memory_order_acquire);
+	uint64_t peer_end = atomic_load_explicit(&in->tx_left_bytes, memory_order_relaxed);
+	if (peer_left && peer_end > 0)
+		return -ECONNRESET;
+	if (!peer_left && posted > 0 &&
+	    (atomic_load_explicit(&h->side_gone[1 - side], memory_order_acquire) ||
+	     atomic_load_explicit(&out->rx_closed, memory_order_acquire)))
+		return -ECONNRESET;
 	return 0;
 }

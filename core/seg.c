@@ -127,21 +127,12 @@ void xio_seg_unmap(void *base, const struct xio_seg_params *p)
 		xio_sys_munmap(base, p->seg_size);
 }
 
-int xio_seg_mark_gone(int fd, const struct xio_seg_params *p, unsigned side)
+void xio_seg_mark_gone(void *base, unsigned side)
 {
-	void *base;
-	int r;
-
-	if (side > 1)
-		return -EINVAL;
-	r = xio_seg_map(fd, p, &base);
-	if (r < 0)
-		return r;
 	struct xio_seg_hdr *h = base;
 	/* Pairs with the acquire load in chan.c's peer_gone(). */
-	atomic_store_explicit(&h->side_gone[side], 1, memory_order_release);
-	xio_seg_unmap(base, p);
-	return 0;
+	if (side < 2)
+		atomic_store_explicit(&h->side_gone[side], 1, memory_order_release);
 }
 
 const char *xio_leave_reason_name(unsigned r)
@@ -151,6 +142,7 @@ const char *xio_leave_reason_name(unsigned r)
 		[XIO_LEAVE_EXEC] = "exec",	   [XIO_LEAVE_REATTACH] = "reattach",
 		[XIO_LEAVE_SECCOMP] = "seccomp", [XIO_LEAVE_OOB] = "oob",
 		[XIO_LEAVE_SHARED] = "shared",   [XIO_LEAVE_PEER] = "peer",
+		[XIO_LEAVE_ACL] = "acl",	   [XIO_LEAVE_UID] = "uid",
 	};
 	return r < XIO_LEAVE_MAX ? names[r] : "?";
 }

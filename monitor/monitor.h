@@ -68,6 +68,12 @@ struct mon_listener;
 struct mon_lsock {
 	uint64_t cookie;
 	struct mon_listener *regs;
+	/* The uids of processes that accepted from it, registered or not (a
+	 * worker after fork and setuid): a client-first segment is on
+	 * hugepages only if all of them and all registrants are the client's
+	 * uid. acc_many: more uids than fit. */
+	uint32_t acc_uid[4];
+	unsigned n_acc, acc_many;
 	UT_hash_handle hh;
 };
 struct mon_listener {
@@ -168,6 +174,15 @@ int mon_closer_start(void);
 void mon_close_handed(int fd);
 void mon_closer_flush(void);
 void mon_closer_stop(void);
+
+/* seg_access.c: run fn on segment segfd, mapped for the call, under a
+ * SIGBUS guard (a client may punch a hole in a hugetlb segment and take
+ * every free hugepage). Returns fn's result, -EFAULT if the memory vanished
+ * under it, or why it could not be mapped. */
+typedef int (*mon_seg_fn)(void *base, const struct xio_seg_layout *l, void *arg);
+int mon_seg_run(const struct monitor *m, int segfd, mon_seg_fn fn, void *arg);
+/* Set side_gone[side] in c's segment (if it has one). */
+void mon_seg_mark_gone(const struct monitor *m, const struct mon_conn *c, unsigned side);
 
 /* log.c */
 void mon_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

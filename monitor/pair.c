@@ -15,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "monitor.h"
+#include "xio/conn.h"
 #include "xio/sys.h"
 
 static void reply(struct mon_proc *p, void *msg, uint16_t type, uint32_t seq, int fd)
@@ -118,6 +120,10 @@ static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
 			allowed &= acl_allows(m, k, client->uid, l->proc->uid);
 			same_uid &= l->proc->uid == client->uid;
 		}
+		/* Those who accepted from it before decide the pages too. */
+		same_uid &= !ls->acc_many;
+		for (unsigned i = 0; i < ls->n_acc; i++)
+			same_uid &= ls->acc_uid[i] == client->uid;
 	}
 	if (!allowed) {
 		c->reason = XIO_FB_ACL;
@@ -347,28 +353,85 @@ static void settle_intents(struct monitor *m)
  * was first, and the decision was made for the processes registered on the
  * listener. The one that accepted it must be allowed too (it may have
  * registered later, or never): the rules judge the uid of the process that
- * holds the server end, not of a registration. */
-static int acceptor_allowed(struct monitor *m, const struct mon_conn *c, const struct mon_proc *p)
+ * holds the server end, not of a registration. And a segment made on
+ * hugepages for registrants of the client's uid is never shared with
+ * another uid (a hole punched in it would kill the client with SIGBUS).
+ * Returns 0 (it joins), or why the side moves to TCP (XIO_LEAVE_ACL,
+ * XIO_LEAVE_UID). */
+static unsigned acceptor_verdict(struct monitor *m, const struct mon_conn *c,
+				 const struct mon_proc *p)
 {
 	if (!c->accel)
-		return 1;
-	if (!acl_allows(m, &c->key, c->client_uid, p->uid))
 		return 0;
-	if (c->huge && p->uid != c->client_uid) {
-		/* The segment was made on hugepages for registrants of the
-		 * client's uid; this acceptor of another uid got the listening
-		 * socket from one of them (a worker after fork and setuid) and
-		 * registered too late. Refusing it now would break a
-		 * connection the client has written into already, so it is
-		 * the one case where two uids share hugepages: say so. */
-		char cs[64], ss[64];
-		mon_log(MON_WARN, "connection %s -> %s: process %d (uid %u) accepts a hugepage "
-				  "segment made for uid %u (it registered after the client asked)",
-			xio_ep_str(&c->key.client, cs, sizeof(cs)),
-			xio_ep_str(&c->key.server, ss, sizeof(ss)), (int)p->pid, (unsigned)p->uid,
-			(unsigned)c->client_uid);
+	if (!acl_allows(m, &c->key, c->client_uid, p->uid))
+		return XIO_LEAVE_ACL;
+	if (c->huge && p->uid != c->client_uid)
+		return XIO_LEAVE_UID;
+	return 0;
+}
+
+/* Remember who accepts from a listening socket (see conn_decide). */
+static void note_acceptor(struct monitor *m, const struct mon_conn *c, const struct mon_proc *p)
+{
+	struct mon_lsock *ls = c->lcookie ? mon_lsock_find(m, c->lcookie) : NULL;
+	if (!ls || ls->acc_many)
+		return;
+	for (unsigned i = 0; i < ls->n_acc; i++)
+		if (ls->acc_uid[i] == p->uid)
+			return;
+	if (ls->n_acc == sizeof(ls->acc_uid) / sizeof(ls->acc_uid[0]))
+		ls->acc_many = 1;
+	else
+		ls->acc_uid[ls->n_acc++] = p->uid;
+}
+
+struct unjoined {
+	const struct xio_seg_params *params;
+	unsigned reason;
+	int fd; /* the accepted socket, to ring the client with */
+};
+
+static int leave_unjoined(void *base, const struct xio_seg_layout *l, void *arg)
+{
+	(void)l;
+	struct unjoined *u = arg;
+	return xio_seg_leave_unjoined(base, u->params, 1, u->reason, u->fd,
+				      (uint32_t)getpid());
+}
+
+/*
+ * The process that accepted client-first connection c may not join its
+ * segment (why: XIO_LEAVE_ACL or XIO_LEAVE_UID). The client may have
+ * written into it already, so the side moves to TCP before anyone joins
+ * it: the client sends its stream again over the kernel, and the acceptor
+ * gets a plain TCP socket (core/leave.c, xio_seg_leave_unjoined). Where the
+ * client's data cannot come again (it closed meanwhile), the connection is
+ * reset: an error on this one connection, never a shortened stream.
+ */
+static void move_unjoined(struct monitor *m, struct mon_conn *c, const struct mon_proc *p,
+			  unsigned why, int fd)
+{
+	char cs[64], ss[64];
+	int r = -EBUSY;
+	if (!mon_side_any(c, 1) && !c->decided[1]) {
+		struct unjoined u = { .params = &m->params, .reason = why, .fd = fd };
+		r = mon_seg_run(m, c->segfd, leave_unjoined, &u);
+		if (r < 0) {
+			mon_seg_mark_gone(m, c, 1);
+			xio__sock_reset(fd);
+		}
+		c->decided[1] = 1;
+		mon_conn_uncharge(m, c);
 	}
-	return 1;
+	mon_log(r < 0 ? MON_WARN : MON_INFO,
+		"connection %s -> %s: process %d (uid %u) that accepted it %s: %s",
+		xio_ep_str(&c->key.client, cs, sizeof(cs)), xio_ep_str(&c->key.server, ss, sizeof(ss)),
+		(int)p->pid, (unsigned)p->uid,
+		why == XIO_LEAVE_ACL ? "is refused by the rules"
+				     : "may not share a hugepage segment made for another uid",
+		r == 0 ? "moved to TCP" : r == -EBUSY ? "already decided" : "reset");
+	if (!mon_side_any(c, 0) && c->decided[0])
+		mon_conn_free(m, c);
 }
 
 static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
@@ -376,6 +439,7 @@ static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	uint32_t seq = msg->u.h.seq;
 	struct mon_ckey k;
 	struct mon_conn *c = NULL;
+	unsigned why;
 	int r = msg->fd >= 0 ? conn_key_from(msg->fd, 0, &k) : -EBADF;
 	if (r < 0) {
 		reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET, NULL, 1);
@@ -406,24 +470,14 @@ static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 		}
 		in->conn = c;
 		c->intent = in;
-	} else if (!acceptor_allowed(m, c, p)) {
-		char cs[64], ss[64];
-		mon_log(MON_INFO, "connection %s -> %s: process %d (uid %u) that accepted it is "
-				  "refused by the rules",
-			xio_ep_str(&k.client, cs, sizeof(cs)), xio_ep_str(&k.server, ss, sizeof(ss)),
-			(int)p->pid, (unsigned)p->uid);
-		if (!mon_side_any(c, 1)) {
-			/* The client may have written into the segment already:
-			 * tell it the other side will never read (an error on
-			 * this one connection), and let the entry go. */
-			xio_seg_mark_gone(c->segfd, &m->params, 1);
-			c->decided[1] = 1;
-			mon_conn_uncharge(m, c);
-			if (!mon_side_any(c, 0) && c->decided[0])
-				mon_conn_free(m, c);
+	} else {
+		note_acceptor(m, c, p);
+		if ((why = acceptor_verdict(m, c, p)) != 0) {
+			move_unjoined(m, c, p, why, msg->fd);
+			reply_fallback(m, p, seq, why == XIO_LEAVE_ACL ? XIO_FB_ACL : XIO_FB_UID,
+				       &k, 1);
+			goto out;
 		}
-		reply_fallback(m, p, seq, XIO_FB_ACL, &k, 1);
-		goto out;
 	}
 	if (c->accel) {
 		reply_attach(m, p, seq, c, 1);
@@ -473,6 +527,20 @@ static void on_reattach(struct monitor *m, struct mon_proc *p, struct mon_msg *m
 		reply_fallback(m, p, msg->u.h.seq, XIO_FB_UNKNOWN_INTENT, NULL, rm->side & 1);
 }
 
+/* The endpoints keep per-connection counters in each segment; the
+ * monitor holds every live segment's fd and adds them up. */
+static int add_counts(void *base, const struct xio_seg_layout *l, void *arg)
+{
+	struct xio_msg_status *st = arg;
+	for (int d = 0; d < 2; d++) {
+		struct xio_chan_ctl *ctl = (void *)((char *)base + l->chan_off[d]);
+		st->live_tx_bytes += atomic_load(&ctl->tx_bytes);
+		st->live_tx_msgs += atomic_load(&ctl->tx_msgs);
+		st->live_doorbells += atomic_load(&ctl->doorbells);
+	}
+	return 0;
+}
+
 static void on_status(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
 {
 	struct xio_msg_status st;
@@ -485,24 +553,10 @@ static void on_status(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	st.fallback_total = m->fallback_total;
 	st.segments_huge = m->huge_total;
 	st.segments_small = m->small_total;
-	/* The endpoints keep per-connection counters in each segment; the
-	 * monitor holds every live segment's fd and adds them up. */
 	struct mon_conn *c, *tmp;
-	struct xio_seg_layout l;
-	if (xio_seg_layout(&m->params, &l) == 0)
-		HASH_ITER(hh, m->conns, c, tmp)
-		{
-			void *base;
-			if (!c->accel || c->segfd < 0 || xio_seg_map(c->segfd, &m->params, &base) < 0)
-				continue;
-			for (int d = 0; d < 2; d++) {
-				struct xio_chan_ctl *ctl = (void *)((char *)base + l.chan_off[d]);
-				st.live_tx_bytes += atomic_load(&ctl->tx_bytes);
-				st.live_tx_msgs += atomic_load(&ctl->tx_msgs);
-				st.live_doorbells += atomic_load(&ctl->doorbells);
-			}
-			xio_seg_unmap(base, &m->params);
-		}
+	HASH_ITER(hh, m->conns, c, tmp)
+	if (c->accel)
+		mon_seg_run(m, c->segfd, add_counts, &st);
 	reply(p, &st, XIO_MSG_STATUS_REPLY, msg->u.h.seq, -1);
 }
 

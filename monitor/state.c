@@ -193,8 +193,8 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 			c->side[side][i] = NULL;
 	if (mon_side_any(c, side))
 		return;
-	if (crashed && c->accel && c->segfd >= 0)
-		xio_seg_mark_gone(c->segfd, &m->params, side);
+	if (crashed)
+		mon_seg_mark_gone(m, c, side);
 	c->decided[side] = 1;
 	if (side == 1)
 		mon_conn_uncharge(m, c);
@@ -217,7 +217,7 @@ void mon_conn_sweep(struct monitor *m)
 		 * learns that its peer is gone (end of file, EPIPE). */
 		if (c->accel && c->lcookie && mon_side_any(c, 0) && !mon_side_any(c, 1) &&
 		    !c->decided[1] && !mon_lsock_find(m, c->lcookie)) {
-			xio_seg_mark_gone(c->segfd, &m->params, 1);
+			mon_seg_mark_gone(m, c, 1);
 			c->decided[1] = 1;
 		}
 		if (mon_side_any(c, 0) || mon_side_any(c, 1))
@@ -264,8 +264,8 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 			for (int i = 0; i < MON_OWNERS; i++)
 				if (c->side[0][i] == p)
 					c->side[0][i] = NULL;
-			if (!mon_side_any(c, 0) && c->accel && c->segfd >= 0)
-				xio_seg_mark_gone(c->segfd, &m->params, 0);
+			if (!mon_side_any(c, 0))
+				mon_seg_mark_gone(m, c, 0);
 			c->decided[0] = 1;
 			mon_conn_side_gone(m, c, 1, p, 1);
 		} else if (mine0 || mine1) {

@@ -86,6 +86,28 @@ static void put_ep(struct xio_msg_ep *w, const struct xio_ep *ep)
 	memcpy(w->addr, ep->addr, sizeof(w->addr));
 }
 
+/* The endpoints write these words; a peer may have scribbled on them,
+ * and they are only shown. */
+static int read_counts(void *base, const struct xio_seg_layout *l, void *arg)
+{
+	struct xio_msg_conn_info *ci = arg;
+	const struct xio_seg_hdr *h = base;
+	for (int s = 0; s < 2; s++) {
+		ci->left[s] = atomic_load_explicit(&h->left[s], memory_order_relaxed);
+		if (ci->left[s])
+			ci->transport = XIO_CONN_MOVED;
+	}
+	for (int d = 0; d < 2; d++) {
+		struct xio_chan_ctl *ctl = (void *)((char *)base + l->chan_off[d]);
+		uint64_t tx = atomic_load_explicit(&ctl->tx_bytes, memory_order_relaxed);
+		uint64_t rx = atomic_load_explicit(&ctl->rx_bytes, memory_order_relaxed);
+		ci->bytes[d] = tx;
+		ci->msgs[d] = atomic_load_explicit(&ctl->tx_msgs, memory_order_relaxed);
+		ci->queued[d] = tx > rx ? tx - rx : 0;
+	}
+	return 0;
+}
+
 static void fill_live(struct monitor *m, const struct xio_seg_layout *l, struct mon_conn *c,
 		      struct xio_msg_conn_info *ci, uint64_t now)
 {
@@ -104,26 +126,7 @@ static void fill_live(struct monitor *m, const struct xio_seg_layout *l, struct 
 	ci->transport = XIO_CONN_SHM;
 	ci->flags = c->huge ? XIO_SEG_F_HUGE : 0;
 	ci->buf_bytes = (uint32_t)l->buf_bytes;
-	void *base;
-	if (c->segfd < 0 || xio_seg_map(c->segfd, &m->params, &base) < 0)
-		return;
-	/* The endpoints write these words; a peer may have scribbled on
-	 * them, and they are only shown. */
-	const struct xio_seg_hdr *h = base;
-	for (int s = 0; s < 2; s++) {
-		ci->left[s] = atomic_load_explicit(&h->left[s], memory_order_relaxed);
-		if (ci->left[s])
-			ci->transport = XIO_CONN_MOVED;
-	}
-	for (int d = 0; d < 2; d++) {
-		struct xio_chan_ctl *ctl = (void *)((char *)base + l->chan_off[d]);
-		uint64_t tx = atomic_load_explicit(&ctl->tx_bytes, memory_order_relaxed);
-		uint64_t rx = atomic_load_explicit(&ctl->rx_bytes, memory_order_relaxed);
-		ci->bytes[d] = tx;
-		ci->msgs[d] = atomic_load_explicit(&ctl->tx_msgs, memory_order_relaxed);
-		ci->queued[d] = tx > rx ? tx - rx : 0;
-	}
-	xio_seg_unmap(base, &m->params);
+	mon_seg_run(m, c->segfd, read_counts, ci);
 }
 
 static void fill_recent(const struct mon_recent *r, struct xio_msg_conn_info *ci, uint64_t now)

@@ -383,3 +383,126 @@ void a_monitor_stop(void)
 		unlink(a_conf);
 	a_conf = NULL;
 }
+
+/* --- a client-first connection accepted by a worker of another uid --- */
+
+#define EARLY_BYTES (64u << 10)
+
+struct worker_scene {
+	uid_t worker_uid;
+	int port_pipe[2];
+	int written[2]; /* client -> worker: the first connection wrote */
+	int report[2];  /* worker -> test: '0'/'1' accelerated, per connection */
+};
+
+/* The worker: forked by the registrant, then of another uid; echoes what
+ * it reads, checked. */
+static int echo_checked(xio_conn *c, size_t len, uint64_t seed)
+{
+	char *b = malloc(len);
+	T_CHECK(b, "malloc");
+	ssize_t r = t_read_full(c, b, len);
+	T_CHECK(r == (ssize_t)len, "worker read %zd of %zu: %s", r, len, r < 0 ? strerror((int)-r) : "");
+	T_CHECK(t_pattern_check(b, len, seed, 0), "worker: the bytes differ");
+	for (size_t off = 0; off < len;) {
+		ssize_t w = xio_write(c, b + off, len - off);
+		T_CHECK(w > 0, "worker write: %s", strerror((int)-w));
+		off += (size_t)w;
+	}
+	free(b);
+	return 0;
+}
+
+struct registrant_arg {
+	struct worker_scene s;
+	xio_listener *l;
+};
+
+static int worker_main(void *arg)
+{
+	struct registrant_arg *ra = arg;
+	struct worker_scene *s = &ra->s;
+	xio_listener *l = ra->l;
+	a_become(s->worker_uid);
+	for (int i = 0; i < 2; i++) {
+		xio_conn *c;
+		if (i == 0)
+			T_CHECK(t_await(s->written[0], 10000), "the client did not write");
+		int r = t_accept(l, &c, 0, 10000);
+		T_CHECK(r == 0, "accept: %s", strerror(-r));
+		char rep = xio_conn_is_accelerated(c) ? '1' : '0';
+		if (echo_checked(c, i == 0 ? EARLY_BYTES : 4096, 7 + (uint64_t)i))
+			return 1;
+		T_CHECK(write(s->report[1], &rep, 1) == 1, "report");
+		xio_close(c);
+	}
+	return 0;
+}
+
+static int registrant_main(void *arg)
+{
+	struct registrant_arg *ra = arg;
+	/* Root, as an nginx master, like the client. */
+	struct sockaddr_in a = t_loopback(0);
+	T_CHECK(xio_listen(&ra->l, (struct sockaddr *)&a, sizeof(a), 4, 0) == 0, "listen");
+	uint16_t port = t_listener_port(ra->l);
+	pid_t w = t_fork(worker_main, ra);
+	T_CHECK(write(ra->s.port_pipe[1], &port, sizeof(port)) == sizeof(port), "port");
+	T_CHECK(t_wait(w, 30000) == 0, "the worker failed");
+	return 0;
+}
+
+static int early_client_main(void *arg)
+{
+	struct registrant_arg *ra = arg;
+	uint16_t port;
+	T_CHECK(read(ra->s.port_pipe[0], &port, sizeof(port)) == sizeof(port), "port");
+	for (int i = 0; i < 2; i++) {
+		size_t len = i == 0 ? EARLY_BYTES : 4096;
+		char *b = malloc(len), *back = malloc(len);
+		xio_conn *c;
+		struct sockaddr_in a = t_loopback(port);
+		T_CHECK(b && back && xio_connect(&c, (struct sockaddr *)&a, sizeof(a), 0) == 0,
+			"connect");
+		/* All of it before the worker accepts: it is in the segment. */
+		t_pattern_fill(b, len, 7 + (uint64_t)i, 0);
+		for (size_t off = 0; off < len;) {
+			ssize_t w = xio_write(c, b + off, len - off);
+			T_CHECK(w > 0, "client write: %s", strerror((int)-w));
+			off += (size_t)w;
+		}
+		if (i == 0)
+			t_post(ra->s.written[1]);
+		ssize_t r = t_read_full(c, back, len);
+		T_CHECK(r == (ssize_t)len, "client read %zd of %zu", r, len);
+		T_CHECK(memcmp(b, back, len) == 0, "client: the echo differs");
+		xio_close(c);
+		free(b);
+		free(back);
+	}
+	return 0;
+}
+
+int a_late_acceptor(uid_t worker_uid, char rep[2])
+{
+	struct registrant_arg ra;
+	ra.s.worker_uid = worker_uid;
+	cr_assert_eq(pipe(ra.s.port_pipe), 0);
+	cr_assert_eq(pipe(ra.s.written), 0);
+	cr_assert_eq(pipe(ra.s.report), 0);
+	pid_t reg = a_fork(registrant_main, &ra);
+	pid_t cli = a_fork(early_client_main, &ra);
+	rep[0] = rep[1] = '?';
+	for (int i = 0; i < 2; i++) {
+		struct pollfd p = { .fd = ra.s.report[0], .events = POLLIN };
+		if (poll(&p, 1, 20000) != 1 || read(ra.s.report[0], &rep[i], 1) != 1)
+			break;
+	}
+	int cst = t_wait(cli, 20000), rst = t_wait(reg, 20000);
+	for (int i = 0; i < 2; i++) {
+		close(ra.s.port_pipe[i]);
+		close(ra.s.written[i]);
+		close(ra.s.report[i]);
+	}
+	return cst == 0 && rst == 0;
+}

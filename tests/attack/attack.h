@@ -74,6 +74,15 @@ int a_private_netns(void);
 /* Bring up the loopback of this process's network namespace. */
 int a_private_netns_lo_up(void);
 
+/* A client that asks first, and a worker of another uid that accepts: a
+ * root registrant listens and forks the worker, which becomes worker_uid
+ * and accepts two connections. A root client writes 64 KiB on the first
+ * before the worker accepts it, then 4 KiB on the second; the worker checks
+ * and echoes them, and the client checks the echo. rep[i] is '1' if the
+ * worker's end of connection i was accelerated, '0' if not ('?': no
+ * answer). Returns 1 if every process ended well (every byte right). */
+int a_late_acceptor(uid_t worker_uid, char rep[2]);
+
 #endif
 
 /* An xio server in a child of uid (0: stay root) on 127.0.0.1:port (0: the

@@ -155,3 +155,23 @@ Test(acl_uid, server_uid_is_the_acceptor)
 	t_reap(srv, 5000);
 	a_monitor_stop();
 }
+
+/* A client of uid 0 asks first and is decided for the root registrant; the
+ * worker of a denied uid accepts. The rule holds (the worker never joins
+ * the segment), and it costs no byte: the client wrote 64 KiB into the
+ * segment before the accept, and they come over TCP (before, the client
+ * was told its peer was gone, and the worker waited for data that never
+ * came). */
+Test(acl_uid, late_acceptor_refused_loses_nothing)
+{
+	char text[64], rep[2];
+	snprintf(text, sizeof(text), "deny server-uid %u\n", A_UID_THIRD);
+	a_monitor_with_config(text);
+	int bytes_ok = a_late_acceptor(A_UID_THIRD, rep);
+	if (!bytes_ok || rep[0] != '0' || rep[1] != '0')
+		t_monitor_dump_log(&a_mon);
+	cr_expect(bytes_ok, "a byte was lost or changed on the way");
+	cr_expect_eq(rep[0], '0', "the refused worker joined the segment");
+	cr_expect_eq(rep[1], '0', "the refused worker joined the second segment");
+	a_monitor_stop();
+}

@@ -5,9 +5,18 @@
  * hugepage: if the segment were hugetlb, the victim's next touch of its
  * mapping would find no page to fault in. The monitor never gives two uids
  * a hugetlb segment; an ordinary page is simply allocated again.
+ *
+ * The hard case is the client that asks first: its segment is made for the
+ * processes registered on the listener, and the one that accepts may be of
+ * another uid (a worker after fork and setuid). That acceptor never joins
+ * the hugepage segment: the connection moves to TCP, every byte the client
+ * wrote before the accept included, and the listener's next client-first
+ * connections are made on ordinary pages, so they are accelerated.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <signal.h>
@@ -135,5 +144,29 @@ Test(hugetlb_uid, no_sigbus_across_uids)
 	cr_expect_neq(vst, 128 + SIGBUS, "the victim died of SIGBUS");
 	cr_expect_eq(vst, 0, "the victim's exit status %d", vst);
 	cr_expect_eq(ast, 0, "the attacker's exit status %d", ast);
+	t_monitor_stop(&a_mon);
+}
+
+Test(hugetlb_uid, late_acceptor_of_another_uid)
+{
+	if (!t_hugepages_free(4))
+		cr_skip_test("fewer than 4 hugepages free (tools/test reserves some)");
+	t_monitor_start(&a_mon, "--hugepages", "on", NULL);
+	struct xio_msg_status before = t_monitor_status();
+	char rep[2];
+	int bytes_ok = a_late_acceptor(A_UID_THIRD, rep);
+	struct xio_msg_status after = t_monitor_status();
+	if (!bytes_ok || rep[0] != '0' || rep[1] != '1')
+		t_monitor_dump_log(&a_mon);
+	cr_expect(bytes_ok, "a byte was lost or changed on the way");
+	cr_expect_eq(rep[0], '0',
+		     "the worker of uid %u joined a hugepage segment made for uid 0 ('%c')",
+		     A_UID_THIRD, rep[0]);
+	cr_expect_eq(after.segments_huge - before.segments_huge, 1,
+		     "hugepage segments made: %llu (the first connection's only)",
+		     (unsigned long long)(after.segments_huge - before.segments_huge));
+	cr_expect_eq(rep[1], '1', "the second connection is not accelerated ('%c')", rep[1]);
+	cr_expect_eq(after.segments_small - before.segments_small, 1,
+		     "the second connection is not on ordinary pages");
 	t_monitor_stop(&a_mon);
 }

@@ -87,6 +87,9 @@ enum xio_fallback_reason {
 	XIO_FB_BAD_SOCKET,      /* not a connected TCP socket, or its namespace unknown */
 	XIO_FB_LIMIT,           /* over a limit: err is -EMFILE (this process),
 				 * -EDQUOT (its uid) or -ENFILE (the monitor) */
+	XIO_FB_UID,             /* accepted a connection whose segment is on
+				 * hugepages made for another uid: the client
+				 * moves it to TCP (core/leave.c) */
 };
 struct xio_msg_fallback {
 	struct xio_msg_hdr h;

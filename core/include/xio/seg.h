@@ -145,6 +145,8 @@ enum xio_leave_reason {
 	XIO_LEAVE_OOB,      /* urgent data (MSG_OOB) */
 	XIO_LEAVE_SHARED,   /* two processes used it at once after fork */
 	XIO_LEAVE_PEER,     /* the other side left */
+	XIO_LEAVE_ACL,      /* the process that accepted it is refused by the rules */
+	XIO_LEAVE_UID,      /* it accepted a hugepage segment made for another uid */
 	XIO_LEAVE_MAX
 };
 /* A short name for reason r ("stdio", "exec", ...; "?" if unknown). */
@@ -242,7 +244,22 @@ int xio_seg_map(int fd, const struct xio_seg_params *p, void **base);
 /* xio_seg_unmap - undo xio_seg_map. */
 void xio_seg_unmap(void *base, const struct xio_seg_params *p);
 
-/* xio_seg_mark_gone - set side_gone[side] in the segment fd (monitor). */
-int xio_seg_mark_gone(int fd, const struct xio_seg_params *p, unsigned side);
+/* xio_seg_mark_gone - set side_gone[side] in the mapped segment (monitor). */
+void xio_seg_mark_gone(void *base, unsigned side);
+
+/*
+ * xio_seg_leave_unjoined - move side `side` of a mapped segment to its
+ * kernel socket on behalf of a process that never joined it and must not
+ * (the monitor does it when the process that accepted a client-first
+ * connection may not share that segment: core/leave.c). fd is that side's
+ * socket, to ring the peer with; who names the mover in hdr->leaving.
+ * Returns 0: the peer will send everything again over the kernel, and the
+ * socket is a plain TCP socket from its first byte; or -ECONNRESET (the peer
+ * closed or left with data in the ring nobody will send again), -EPROTO (the
+ * peer rewrote this side's words) or -EBUSY (somebody moved the side
+ * already): then the caller resets the connection.
+ */
+int xio_seg_leave_unjoined(void *base, const struct xio_seg_params *p, unsigned side,
+			   unsigned reason, int fd, uint32_t who);
 
 #endif /* XIO_CORE_SEG_H */
