@@ -386,10 +386,9 @@ void a_monitor_stop(void)
 
 /* --- a client-first connection accepted by a worker of another uid --- */
 
-#define EARLY_BYTES (64u << 10)
-
 struct worker_scene {
 	uid_t worker_uid;
+	size_t early; /* bytes of the first connection */
 	int port_pipe[2];
 	int written[2]; /* client -> worker: the first connection wrote */
 	int report[2];  /* worker -> test: '0'/'1' accelerated, per connection */
@@ -431,7 +430,7 @@ static int worker_main(void *arg)
 		int r = t_accept(l, &c, 0, 10000);
 		T_CHECK(r == 0, "accept: %s", strerror(-r));
 		char rep = xio_conn_is_accelerated(c) ? '1' : '0';
-		if (echo_checked(c, i == 0 ? EARLY_BYTES : 4096, 7 + (uint64_t)i))
+		if (echo_checked(c, i == 0 ? s->early : 4096, 7 + (uint64_t)i))
 			return 1;
 		T_CHECK(write(s->report[1], &rep, 1) == 1, "report");
 		xio_close(c);
@@ -458,7 +457,8 @@ static int early_client_main(void *arg)
 	uint16_t port;
 	T_CHECK(read(ra->s.port_pipe[0], &port, sizeof(port)) == sizeof(port), "port");
 	for (int i = 0; i < 2; i++) {
-		size_t len = i == 0 ? EARLY_BYTES : 4096;
+		size_t len = i == 0 ? ra->s.early : 4096;
+		int posted = 0;
 		char *b = malloc(len), *back = malloc(len);
 		xio_conn *c;
 		struct sockaddr_in a = t_loopback(port);
@@ -467,12 +467,17 @@ static int early_client_main(void *arg)
 		/* All of it before the worker accepts: it is in the segment. */
 		t_pattern_fill(b, len, 7 + (uint64_t)i, 0);
 		for (size_t off = 0; off < len;) {
-			ssize_t w = xio_write(c, b + off, len - off);
+			size_t n = len - off < (64u << 10) ? len - off : (64u << 10);
+			ssize_t w = xio_write(c, b + off, n);
 			T_CHECK(w > 0, "client write: %s", strerror((int)-w));
 			off += (size_t)w;
+			/* More than the ring holds: the worker accepts while
+			 * this write waits for room. */
+			if (i == 0 && (off >= (256u << 10) || off == len) && !posted) {
+				t_post(ra->s.written[1]);
+				posted = 1;
+			}
 		}
-		if (i == 0)
-			t_post(ra->s.written[1]);
 		ssize_t r = t_read_full(c, back, len);
 		T_CHECK(r == (ssize_t)len, "client read %zd of %zu", r, len);
 		T_CHECK(memcmp(b, back, len) == 0, "client: the echo differs");
@@ -483,10 +488,11 @@ static int early_client_main(void *arg)
 	return 0;
 }
 
-int a_late_acceptor(uid_t worker_uid, char rep[2])
+int a_late_acceptor(uid_t worker_uid, size_t early, char rep[2])
 {
 	struct registrant_arg ra;
 	ra.s.worker_uid = worker_uid;
+	ra.s.early = early;
 	cr_assert_eq(pipe(ra.s.port_pipe), 0);
 	cr_assert_eq(pipe(ra.s.written), 0);
 	cr_assert_eq(pipe(ra.s.report), 0);

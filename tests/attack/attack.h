@@ -76,12 +76,14 @@ int a_private_netns_lo_up(void);
 
 /* A client that asks first, and a worker of another uid that accepts: a
  * root registrant listens and forks the worker, which becomes worker_uid
- * and accepts two connections. A root client writes 64 KiB on the first
- * before the worker accepts it, then 4 KiB on the second; the worker checks
+ * and accepts two connections. A root client writes `early` bytes on the
+ * first, the worker accepting it after the first 256 KiB (or all of them,
+ * if fewer): more than a ring holds makes the client wait for room when the
+ * worker accepts. Then 4 KiB on the second; the worker checks
  * and echoes them, and the client checks the echo. rep[i] is '1' if the
  * worker's end of connection i was accelerated, '0' if not ('?': no
  * answer). Returns 1 if every process ended well (every byte right). */
-int a_late_acceptor(uid_t worker_uid, char rep[2]);
+int a_late_acceptor(uid_t worker_uid, size_t early, char rep[2]);
 
 #endif
 

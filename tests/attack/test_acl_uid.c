@@ -167,7 +167,7 @@ Test(acl_uid, late_acceptor_refused_loses_nothing)
 	char text[64], rep[2];
 	snprintf(text, sizeof(text), "deny server-uid %u\n", A_UID_THIRD);
 	a_monitor_with_config(text);
-	int bytes_ok = a_late_acceptor(A_UID_THIRD, rep);
+	int bytes_ok = a_late_acceptor(A_UID_THIRD, 64u << 10, rep);
 	if (!bytes_ok || rep[0] != '0' || rep[1] != '0')
 		t_monitor_dump_log(&a_mon);
 	cr_expect(bytes_ok, "a byte was lost or changed on the way");

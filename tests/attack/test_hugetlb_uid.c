@@ -154,7 +154,7 @@ Test(hugetlb_uid, late_acceptor_of_another_uid)
 	t_monitor_start(&a_mon, "--hugepages", "on", NULL);
 	struct xio_msg_status before = t_monitor_status();
 	char rep[2];
-	int bytes_ok = a_late_acceptor(A_UID_THIRD, rep);
+	int bytes_ok = a_late_acceptor(A_UID_THIRD, 3u << 20, rep);
 	struct xio_msg_status after = t_monitor_status();
 	if (!bytes_ok || rep[0] != '0' || rep[1] != '1')
 		t_monitor_dump_log(&a_mon);
