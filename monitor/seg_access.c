@@ -25,59 +25,62 @@ static _Thread_local sigjmp_buf *guard;
 static _Thread_local uintptr_t guard_lo, guard_hi;
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
 
-static void on_sigbus(int sig, siginfo_t *si, void *ctx) {
-  (void)ctx;
-  uintptr_t a = (uintptr_t)si->si_addr;
-  if (guard && a >= guard_lo && a < guard_hi)
-    siglongjmp(*guard, 1);
-  /* Not a segment we are touching: die of it, as without the guard
-   * (returning re-runs the faulting access under the default action). */
-  signal(sig, SIG_DFL);
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+	(void)ctx;
+	uintptr_t a = (uintptr_t)si->si_addr;
+	if (guard && a >= guard_lo && a < guard_hi)
+		siglongjmp(*guard, 1);
+	/* Not a segment we are touching: die of it, as without the guard
+	 * (returning re-runs the faulting access under the default action). */
+	signal(sig, SIG_DFL);
 }
 
-static void install(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_sigaction = on_sigbus;
-  sa.sa_flags = SA_SIGINFO;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGBUS, &sa, NULL);
+static void install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
 }
 
-int mon_seg_run(const struct monitor *m, int segfd, mon_seg_fn fn, void *arg) {
-  struct xio_seg_layout l;
-  void *base;
-  int r;
-  if (segfd < 0)
-    return -EBADF;
-  if ((r = xio_seg_layout(&m->params, &l)) < 0 ||
-      (r = xio_seg_map(segfd, &m->params, &base)) < 0)
-    return r;
-  pthread_once(&guard_once, install);
-  sigjmp_buf jb;
-  if (sigsetjmp(jb, 1) == 0) {
-    guard_lo = (uintptr_t)base;
-    guard_hi = guard_lo + m->params.seg_size;
-    guard = &jb;
-    r = fn(base, &l, arg);
-  } else {
-    r = -EFAULT;
-    mon_log(MON_WARN, "a segment's memory vanished under the monitor (a hole "
-                      "punched in it): that touch is abandoned");
-  }
-  guard = NULL;
-  xio_seg_unmap(base, &m->params);
-  return r;
+int mon_seg_run(const struct monitor *m, int segfd, mon_seg_fn fn, void *arg)
+{
+	struct xio_seg_layout l;
+	void *base;
+	int r;
+	if (segfd < 0)
+		return -EBADF;
+	if ((r = xio_seg_layout(&m->params, &l)) < 0 || (r = xio_seg_map(segfd, &m->params, &base)) < 0)
+		return r;
+	pthread_once(&guard_once, install);
+	sigjmp_buf jb;
+	if (sigsetjmp(jb, 1) == 0) {
+		guard_lo = (uintptr_t)base;
+		guard_hi = guard_lo + m->params.seg_size;
+		guard = &jb;
+		r = fn(base, &l, arg);
+	} else {
+		r = -EFAULT;
+		mon_log(MON_WARN, "a segment's memory vanished under the monitor (a hole "
+				  "punched in it): that touch is abandoned");
+	}
+	guard = NULL;
+	xio_seg_unmap(base, &m->params);
+	return r;
 }
 
-static int mark_gone(void *base, const struct xio_seg_layout *l, void *arg) {
-  (void)l;
-  xio_seg_mark_gone(base, (unsigned)(uintptr_t)arg);
-  return 0;
+static int mark_gone(void *base, const struct xio_seg_layout *l, void *arg)
+{
+	(void)l;
+	xio_seg_mark_gone(base, (unsigned)(uintptr_t)arg);
+	return 0;
 }
 
-void mon_seg_mark_gone(const struct monitor *m, const struct mon_conn *c,
-                       unsigned side) {
-  if (c->accel && c->segfd >= 0)
-    mon_seg_run(m, c->segfd, mark_gone, (void *)(uintptr_t)side);
+void mon_seg_mark_gone(const struct monitor *m, const struct mon_conn *c, unsigned side)
+{
+	if (c->accel && c->segfd >= 0)
+		mon_seg_run(m, c->segfd, mark_gone, (void *)(uintptr_t)side);
 }
