@@ -13,8 +13,14 @@
  *   PS_CONN: registered for EPOLLIN only (doorbells, FIN, RST); readiness
  *       is computed from the channels, with EPOLLET and EPOLLONESHOT
  *       applied by the shim.
- *   PS_KERNEL (fell back): registered again exactly as the program asked,
- *       and dropped from the shadow set.
+ *   PS_CONN whose connection left shared memory (leave.c) but whose
+ *       psock still reads the rest of the channel first: registered for
+ *       the program's events, edge-triggered, so that the kernel socket's
+ *       own readiness (room to write above all) wakes a sleep; readiness
+ *       is still computed by the shim (the channel's rest, then the kernel
+ *       socket's), with EPOLLET applied from those wakes.
+ *   PS_KERNEL (fell back, or left with nothing in the channel): registered
+ *       again exactly as the program asked, and dropped from the shadow set.
  *   PS_EPOLL (a nested epoll set): registered as asked; its accelerated
  *       members are looked at too, so it is reported when they are ready.
  *
@@ -45,6 +51,7 @@ struct pentry {
 	int parked;      /* deleted by the program, still in the kernel set */
 	int et_seen;     /* EPOLLET: reported since the last change */
 	uint64_t et_sig; /* ... with this state */
+	int left;        /* PS_CONN registered for a connection that left */
 	struct pentry *next;
 };
 
@@ -54,6 +61,7 @@ struct pepoll {
 	struct pentry *head;
 	unsigned nxio; /* entries that are accelerated or nested sets */
 	unsigned scan_start; /* where the next scan starts (scan) */
+	int left_due;        /* a member left shared memory: settle_left */
 	/* When the kernel part of the set was last looked at, and how many
 	 * waits since have been answered from the channels alone. */
 	_Atomic int64_t os_last_ns;
@@ -124,13 +132,28 @@ static int shadowed(int kind)
 	return kind == PS_TCP || kind == PS_CONNECTING || kind == PS_CONN || kind == PS_EPOLL;
 }
 
-/* How e is registered in the kernel for its socket's current kind. */
-static struct epoll_event kernel_reg(struct pentry *e, int kind)
+/* A PS_CONN socket whose connection is on its kernel socket now (it left
+ * shared memory, or followed its peer), though its psock may still have
+ * the channel's rest to read. */
+static int conn_left(struct psock *ps, int kind)
+{
+	return kind == PS_CONN && ps->conn->left;
+}
+
+/* How e is registered in the kernel for its socket's current kind (left:
+ * conn_left() of it, as the caller read it and will record in e->left). */
+static struct epoll_event kernel_reg(struct pentry *e, int kind, int left)
 {
 	struct epoll_event ev;
 	switch (kind) {
 	case PS_CONN:
+		/* Accelerated: the doorbells, FIN and RST. Left: what the
+		 * program waits for, edge-triggered so that a socket that stays
+		 * ready does not keep waking the set; the scan reports it. */
 		ev.events = EPOLLIN | EPOLLRDHUP;
+		if (left)
+			ev.events = (e->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI)) |
+				    EPOLLET;
 		ev.data.u64 = TAG | (uint64_t)(uintptr_t)e;
 		break;
 	case PS_TCP:
@@ -175,6 +198,36 @@ static void park_drop(struct pepoll *ep, struct pentry *e)
 	unlink_entry(ep, e);
 }
 
+/* Re-register e, an entry of ep, for kind: its socket's current kind or
+ * the one it is about to take. Caller holds ep->mu; e may be freed. */
+static void sync_entry(struct pepoll *ep, struct pentry *e, int kind)
+{
+	if (e->parked) {
+		park_drop(ep, e);
+		return;
+	}
+	int left = conn_left(e->ps, kind);
+	if (left && e->left)
+		return; /* so registered already */
+	struct epoll_event ev = kernel_reg(e, kind, left);
+	REAL(epoll_ctl)(ep->epfd, EPOLL_CTL_MOD, e->fd, &ev);
+	e->et_seen = 0;
+	e->left = left;
+	if (!shadowed(kind))
+		unlink_entry(ep, e);
+}
+
+/* The same for every entry of ps in ep (one per fd of it the program
+ * added). Caller holds ep->mu. */
+static void sync_one(struct pepoll *ep, struct psock *ps, int kind)
+{
+	for (struct pentry *e = ep->head, *n; e; e = n) {
+		n = e->next;
+		if (e->ps == ps)
+			sync_entry(ep, e, kind);
+	}
+}
+
 /* Re-register ps in every set that follows it, for its current kind. */
 static void sync_ps(struct psock *ps)
 {
@@ -184,20 +237,85 @@ static void sync_ps(struct psock *ps)
 		if (!ep)
 			continue;
 		pthread_mutex_lock(&ep->mu);
-		struct pentry *e;
-		for (e = ep->head; e && e->ps != ps; e = e->next)
-			;
-		if (e && e->parked) {
-			park_drop(ep, e);
-		} else if (e) {
-			struct epoll_event ev = kernel_reg(e, kind);
-			REAL(epoll_ctl)(ep->epfd, EPOLL_CTL_MOD, e->fd, &ev);
-			e->et_seen = 0;
-			if (!shadowed(kind))
-				unlink_entry(ep, e);
-		}
+		sync_one(ep, ps, kind);
 		pthread_mutex_unlock(&ep->mu);
 	}
+}
+
+/* Record that e's connection left shared memory while e is still
+ * registered for doorbells: its set must settle it (settle_left) before
+ * it sleeps, or a wait for room, which no doorbell announces any more,
+ * would never wake. Caller holds ep->mu. */
+static void note_left(struct pepoll *ep, struct pentry *e)
+{
+	if (!e->left && !e->parked && conn_left(e->ps, atomic_load(&e->ps->kind)))
+		ep->left_due = 1;
+}
+
+/*
+ * Members of held whose connection left shared memory (they followed their
+ * peer inside a scan, or another thread moved them): those with nothing
+ * left in the channel become PS_KERNEL, registered as the program asked,
+ * in every set that follows them; the others are registered for the
+ * program's events (kernel_reg). Called with held->mu held, which keeps
+ * their psocks alive (closing a socket forgets it in each of its sets,
+ * under that set's lock, before it is freed). The other sets are only
+ * tried (trylock): their lock may be held by a thread that waits for this
+ * one (a nested set, or another set settling the same socket). If one is
+ * busy, the socket stays PS_CONN, this set tries again at its next scan,
+ * and the busy one settles it at its own.
+ */
+#define SETTLE_BATCH 16
+static void settle_left(struct pepoll *held)
+{
+	struct psock *due[SETTLE_BATCH];
+	int ndue = 0, done = 1;
+	for (struct pentry *e = held->head; e; e = e->next) {
+		struct psock *ps = e->ps;
+		if (e->parked || !conn_left(ps, atomic_load(&ps->kind)) ||
+		    (e->left && ps->conn->accel))
+			continue;
+		int seen = 0;
+		for (int i = 0; i < ndue; i++)
+			seen |= due[i] == ps;
+		if (seen)
+			continue;
+		if (ndue == SETTLE_BATCH) {
+			done = 0; /* the rest at the next scan */
+			break;
+		}
+		due[ndue++] = ps;
+	}
+	for (int d = 0; d < ndue; d++) {
+		struct psock *ps = due[d];
+		struct pepoll *other[PS_MAX_EPOLL];
+		int nother = 0, all = 1;
+		for (int i = 0; i < PS_MAX_EPOLL; i++) {
+			struct pepoll *ep = ps->member_of[i];
+			int had = !ep || ep == held;
+			for (int j = 0; j < nother; j++)
+				had |= other[j] == ep;
+			if (had)
+				continue;
+			if (pthread_mutex_trylock(&ep->mu) == 0)
+				other[nother++] = ep;
+			else
+				all = 0;
+		}
+		int kind = PS_CONN;
+		if (all && !ps->conn->accel) {
+			/* What xio__shim_settle does, with the sets in hand. */
+			kind = PS_KERNEL;
+			atomic_store_explicit(&ps->kind, PS_KERNEL, memory_order_release);
+		}
+		for (int i = 0; i < nother; i++) {
+			sync_one(other[i], ps, kind);
+			pthread_mutex_unlock(&other[i]->mu);
+		}
+		sync_one(held, ps, kind);
+		done &= all;
+	}
+	held->left_due = !done;
 }
 
 void xio__epoll_became_conn(struct psock *ps)
@@ -279,9 +397,13 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	 * or DEL then ADD: redis' ae, libevent) cost no system call: the
 	 * shadow entry changes, and a deleted entry is parked in the kernel
 	 * set until it is added back, or until a kernel event or a change of
-	 * kind shows it must really go (park_drop).
+	 * kind shows it must really go (park_drop). Once its connection has
+	 * left shared memory, the registration follows the program's events
+	 * (kernel_reg), so every change is the kernel's too.
 	 */
-	if (e && e->parked && (kind != PS_CONN || e->ps != ps)) {
+	int left = ps && conn_left(ps, kind);
+	int fast = kind == PS_CONN && !left;
+	if (e && e->parked && (!fast || e->ps != ps)) {
 		/* Fell back meanwhile, or the fd number is another socket's now:
 		 * no longer ours to park. */
 		park_drop(ep, e);
@@ -299,20 +421,18 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			errno = ENOENT; /* as the kernel answers for an fd not in the set */
 			r = -1;
 		}
-	} else if (op == EPOLL_CTL_DEL && e && kind == PS_CONN) {
+	} else if (op == EPOLL_CTL_DEL && e && fast) {
 		e->parked = 1;
 		r = 0;
-	} else if (op == EPOLL_CTL_MOD && e && kind == PS_CONN) {
-		if (ev->events & EPOLLEXCLUSIVE) {
-			errno = EINVAL; /* the kernel refuses MOD with EPOLLEXCLUSIVE */
-			r = -1;
-		} else {
-			e->events = ev->events;
-			e->data = ev->data;
-			e->oneshot_off = 0;
-			e->et_seen = 0;
-			r = 0;
-		}
+	} else if (op == EPOLL_CTL_MOD && e && kind == PS_CONN && (ev->events & EPOLLEXCLUSIVE)) {
+		errno = EINVAL; /* the kernel refuses MOD with EPOLLEXCLUSIVE */
+		r = -1;
+	} else if (op == EPOLL_CTL_MOD && e && fast) {
+		e->events = ev->events;
+		e->data = ev->data;
+		e->oneshot_off = 0;
+		e->et_seen = 0;
+		r = 0;
 	} else if (op == EPOLL_CTL_DEL) {
 		r = REAL(epoll_ctl)(epfd, op, fd, ev);
 		if (r == 0 && e)
@@ -324,8 +444,10 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			errno = ENOMEM;
 			return -1;
 		}
-		*e = (struct pentry){ .fd = fd, .ps = ps, .events = ev->events, .data = ev->data };
-		struct epoll_event kev = kernel_reg(e, kind);
+		*e = (struct pentry){
+			.fd = fd, .ps = ps, .events = ev->events, .data = ev->data, .left = left
+		};
+		struct epoll_event kev = kernel_reg(e, kind, left);
 		r = REAL(epoll_ctl)(epfd, op, fd, &kev);
 		if (r == 0) {
 			e->next = ep->head;
@@ -344,11 +466,12 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		epoll_data_t old_data = e->data;
 		e->events = ev->events;
 		e->data = ev->data;
-		struct epoll_event kev = kernel_reg(e, kind);
+		struct epoll_event kev = kernel_reg(e, kind, left);
 		r = REAL(epoll_ctl)(epfd, op, fd, &kev);
 		if (r == 0) {
 			e->oneshot_off = 0;
 			e->et_seen = 0;
+			e->left = left;
 		} else {
 			e->events = old_ev;
 			e->data = old_data;
@@ -373,6 +496,8 @@ static uint32_t entry_ready(struct pentry *e, uint64_t arm, int depth)
 		struct pepoll *inner = e->ps->ep;
 		pthread_mutex_lock(&inner->mu);
 		int n = scan(inner, &tmp, 1, arm, depth + 1);
+		if (inner->left_due)
+			settle_left(inner); /* the outer set sleeps on its registrations */
 		pthread_mutex_unlock(&inner->mu);
 		return n > 0 ? EPOLLIN : 0;
 	}
@@ -403,8 +528,10 @@ static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t ar
 		e = e->next;
 	int n = 0;
 	for (; seen < count && n < max; seen++, e = e->next ? e->next : ep->head) {
-		if (e->oneshot_off || e->parked)
+		if (e->oneshot_off || e->parked) {
+			note_left(ep, e);
 			continue;
+		}
 		/* The edge's signature is read before the readiness: a change
 		 * that lands between the two then shows as a new edge on the
 		 * next wait. Read after, it would be recorded as reported
@@ -414,6 +541,7 @@ static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t ar
 		int et = (e->events & EPOLLET) && kind == PS_CONN;
 		uint64_t sig = et ? xio__conn_event_sig(e->ps->conn) : 0;
 		uint32_t rev = entry_ready(e, arm, depth);
+		note_left(ep, e); /* it may have followed its peer just now */
 		if (!rev)
 			continue;
 		if (et && atomic_load(&e->ps->kind) == PS_CONN) {
@@ -448,6 +576,18 @@ static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t ar
 	return n;
 }
 
+/* A scan of ep at the top level, under its lock; members found on the
+ * kernel are settled before this thread sleeps on their registration. */
+static int scan_top(struct pepoll *ep, struct epoll_event *out, int max, uint64_t arm)
+{
+	pthread_mutex_lock(&ep->mu);
+	int n = scan(ep, out, max, arm, 0);
+	if (ep->left_due)
+		settle_left(ep);
+	pthread_mutex_unlock(&ep->mu);
+	return n;
+}
+
 static struct pentry *tagged(struct pepoll *ep, uint64_t u)
 {
 	if ((u & TAG_MASK) != TAG)
@@ -469,9 +609,7 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 	int64_t spin_end = timeout != 0 ? now_ns() + (int64_t)xio__poll_spin_ns() : 0;
 	int n;
 	for (;;) {
-		pthread_mutex_lock(&ep->mu);
-		n = scan(ep, out, max, 0, 0);
-		pthread_mutex_unlock(&ep->mu);
+		n = scan_top(ep, out, max, 0);
 		if (n || now_ns() >= spin_end)
 			break;
 		xio__poll_relax();
@@ -483,9 +621,7 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 			/* About to sleep: arm every accelerated member with this
 			 * sleep's token (one doorbell wakes the whole set). */
 			uint64_t token = xio__wait_token();
-			pthread_mutex_lock(&ep->mu);
-			n = scan(ep, out, max, token, 0);
-			pthread_mutex_unlock(&ep->mu);
+			n = scan_top(ep, out, max, token);
 		}
 		int tmo = 0;
 		if (!n) {
@@ -548,8 +684,14 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 				/* A doorbell or the kernel's FIN: swallow it; the
 				 * channels say what is ready. The word is not armed
 				 * again: this thread is awake, and arms it only
-				 * before it sleeps next. */
+				 * before it sleeps next. After a leave, an edge of
+				 * the kernel socket itself: what it reports is new
+				 * for EPOLLET. */
 				xio__conn_drain_ready(e->ps->conn, kev[i].events);
+				if (e->left)
+					e->et_seen = 0;
+				else
+					note_left(ep, e);
 				continue; /* rescanned below */
 			}
 			/* Not paired yet: what the kernel says is the truth, except
@@ -570,14 +712,14 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 		for (struct pentry *e = k > 0 ? ep->head : NULL; e && np < 16; e = e->next)
 			if (atomic_load(&e->ps->kind) == PS_CONNECTING)
 				pending[np++] = e->ps;
+		if (ep->left_due)
+			settle_left(ep);
 		pthread_mutex_unlock(&ep->mu);
 		for (int i = 0; i < np; i++)
 			psock_finish_connect(pending[i], pending[i]->fd, 0);
 		if (n < max && k > 0) {
-			pthread_mutex_lock(&ep->mu);
 			struct epoll_event more[64];
-			int m = scan(ep, more, max - n < 64 ? max - n : 64, 0, 0);
-			pthread_mutex_unlock(&ep->mu);
+			int m = scan_top(ep, more, max - n < 64 ? max - n : 64, 0);
 			/* Merge, never drop: the rescan may find more of a socket
 			 * than this wait reports already (EPOLLIN after an
 			 * EPOLLOUT), and it has recorded that as reported: an

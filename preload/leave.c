@@ -25,9 +25,16 @@ static void unlock_io(struct psock *ps)
 
 void xio__shim_settle(struct psock *ps)
 {
-	if (atomic_load_explicit(&ps->kind, memory_order_acquire) == PS_CONN && ps->conn &&
-	    !ps->conn->accel)
+	if (atomic_load_explicit(&ps->kind, memory_order_acquire) != PS_CONN || !ps->conn)
+		return;
+	if (!ps->conn->accel) {
 		psock_to_kernel(ps);
+	} else if (__builtin_expect(ps->conn->left, 0) && psock_in_epoll(ps)) {
+		/* Reads take the channel's rest first, so it stays PS_CONN; but
+		 * no doorbell announces room or data any more: an epoll set
+		 * must wait on the kernel socket for what the program asked. */
+		xio__epoll_sync(ps);
+	}
 }
 
 /* Leave without turning the psock to PS_KERNEL (callable with an epoll

@@ -85,12 +85,17 @@ void psock_ref(struct psock *ps);
 /* Drop fd's reference; the last one tears the socket down (without closing
  * fd itself). */
 void psock_unref(struct psock *ps, int fd);
+/* 1 if an epoll set follows ps (epoll.c). */
+static inline int psock_in_epoll(const struct psock *ps)
+{
+	return ps->member_of[0] || ps->member_of[1] || ps->member_of[2] || ps->member_of[3];
+}
 /* The socket goes back to the kernel for good. */
 void xio__epoll_sync(struct psock *ps);
 static inline void psock_to_kernel(struct psock *ps)
 {
 	atomic_store_explicit(&ps->kind, PS_KERNEL, memory_order_release);
-	if (ps->member_of[0] || ps->member_of[1] || ps->member_of[2] || ps->member_of[3])
+	if (psock_in_epoll(ps))
 		xio__epoll_sync(ps);
 }
 /* For PS_CONNECTING: finish the pairing if the kernel connect completed.
@@ -112,7 +117,9 @@ void psock_pair_connected(struct psock *ps, int fd, uint64_t intent);
  * xio__shim_leave: ps leaves shared memory for reason; 0 or -ECONNRESET
  * (the connection was reset rather than cut short). xio__shim_follow: the
  * peer left; do our part. xio__shim_settle: a connection with nothing left
- * in the segment becomes PS_KERNEL (call with no epoll set locked).
+ * in the segment becomes PS_KERNEL; one that left with the channel's rest
+ * still to read is registered in its epoll sets for the program's events
+ * (call with no epoll set locked).
  * xio__shim_leave_all: every connection (or those on fds 0-2) leaves. */
 int xio__shim_leave(struct psock *ps, unsigned reason);
 int xio__shim_follow(struct psock *ps);

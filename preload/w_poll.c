@@ -134,6 +134,12 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 		}
 	}
 out:
+	/* A connection that followed its peer in this call is on its kernel
+	 * socket: settle it here, where no epoll set is locked, so that an
+	 * epoll set that follows it too waits for what its program asked. */
+	for (nfds_t i = 0; ps && k && i < n; i++)
+		if (ps[i] && ps[i]->conn->left)
+			xio__shim_settle(ps[i]);
 	if (ps != stack_ps)
 		free(ps);
 	if (k != stack_k)

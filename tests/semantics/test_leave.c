@@ -4,7 +4,8 @@
  * fdopen), exec with the socket as stdin and stdout (with and without the
  * shim in the new program), a seccomp filter installed after connect, one
  * connection written and read by two processes after fork, and urgent
- * data. Over the kernel these are plain TCP; under the shim each must
+ * data; and waiting for room to write on a connection whose peer has
+ * left. Over the kernel these are plain TCP; under the shim each must
  * behave the same, which it can only do by moving the connection back to
  * kernel TCP at the right byte offset.
  *
@@ -27,7 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -541,4 +544,267 @@ ST_TEST(leave, urgent_data)
 	close(c);
 	expect_eof(s);
 	close(s);
+}
+
+/* --- waiting for room after the peer left ------------------------------ */
+
+struct room {
+	int left[2];  /* peer -> test: it moved to stdio */
+	int count[2]; /* test -> peer: how many bytes to read */
+};
+
+/* The peer of the room_* rules: two bytes the test leaves unread (under
+ * the shim, still in the channel when the connection moves), then
+ * dup2(sock, 1), which moves the connection back to TCP; then, when told
+ * how many bytes the test wrote, read them all (after a pause), and
+ * "last". */
+static int send_leave_drain(int fd, void *arg)
+{
+	struct room *r = arg;
+	static char buf[65536];
+	size_t total;
+	char b[4];
+	close(r->left[0]);
+	close(r->count[1]);
+	ST_CHECK(write(fd, "hi", 2) == 2, "write: %s", strerror(errno));
+	st_expect_left(getpid(), "stdio", 2, 0);
+	ST_CHECK(dup2(fd, 1) == 1, "dup2: %s", strerror(errno));
+	st_post(r->left[1]);
+	ST_CHECK(st_wait_fd(r->count[0], POLLIN, ST_WAIT_MS) & POLLIN, "no count");
+	ST_CHECK(read(r->count[0], &total, sizeof(total)) == sizeof(total), "count");
+	st_sleep_ms(100); /* the test is asleep in its wait by then */
+	for (size_t got = 0; got < total;) {
+		size_t want = total - got < sizeof(buf) ? total - got : sizeof(buf);
+		ssize_t n = read(fd, buf, want);
+		ST_CHECK(n > 0, "read after %zu of %zu: %s", got, total,
+			 n < 0 ? strerror(errno) : "end of file");
+		got += (size_t)n;
+	}
+	ST_CHECK(st_read_full(fd, b, 4) == 4 && memcmp(b, "last", 4) == 0, "the last write");
+	ST_CHECK(read(fd, b, 1) == 0, "want end of file");
+	return 0;
+}
+
+/* How the room_* rules wait: epoll_wait on the socket's set, epoll_wait on
+ * a set that holds that set (nested), poll, select. */
+enum room_wait { BY_EPOLL, BY_EPOLL_NESTED, BY_POLL, BY_SELECT };
+#define ROOM_FOLLOW_IN_WAIT 0x1 /* wait once before the first write */
+#define ROOM_ADD_WHEN_FULL 0x2  /* EPOLL_CTL_ADD after the socket is full */
+#define ROOM_TWO_SETS 0x4       /* in a second set too: the last wait is there */
+
+static int room_epoll_set(int fd, uint32_t events)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	cr_assert(ep >= 0, "epoll_create1: %s", strerror(errno));
+	struct epoll_event ev = { .events = events, .data.u64 = 70 };
+	if (fd >= 0)
+		cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0, "ADD: %s", strerror(errno));
+	return ep;
+}
+
+/* Wait (at most timeout_ms) until room to write s is reported; 1 if it
+ * was. ep: the set that holds s, or (nested) the set that holds inner,
+ * which holds s. */
+static int wait_room(enum room_wait how, int s, int ep, int inner, int timeout_ms)
+{
+	uint64_t end = st_now_us() + (uint64_t)timeout_ms * 1000;
+	for (;;) {
+		uint64_t now = st_now_us();
+		int left = now >= end ? 0 : (int)((end - now + 999) / 1000);
+		int n;
+		if (how == BY_EPOLL || how == BY_EPOLL_NESTED) {
+			struct epoll_event e;
+			n = epoll_wait(ep, &e, 1, left);
+			if (n == 1 && how == BY_EPOLL_NESTED && (e.events & EPOLLIN))
+				n = epoll_wait(inner, &e, 1, 0);
+			if (n == 1 && (e.events & EPOLLOUT))
+				return 1;
+		} else if (how == BY_POLL) {
+			struct pollfd p = { .fd = s, .events = POLLOUT };
+			n = poll(&p, 1, left);
+			if (n == 1 && (p.revents & POLLOUT))
+				return 1;
+		} else {
+			fd_set w;
+			FD_ZERO(&w);
+			FD_SET(s, &w);
+			struct timeval tv = { left / 1000, (left % 1000) * 1000 };
+			n = select(s + 1, NULL, &w, NULL, &tv);
+			if (n == 1 && FD_ISSET(s, &w))
+				return 1;
+		}
+		cr_assert(n >= 0 || errno == EINTR, "wait: %s", strerror(errno));
+		if (st_now_us() >= end)
+			return 0;
+	}
+}
+
+/*
+ * The peer leaves shared memory (stdio) with two bytes this side has not
+ * read; this side fills its socket until EAGAIN and waits for room, as
+ * `how` waits, for events (epoll), while the peer drains it: room must be
+ * reported. Under the shim this side follows the peer in its first write
+ * or, with ROOM_FOLLOW_IN_WAIT, inside the first wait; either way the
+ * connection is then on the kernel socket while the two bytes are still in
+ * the channel, and it is the kernel's room that must wake the waiter.
+ */
+static void room_after_peer_left(enum room_wait how, uint32_t events, unsigned flags)
+{
+	struct room r;
+	pid_t pid;
+	static char buf[65536];
+	int ep = -1, ep2 = -1, outer = -1;
+	cr_assert_eq(pipe(r.left), 0);
+	cr_assert_eq(pipe(r.count), 0);
+	int s = st_peer_start(&pid, send_leave_drain, &r);
+	close(r.left[1]);
+	close(r.count[0]);
+	cr_assert(st_await(r.left[0], ST_WAIT_MS), "the peer did not move to stdio");
+	st_expect_left(getpid(), "peer", 0, 2);
+	st_set_nonblock(s, 1);
+	if (how == BY_EPOLL || how == BY_EPOLL_NESTED)
+		ep = room_epoll_set(flags & ROOM_ADD_WHEN_FULL ? -1 : s, events);
+	if (flags & ROOM_TWO_SETS)
+		ep2 = room_epoll_set(s, events);
+	if (how == BY_EPOLL_NESTED)
+		outer = room_epoll_set(ep, EPOLLIN);
+	int first = outer >= 0 ? outer : ep, last = outer >= 0 ? outer : ep2 >= 0 ? ep2 : ep;
+	if (flags & ROOM_FOLLOW_IN_WAIT)
+		cr_assert(wait_room(how, s, first, ep, ST_WAIT_MS), "no room before any write");
+	size_t total = 0;
+	ssize_t n;
+	while ((n = write(s, buf, sizeof(buf))) > 0)
+		total += (size_t)n;
+	cr_assert_eq(errno, EAGAIN, "write failed with %s", strerror(errno));
+	cr_assert_eq(st_wait_fd(s, POLLOUT, 0) & POLLOUT, 0, "POLLOUT on a full socket");
+	if (flags & ROOM_ADD_WHEN_FULL) {
+		struct epoll_event ev = { .events = events, .data.u64 = 70 };
+		cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev), 0, "ADD: %s", strerror(errno));
+	}
+	cr_assert_eq(write(r.count[1], &total, sizeof(total)), (ssize_t)sizeof(total));
+	cr_assert(wait_room(how, s, last, ep, ST_WAIT_MS),
+		  "no room reported within %d ms while the peer drained %zu bytes", ST_WAIT_MS,
+		  total);
+	cr_assert_eq(write(s, "last", 4), 4, "write after the drain: %s", strerror(errno));
+	expect_bytes(s, "hi");
+	close(s);
+	st_assert_child_ok(pid);
+	if (outer >= 0)
+		close(outer);
+	if (ep2 >= 0)
+		close(ep2);
+	if (ep >= 0)
+		close(ep);
+	close(r.left[0]);
+	close(r.count[1]);
+}
+
+/* Level-triggered EPOLLOUT, registered once the socket is full. */
+ST_TEST(leave, room_epollout_after_peer_left)
+{
+	room_after_peer_left(BY_EPOLL, EPOLLOUT, ROOM_ADD_WHEN_FULL);
+}
+
+/* Edge-triggered EPOLLOUT, registered before the peer's bytes were read
+ * or any written. */
+ST_TEST(leave, room_epollout_et_after_peer_left)
+{
+	room_after_peer_left(BY_EPOLL, EPOLLOUT | EPOLLET, 0);
+}
+
+/* Level-triggered EPOLLOUT, told of room once before the first write. */
+ST_TEST(leave, room_epollout_after_peer_left_seen_in_wait)
+{
+	room_after_peer_left(BY_EPOLL, EPOLLOUT, ROOM_FOLLOW_IN_WAIT);
+}
+
+/* Edge-triggered EPOLLIN|EPOLLOUT, told of the unread bytes and of room
+ * once before the first write: the room after the drain is a new edge. */
+ST_TEST(leave, room_epoll_in_out_et_after_peer_left_seen_in_wait)
+{
+	room_after_peer_left(BY_EPOLL, EPOLLIN | EPOLLOUT | EPOLLET, ROOM_FOLLOW_IN_WAIT);
+}
+
+/* Level-triggered EPOLLOUT in two sets, told of room by the first before
+ * the first write and waited for in the second. */
+ST_TEST(leave, room_epollout_two_sets_after_peer_left)
+{
+	room_after_peer_left(BY_EPOLL, EPOLLOUT, ROOM_FOLLOW_IN_WAIT | ROOM_TWO_SETS);
+}
+
+/* Level-triggered EPOLLOUT in a set nested in another, which is the one
+ * waited on (and told of room once before the first write). */
+ST_TEST(leave, room_epollout_nested_after_peer_left)
+{
+	room_after_peer_left(BY_EPOLL_NESTED, EPOLLOUT, ROOM_FOLLOW_IN_WAIT);
+}
+
+/* poll(POLLOUT), told of room once before the first write. */
+ST_TEST(leave, room_pollout_after_peer_left)
+{
+	room_after_peer_left(BY_POLL, 0, ROOM_FOLLOW_IN_WAIT);
+}
+
+/* select() for writing. */
+ST_TEST(leave, room_select_after_peer_left)
+{
+	room_after_peer_left(BY_SELECT, 0, 0);
+}
+
+/* The peer of new_data_edge_after_peer_left: two bytes, dup2 onto stdout
+ * (the connection moves back to TCP), then four more once told. */
+static int send_leave_send(int fd, void *arg)
+{
+	struct room *r = arg;
+	char b;
+	close(r->left[0]);
+	close(r->count[1]);
+	ST_CHECK(write(fd, "hi", 2) == 2, "write: %s", strerror(errno));
+	st_expect_left(getpid(), "stdio", 2, 0);
+	ST_CHECK(dup2(fd, 1) == 1, "dup2: %s", strerror(errno));
+	st_post(r->left[1]);
+	ST_CHECK(st_await(r->count[0], ST_WAIT_MS), "not told to send");
+	ST_CHECK(write(fd, "more", 4) == 4, "write: %s", strerror(errno));
+	ST_CHECK(read(fd, &b, 1) == 0, "want end of file");
+	return 0;
+}
+
+/* Edge-triggered EPOLLIN on a connection whose peer left with two bytes
+ * this side has not read: data the peer sends afterwards is a new edge,
+ * reported although the two bytes are still unread (under the shim, this
+ * side follows the peer inside epoll_wait and reads nothing, so only the
+ * set's registration can see the new data come). */
+ST_TEST(leave, new_data_edge_after_peer_left)
+{
+	struct room r;
+	pid_t pid;
+	cr_assert_eq(pipe(r.left), 0);
+	cr_assert_eq(pipe(r.count), 0);
+	int s = st_peer_start(&pid, send_leave_send, &r);
+	close(r.left[1]);
+	close(r.count[0]);
+	cr_assert(st_await(r.left[0], ST_WAIT_MS), "the peer did not move to stdio");
+	st_expect_left(getpid(), "peer", 0, 2);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	cr_assert(ep >= 0, "epoll_create1: %s", strerror(errno));
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 71 }, got;
+	cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev), 0, "ADD: %s", strerror(errno));
+	cr_assert_eq(epoll_wait(ep, &got, 1, ST_WAIT_MS), 1, "the first two bytes not reported");
+	cr_assert_eq(got.events, EPOLLIN, "events %#x", got.events);
+	/* A report more than the kernel makes is allowed (EPOLLET programs
+	 * read until EAGAIN), as long as it stops. */
+	int quiet = 0;
+	for (int i = 0; i < 10 && !quiet; i++)
+		quiet = epoll_wait(ep, &got, 1, 50) == 0;
+	cr_assert(quiet, "EPOLLIN reported on every wait without new data");
+	st_post(r.count[1]);
+	cr_assert_eq(epoll_wait(ep, &got, 1, ST_WAIT_MS), 1,
+		     "the peer's new data not reported within %d ms", ST_WAIT_MS);
+	cr_assert(got.events & EPOLLIN, "events %#x", got.events);
+	expect_bytes(s, "himore");
+	close(s);
+	st_assert_child_ok(pid);
+	close(ep);
+	close(r.left[0]);
+	close(r.count[1]);
 }
