@@ -173,6 +173,12 @@ static int recv_reply_locked(uint32_t want_seq, void *reply, int *reply_fd)
 			continue;
 		if (n <= 0)
 			return n == 0 ? -ECONNRESET : (int)n;
+		/* Only ATTACH carries an fd: one that this process, at its own
+		 * fd limit, could not take. The monitor counts this side as
+		 * attached, so the session is given up as a broken one, as
+		 * before (the monitor reclaims it; peers see our sides gone). */
+		if (fd == XIO_CTL_FD_LOST)
+			return -EBADMSG;
 		const struct xio_msg_hdr *h = reply;
 		if (h->seq == want_seq) {
 			if (reply_fd)

@@ -5,7 +5,7 @@
  *
  * Every message starts with struct xio_msg_hdr. A receiver checks the
  * version, that the packet length equals hdr.len, and that hdr.len is the
- * exact size of that type's struct (xio_ctl_check); fds that arrive with a
+ * exact size of that type's struct (xio_ctl_recv); fds that arrive with a
  * message that takes none are closed.
  */
 #ifndef XIO_CORE_CTL_H
@@ -189,7 +189,16 @@ int xio_ctl_send(int sock, const void *msg, int fd, int flags);
  * at most one fd into *fd (-1 if none). Checks the message (see above):
  * returns its length, 0 at end of file, -EBADMSG for a malformed one (any
  * fd that came with it is closed), or -errno.
+ *
+ * A whole message whose one fd the kernel could not hand over (MSG_CTRUNC:
+ * the receiver is at its fd limit) is returned with *fd = XIO_CTL_FD_LOST.
+ * That is the receiver's shortage, not the sender's fault: the message is
+ * answered as one over a limit (the monitor: XIO_FB_LIMIT with -ENFILE),
+ * not refused as malformed. A payload cut short (MSG_TRUNC), or more than
+ * one fd (one that came and one dropped too), is still malformed, and the
+ * fds that came are closed.
  */
+#define XIO_CTL_FD_LOST (-2)
 ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags);
 /* How xio_ctl_recv closes the fds of a malformed message: NULL, close at
  * once; the monitor passes them to its closer thread (a close may block). */
