@@ -234,12 +234,25 @@ void xio__ctl_adopt(int fd);
  * lost with that monitor. */
 uint32_t xio__ctl_session(void);
 /*
+ * xio__ctl_listen - register the listening (or bound, about to listen)
+ * socket fd with the monitor (LISTEN). Returns 1 with the monitor's id for
+ * it in *id and the session that id belongs to in *session; 0 if the
+ * monitor refused it (a limit, or not a listener; *id is 0); -ENOTCONN if
+ * no monitor answers.
+ */
+int xio__ctl_listen(int fd, uint64_t *id, uint32_t *session);
+/*
  * xio__ctl_keep - this process holds registrations a new monitor must be
  * told again (listeners). Starts, once per process, a thread that notices
  * when the monitor dies, connects to the next one as soon as it answers
- * (every 250 ms while none does), and calls resume() on each new session.
- * resume() runs in that thread and may make requests.
+ * (every 250 ms while none does), and calls every resume function given
+ * (up to 4 different ones: the shim's, the native API's) on each new
+ * session. They run in that thread and may make requests.
  */
 void xio__ctl_keep(void (*resume)(void));
+/* Register the control client's fork handlers now (once). A caller whose
+ * lock is taken before the client's (a resume function's) calls this before
+ * pthread_atfork of its own, so that its prepare handler runs first. */
+void xio__ctl_fork_handlers(void);
 
 #endif /* XIO_CORE_CTL_H */
