@@ -12,8 +12,9 @@
  * that finds the session hung up reconnects at once. A process that holds
  * listeners (xio__ctl_keep) also runs a watcher thread that notices the
  * hang-up while the program sleeps in accept or epoll_wait, connects to the
- * new monitor as soon as one answers, and has the listeners registered again
- * (docs/design.md, "A monitor that restarts").
+ * new monitor as soon as one answers, and has the listeners registered again,
+ * the shim's and the native API's alike (docs/design.md, "A monitor that
+ * restarts").
  */
 #include <errno.h>
 #include <fcntl.h>
