@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,10 +23,65 @@
 struct xio_listener {
 	int fd;
 	int nonblock;
-	uint64_t id; /* the monitor's listener id; 0 if not registered */
+	/* The monitor's id for it (0: not registered) and the control session
+	 * that gave it: written by the watcher thread when a new monitor is
+	 * told again, read by xio_accept. */
+	_Atomic uint64_t id;
+	uint32_t session;
+	struct xio_listener *next; /* in the list of kept listeners */
 };
 
 /* --- listeners --------------------------------------------------------- */
+
+/*
+ * The listeners a new monitor must be told again (it knows nothing of what
+ * the one before it knew): the control client's watcher thread calls
+ * resume_listeners on every new session, as it does for the shim's. The
+ * lock is taken before the control client's; a listener leaves the list
+ * before it is freed.
+ */
+static pthread_mutex_t listeners_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t listeners_once = PTHREAD_ONCE_INIT;
+static struct xio_listener *listeners;
+
+static void listeners_prepare(void)
+{
+	pthread_mutex_lock(&listeners_lock);
+}
+
+static void listeners_after(void)
+{
+	pthread_mutex_unlock(&listeners_lock);
+}
+
+static void listeners_atfork(void)
+{
+	/* Ours after the control client's: prepare handlers run in reverse
+	 * order, so ours takes its lock first, in the order of resume. */
+	xio__ctl_fork_handlers();
+	pthread_atfork(listeners_prepare, listeners_after, listeners_after);
+}
+
+/* LISTEN for l. An id of an older session means nothing to the monitor now
+ * answering (it may name another listener there): it is forgotten whatever
+ * the answer. Returns as xio__ctl_listen. */
+static int register_locked(struct xio_listener *l)
+{
+	uint64_t id;
+	int r = xio__ctl_listen(l->fd, &id, &l->session);
+	atomic_store_explicit(&l->id, id, memory_order_relaxed);
+	return r;
+}
+
+static void resume_listeners(void)
+{
+	pthread_mutex_lock(&listeners_lock);
+	uint32_t s = xio__ctl_session();
+	for (struct xio_listener *l = listeners; l; l = l->next)
+		if (l->session != s || !atomic_load_explicit(&l->id, memory_order_relaxed))
+			register_locked(l);
+	pthread_mutex_unlock(&listeners_lock);
+}
 
 int xio_listen(xio_listener **out, const struct sockaddr *addr, socklen_t addrlen, int backlog,
 	       unsigned flags)
@@ -52,16 +109,19 @@ int xio_listen(xio_listener **out, const struct sockaddr *addr, socklen_t addrle
 	l->fd = fd;
 	l->nonblock = !!(flags & XIO_NONBLOCK);
 
-	/* Register with the monitor; if there is none, kernel clients only. */
-	struct xio_msg_id m;
-	union {
-		struct xio_msg_id ok;
-		char raw[XIO_CTL_MAX_MSG];
-	} rep;
-	memset(&m, 0, sizeof(m));
-	xio_ctl_hdr(&m.h, XIO_MSG_LISTEN, 0);
-	if (xio__ctl_request(&m, fd, &rep, NULL) == 0 && rep.ok.h.type == XIO_MSG_OK)
-		l->id = rep.ok.id;
+	/* Register with the monitor. A listener it refused (a limit) stays
+	 * on TCP; one no monitor answered for is kept all the same, like
+	 * every registered one, and told to each new monitor. */
+	pthread_once(&listeners_once, listeners_atfork);
+	pthread_mutex_lock(&listeners_lock);
+	r = register_locked(l);
+	if (r != 0) {
+		l->next = listeners;
+		listeners = l;
+	}
+	pthread_mutex_unlock(&listeners_lock);
+	if (r != 0)
+		xio__ctl_keep(resume_listeners);
 	*out = l;
 	return 0;
 err_close:
@@ -102,7 +162,7 @@ int xio_accept(xio_listener *l, xio_conn **out, unsigned flags)
 	}
 	set_nodelay(fd);
 	c->nonblock = !!(flags & XIO_NONBLOCK);
-	if (l->id)
+	if (atomic_load_explicit(&l->id, memory_order_relaxed))
 		xio__conn_pair_accepted(c);
 	*out = c;
 	return 0;
@@ -112,13 +172,22 @@ int xio_listener_close(xio_listener *l)
 {
 	if (!l)
 		return -EINVAL;
-	if (l->id) {
+	pthread_mutex_lock(&listeners_lock);
+	for (struct xio_listener **pp = &listeners; *pp; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	uint64_t id = atomic_load_explicit(&l->id, memory_order_relaxed);
+	if (id && l->session == xio__ctl_session()) {
+		/* An id of an older session names nothing of ours now. */
 		struct xio_msg_id m;
 		memset(&m, 0, sizeof(m));
 		xio_ctl_hdr(&m.h, XIO_MSG_UNLISTEN, 0);
-		m.id = l->id;
+		m.id = id;
 		xio__ctl_post(&m, -1);
 	}
+	pthread_mutex_unlock(&listeners_lock);
 	int r = xio_sys_close(l->fd);
 	free(l);
 	return r;

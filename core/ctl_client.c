@@ -12,8 +12,9 @@
  * that finds the session hung up reconnects at once. A process that holds
  * listeners (xio__ctl_keep) also runs a watcher thread that notices the
  * hang-up while the program sleeps in accept or epoll_wait, connects to the
- * new monitor as soon as one answers, and has the listeners registered again
- * (docs/design.md, "A monitor that restarts").
+ * new monitor as soon as one answers, and has the listeners registered again,
+ * the shim's and the native API's alike (docs/design.md, "A monitor that
+ * restarts").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,9 +54,13 @@ static _Atomic uint64_t intent_ctr;
 /* Changes with every new control connection (0: none yet): what was
  * registered under an older session, a monitor that died has forgotten. */
 static _Atomic uint32_t session;
-static void (*resume_fn)(void); /* re-registers what the process holds */
+/* What re-registers what the process holds, one per kind of holder: the
+ * shim's listeners, the native API's listeners (xio__ctl_keep). */
+#define RESUME_MAX 4
+static void (*resume_fns[RESUME_MAX])(void);
+static unsigned nresume;
 static pid_t watcher_pid;        /* the process whose watcher runs */
-static uint32_t resumed;         /* the session resume_fn last ran for */
+static uint32_t resumed;         /* the session resume_fns last ran for */
 /* Set while this thread holds the lock: a signal handler that opens a
  * connection while the code it interrupted talks to the monitor must not
  * wait for a lock its own thread holds. It gets "no monitor" instead, and
@@ -127,6 +132,11 @@ static void register_atfork(void)
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
+void xio__ctl_fork_handlers(void)
+{
+	pthread_once(&atfork_once, register_atfork);
+}
+
 /*
  * The control socket lives at a high fd number, close-on-exec, out of the
  * way of programs that expect the lowest free number from their own
@@ -173,6 +183,12 @@ static int recv_reply_locked(uint32_t want_seq, void *reply, int *reply_fd)
 			continue;
 		if (n <= 0)
 			return n == 0 ? -ECONNRESET : (int)n;
+		/* Only ATTACH carries an fd: one that this process, at its own
+		 * fd limit, could not take. The monitor counts this side as
+		 * attached, so the session is given up as a broken one, as
+		 * before (the monitor reclaims it; peers see our sides gone). */
+		if (fd == XIO_CTL_FD_LOST)
+			return -EBADMSG;
 		const struct xio_msg_hdr *h = reply;
 		if (h->seq == want_seq) {
 			if (reply_fd)
@@ -268,7 +284,8 @@ static int send_locked(void *msg, int send_fd)
 	return r;
 }
 
-int xio__ctl_request(void *msg, int send_fd, void *reply, int *reply_fd)
+/* A request and its reply; *s (if not NULL) is the session that answered. */
+static int request(void *msg, int send_fd, void *reply, int *reply_fd, uint32_t *s)
 {
 	struct xio_msg_hdr *h = msg;
 	int r;
@@ -284,8 +301,35 @@ int xio__ctl_request(void *msg, int send_fd, void *reply, int *reply_fd)
 		drop_locked();
 		r = -ENOTCONN;
 	}
+	if (s)
+		*s = atomic_load(&session);
 	leave();
 	return r;
+}
+
+int xio__ctl_request(void *msg, int send_fd, void *reply, int *reply_fd)
+{
+	return request(msg, send_fd, reply, reply_fd, NULL);
+}
+
+int xio__ctl_listen(int fd, uint64_t *id, uint32_t *s)
+{
+	struct xio_msg_id m;
+	union {
+		struct xio_msg_id ok;
+		char raw[XIO_CTL_MAX_MSG];
+	} rep;
+
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_LISTEN, 0);
+	*id = 0;
+	int r = request(&m, fd, &rep, NULL, s);
+	if (r < 0)
+		return r;
+	if (rep.ok.h.type != XIO_MSG_OK)
+		return 0;
+	*id = rep.ok.id;
+	return 1;
 }
 
 int xio__ctl_post(void *msg, int send_fd)
@@ -386,8 +430,8 @@ static int watch_connect(uint32_t *s)
  * The watcher: sleeps on the control socket for a hang-up (events 0: a
  * reply to another thread's request does not wake it), drops a session
  * whose monitor died, tries for a new monitor every WATCH_RETRY_MS, and on
- * every new session calls resume_fn, so that listeners nobody touches are
- * registered again within a second of the monitor's return.
+ * every new session calls the resume functions, so that listeners nobody
+ * touches are registered again within a second of the monitor's return.
  */
 static void *watch(void *arg)
 {
@@ -402,8 +446,14 @@ static void *watch(void *arg)
 			continue;
 		}
 		if (s != resumed) {
+			void (*fns[RESUME_MAX])(void);
+			pthread_mutex_lock(&lock);
+			unsigned n = nresume;
+			memcpy(fns, resume_fns, sizeof(fns));
+			pthread_mutex_unlock(&lock);
 			resumed = s;
-			resume_fn();
+			for (unsigned i = 0; i < n; i++)
+				fns[i]();
 			continue;
 		}
 		struct pollfd p = { .fd = fd, .events = 0 };
@@ -425,12 +475,16 @@ static void *watch(void *arg)
 void xio__ctl_keep(void (*resume)(void))
 {
 	pthread_mutex_lock(&lock);
+	unsigned k = 0;
+	while (k < nresume && resume_fns[k] != resume)
+		k++;
+	if (k == nresume && nresume < RESUME_MAX)
+		resume_fns[nresume++] = resume;
 	pid_t me = xio_sys_getpid();
 	if (watcher_pid == me) {
 		pthread_mutex_unlock(&lock);
 		return;
 	}
-	resume_fn = resume;
 	resumed = atomic_load(&session);
 	/* The thread takes no signal: the program's handlers run in its own
 	 * threads, as they would without the shim. */

@@ -146,11 +146,22 @@ ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags)
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
 			nfds += (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-	if ((m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)r < sizeof(*h) ||
-	    h->version != XIO_CTL_VERSION || h->len != (uint32_t)r ||
-	    xio_ctl_msg_size(h->type) != (size_t)r || nfds > 1) {
+	/* MSG_CTRUNC: the kernel dropped the fds it could not install here
+	 * (we are at our fd limit). One fd came and another was dropped:
+	 * more than one was sent, which is malformed. */
+	int ctrunc = !!(m.msg_flags & MSG_CTRUNC);
+	if ((m.msg_flags & MSG_TRUNC) || (size_t)r < sizeof(*h) || h->version != XIO_CTL_VERSION ||
+	    h->len != (uint32_t)r || xio_ctl_msg_size(h->type) != (size_t)r || nfds > 1 ||
+	    (ctrunc && nfds > 0)) {
 		close_passed(&m);
 		return -EBADMSG;
+	}
+	if (ctrunc) {
+		/* The message is whole and its one fd is lost: our shortage,
+		 * not the sender's fault. The caller answers it as over a
+		 * limit; the sender keeps its session. */
+		*fd = XIO_CTL_FD_LOST;
+		return r;
 	}
 	if (nfds == 1) {
 		struct cmsghdr *c = CMSG_FIRSTHDR(&m);

@@ -72,8 +72,11 @@ struct xio_buf {
  *   backlog: as for listen(2).
  *   flags:   0 or XIO_NONBLOCK (xio_accept() then returns -EAGAIN).
  * Returns 0, or -errno from socket/bind/listen (-EADDRINUSE, -EACCES...).
- * A monitor that is absent or refuses is not an error: the listener then
- * only produces kernel connections.
+ * A monitor that refuses is not an error: the listener then only produces
+ * kernel connections. Nor is one that is absent or dies: the process starts
+ * one helper thread (all signals blocked), which registers its listeners
+ * with each monitor that comes up on the socket, within about 250 ms; until
+ * then the listener produces kernel connections.
  */
 XIO_EXPORT int xio_listen(xio_listener **out, const struct sockaddr *addr,
 			  socklen_t addrlen, int backlog, unsigned flags);

@@ -560,8 +560,52 @@ static void on_status(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	reply(p, &st, XIO_MSG_STATUS_REPLY, msg->u.h.seq, -1);
 }
 
+/*
+ * A message whose fd the kernel could not hand us: we are at our fd limit
+ * (xio_ctl_recv's XIO_CTL_FD_LOST). The sender is not at fault and keeps
+ * its session; a message that needed its fd is answered as one over the
+ * monitor's fd limit, and the connection or listener stays on TCP. Returns
+ * 1 if it answered, 0 for a message that takes no fd (handled as usual).
+ */
+static int on_fd_lost(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
+{
+	static uint64_t lost;
+	uint32_t seq = msg->u.h.seq;
+	msg->fd = -1;
+	switch (msg->u.h.type) {
+	case XIO_MSG_LISTEN: {
+		struct xio_msg_error e;
+		memset(&e, 0, sizeof(e));
+		e.err = -ENFILE;
+		reply(p, &e, XIO_MSG_ERROR, seq, -1);
+		break;
+	}
+	case XIO_MSG_INTENT:
+		/* No record: its CONNECTED is told the limit. */
+		p->refused_intent = ((struct xio_msg_intent *)&msg->u)->intent;
+		p->refused_err = -ENFILE;
+		break;
+	case XIO_MSG_ACCEPT:
+		reply_fallback_err(m, p, seq, XIO_FB_LIMIT, -ENFILE, NULL, 1);
+		break;
+	case XIO_MSG_REATTACH:
+		reply_fallback_err(m, p, seq, XIO_FB_LIMIT, -ENFILE, NULL,
+				   ((struct xio_msg_close *)&msg->u)->side & 1);
+		break;
+	default:
+		return 0;
+	}
+	if (lost++ % 1000 == 0)
+		mon_log(MON_WARN, "out of fds: the fd of a message from process %d (uid %u) was "
+				  "lost; answered as over the monitor's fd limit (%llu so far)",
+			(int)p->pid, (unsigned)p->uid, (unsigned long long)lost);
+	return 1;
+}
+
 void mon_handle(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
 {
+	if (msg->fd == XIO_CTL_FD_LOST && on_fd_lost(m, p, msg))
+		return;
 	switch (msg->u.h.type) {
 	case XIO_MSG_HELLO: {
 		struct xio_msg_id ok;
@@ -642,8 +686,9 @@ void mon_process(struct monitor *m, struct mon_proc *p)
 		struct mon_msg msg = p->fifo[p->fhead];
 		p->fhead = (p->fhead + 1) % MON_FIFO;
 		p->fcount--;
-		/* An INTENT applied early by settle_intents has fd -1: no-op. */
-		if (msg.u.h.type == XIO_MSG_INTENT && msg.fd < 0)
+		/* An INTENT applied early by settle_intents has fd -1: no-op
+		 * (one whose fd was lost is not, and is answered here). */
+		if (msg.u.h.type == XIO_MSG_INTENT && msg.fd == -1)
 			continue;
 		mon_handle(m, p, &msg);
 	}

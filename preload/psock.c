@@ -107,6 +107,9 @@ static void listeners_after(void)
 
 static void listeners_atfork(void)
 {
+	/* Ours after the control client's: prepare handlers run in reverse
+	 * order, so ours takes its lock first, in the order of resume. */
+	xio__ctl_fork_handlers();
 	pthread_atfork(listeners_prepare, listeners_after, listeners_after);
 }
 
@@ -140,22 +143,15 @@ static void listeners_remove_locked(struct psock *ps)
  * forgotten whatever the answer. */
 static int register_locked(struct psock *ps, int fd)
 {
-	struct xio_msg_id m;
-	union {
-		struct xio_msg_id ok;
-		char raw[XIO_CTL_MAX_MSG];
-	} rep;
-	memset(&m, 0, sizeof(m));
-	xio_ctl_hdr(&m.h, XIO_MSG_LISTEN, 0);
+	uint64_t id;
+	uint32_t s;
 	ps->listener_id = 0;
-	int r = xio__ctl_request(&m, fd, &rep, NULL);
-	if (r < 0)
-		return -1;
-	if (rep.ok.h.type != XIO_MSG_OK)
-		return 0;
-	ps->listener_id = rep.ok.id;
+	int r = xio__ctl_listen(fd, &id, &s);
+	if (r <= 0)
+		return r < 0 ? -1 : 0;
+	ps->listener_id = id;
 	ps->listener_pid = xio_sys_getpid();
-	ps->listener_session = xio__ctl_session();
+	ps->listener_session = s;
 	return 1;
 }
 

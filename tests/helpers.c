@@ -28,6 +28,45 @@ static void sleep_ms(int ms)
 
 void (*t_monitor_pre_exec)(void);
 
+/* Fork and exec the monitor with argv, its stderr to m->log (opened with
+ * mode: O_TRUNC, or O_APPEND to keep the log of the one before). */
+static void spawn(struct t_monitor *m, const char **argv, int mode)
+{
+	m->pid = fork();
+	cr_assert(m->pid >= 0);
+	if (m->pid == 0) {
+		int fd = open(m->log, O_WRONLY | O_CREAT | mode, 0644);
+		if (fd >= 0)
+			dup2(fd, 2);
+		if (t_monitor_pre_exec)
+			t_monitor_pre_exec();
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+}
+
+/* Wait until the monitor m started answers on its socket (5 s). */
+static void wait_up(struct t_monitor *m)
+{
+	for (int i = 0; i < 500; i++) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		strcpy(sa.sun_path, m->sock);
+		int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		int ok = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		close(s);
+		if (ok)
+			return;
+		int st;
+		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
+			t_monitor_dump_log(m);
+			cr_assert_fail("xio-monitor exited at start (status %d)", st);
+		}
+		sleep_ms(10);
+	}
+	t_monitor_dump_log(m);
+	cr_assert_fail("xio-monitor did not come up in 5 s");
+}
+
 void t_monitor_start(struct t_monitor *m, ...)
 {
 	const char *argv[32];
@@ -49,37 +88,28 @@ void t_monitor_start(struct t_monitor *m, ...)
 		argv[argc++] = a;
 	va_end(ap);
 	argv[argc] = NULL;
-
-	m->pid = fork();
-	cr_assert(m->pid >= 0);
-	if (m->pid == 0) {
-		int fd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fd >= 0)
-			dup2(fd, 2);
-		if (t_monitor_pre_exec)
-			t_monitor_pre_exec();
-		execv(argv[0], (char **)argv);
-		_exit(127);
-	}
+	spawn(m, argv, O_TRUNC);
 	setenv("XIO_MONITOR_SOCK", m->sock, 1);
 	xio__ctl_reset();
-	for (int i = 0; i < 500; i++) {
-		struct sockaddr_un sa = { .sun_family = AF_UNIX };
-		strcpy(sa.sun_path, m->sock);
-		int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-		int ok = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-		close(s);
-		if (ok)
-			return;
-		int st;
-		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
-			t_monitor_dump_log(m);
-			cr_assert_fail("xio-monitor exited at start (status %d)", st);
-		}
-		sleep_ms(10);
-	}
-	t_monitor_dump_log(m);
-	cr_assert_fail("xio-monitor did not come up in 5 s");
+	wait_up(m);
+}
+
+void t_monitor_kill(struct t_monitor *m)
+{
+	cr_assert(m->pid > 0, "no monitor of this test to kill");
+	kill(m->pid, SIGKILL);
+	t_wait(m->pid, 5000);
+	m->pid = 0;
+}
+
+void t_monitor_restart(struct t_monitor *m)
+{
+	const char *argv[] = { XIO_MONITOR_BIN, "--foreground", "--verbose", "--socket", m->sock,
+			       NULL };
+	/* The socket file is still there, as after a crash: the new monitor
+	 * finds nobody answering on it and takes it over. */
+	spawn(m, argv, O_APPEND);
+	wait_up(m);
 }
 
 void t_monitor_dump_log(const struct t_monitor *m)

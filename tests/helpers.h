@@ -31,6 +31,14 @@ void t_monitor_start(struct t_monitor *m, ...);
 /* If set, run in the monitor's process just before exec (a test that must
  * run it without a capability drops it there). */
 extern void (*t_monitor_pre_exec)(void);
+/* kill -9 the monitor m (that one only, by its pid) and reap it; its
+ * socket file stays, as after a crash. */
+void t_monitor_kill(struct t_monitor *m);
+/* Start a new monitor on the socket of m after t_monitor_kill, with no
+ * extra arguments, its log appended to the same file, and wait until it
+ * answers (5 s). This process's control session is left as a running
+ * program's would be. */
+void t_monitor_restart(struct t_monitor *m);
 /* SIGTERM it, wait (bounded), remove its directory. */
 void t_monitor_stop(struct t_monitor *m);
 /* Print the monitor's log (on failure). */

@@ -3,9 +3,11 @@
  * Pending connections and listeners are capped per process and per uid, a
  * client over a limit is told which one and stays on TCP, parked intents
  * cost nothing to later pairings, and running out of fds neither spins the
- * monitor nor stops it from serving others.
+ * monitor nor stops it from serving others, nor cuts off a process whose
+ * message lost its fd.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -328,5 +330,186 @@ Test(exhaustion, out_of_fds_does_not_spin)
 	t_reap(hog, 10000);
 	struct xio_msg_status st = t_monitor_settle(1);
 	cr_expect_eq(st.procs, 1, "%u sessions left", st.procs);
+	a_monitor_stop();
+}
+
+/* The monitor's open fds, and the lowest fd number it does not use. */
+static int monitor_fds(int *lowest_free)
+{
+	char path[64];
+	unsigned char used[4096] = { 0 };
+	int n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)a_mon.pid);
+	DIR *d = opendir(path);
+	cr_assert(d, "%s: %s", path, strerror(errno));
+	for (struct dirent *e; (e = readdir(d));) {
+		if (e->d_name[0] == '.')
+			continue;
+		int fd = atoi(e->d_name);
+		if (fd >= 0 && fd < (int)sizeof(used))
+			used[fd] = 1;
+		n++;
+	}
+	closedir(d);
+	if (lowest_free) {
+		*lowest_free = 0;
+		while (*lowest_free < (int)sizeof(used) && used[*lowest_free])
+			(*lowest_free)++;
+	}
+	return n;
+}
+
+/* The monitor's fd count once it stops changing (bounded, 5 s). */
+static int monitor_fds_settled(void)
+{
+	int n = monitor_fds(NULL), same = 0;
+	for (int i = 0; i < 500 && same < 10; i++) {
+		usleep(10000);
+		int m = monitor_fds(NULL);
+		same = m == n ? same + 1 : 0;
+		n = m;
+	}
+	return n;
+}
+
+/* Once the monitor serves procs sessions and its fds stop changing, lower
+ * its soft fd limit to its lowest free fd number: it can open no more. */
+static void monitor_out_of_fds(unsigned procs)
+{
+	int lowest;
+	struct rlimit lim;
+	t_monitor_settle(procs);
+	monitor_fds_settled();
+	monitor_fds(&lowest);
+	cr_assert_eq(prlimit(a_mon.pid, RLIMIT_NOFILE, NULL, &lim), 0);
+	lim.rlim_cur = (rlim_t)lowest;
+	cr_assert_eq(prlimit(a_mon.pid, RLIMIT_NOFILE, &lim, NULL), 0, "prlimit: %s",
+		     strerror(errno));
+}
+
+struct bystander {
+	int ready[2], go[2];
+	uint16_t port;
+};
+
+/* A client whose session is open before the monitor runs out of fds: its
+ * connection's INTENT loses its fd on the way. */
+static int bystander_main(void *arg)
+{
+	struct bystander *b = arg;
+	struct xio_msg_status st;
+	xio_conn *c;
+	char ch = 'x';
+	alarm(20);
+	T_CHECK(xio__ctl_status(&st) == 0, "no session");
+	uint32_t session = xio__ctl_session();
+	t_post(b->ready[1]);
+	T_CHECK(t_await(b->go[0], 10000), "no go");
+	struct sockaddr_in a = t_loopback(b->port);
+	int r = xio_connect(&c, (struct sockaddr *)&a, sizeof(a), 0);
+	T_CHECK(r == 0, "xio_connect: %s", strerror(-r));
+	T_CHECK(xio_write(c, &ch, 1) == 1, "write");
+	T_CHECK(t_read_full(c, &ch, 1) == 1, "no answer");
+	T_CHECK(!xio_conn_is_accelerated(c), "accelerated with the monitor out of fds");
+	xio_close(c);
+	T_CHECK(xio__ctl_status(&st) == 0, "STATUS after the connection failed");
+	T_CHECK(xio__ctl_session() == session, "the session was dropped (%u, was %u)",
+		xio__ctl_session(), session);
+	return A_CLIENT_TCP;
+}
+
+/* A message whose fd the monitor could not take (it is at its fd limit:
+ * MSG_CTRUNC) is answered as over the monitor's fd limit (XIO_FB_LIMIT or
+ * ERROR with -ENFILE); its sender keeps its session, its connections fall
+ * back to TCP, and the monitor's fd count comes back to where it was (before,
+ * such a sender was disconnected as "malformed"). */
+Test(exhaustion, fd_lost_is_over_the_limit)
+{
+	struct bystander b;
+	char reply[XIO_CTL_MAX_MSG];
+	int rep[2], go[2], type;
+	t_monitor_start(&a_mon, NULL);
+	t_monitor_status();
+	int before = monitor_fds_settled();
+	cr_assert_eq(pipe(rep), 0);
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(b.ready), 0);
+	cr_assert_eq(pipe(b.go), 0);
+	struct a_server s = { .n = 1, .go_fd = go[0], .report_fd = rep[1] };
+	pid_t srv = a_server_start(&s, &b.port);
+	close(rep[1]); /* the server's report, or end of file */
+	pid_t cli = a_fork(bystander_main, &b);
+	cr_assert(t_await(b.ready[0], 10000), "the bystander did not start");
+	int by = a_ctl_open();
+	cr_assert(by >= 0, "session: %s", strerror(-by));
+	/* Every session is open: now the monitor may open no more fds. */
+	struct rlimit old;
+	cr_assert_eq(prlimit(a_mon.pid, RLIMIT_NOFILE, NULL, &old), 0);
+	monitor_out_of_fds(4);
+
+	/* A real connection whose fds are lost both ways (the client's
+	 * INTENT, the server's ACCEPT): TCP, and neither end is cut off. */
+	t_post(b.go[1]);
+	t_post(go[1]);
+	int cst = t_wait(cli, 15000);
+	cr_expect_eq(cst, A_CLIENT_TCP, "the bystander's connection: exit %d", cst);
+	t_reap(srv, 10000);
+	char accel = '?';
+	cr_expect(read(rep[0], &accel, 1) == 1 && accel == '0', "the server end: '%c'", accel);
+
+	/* Their sessions are gone, and their fds free: out of fds again. */
+	monitor_out_of_fds(2);
+	/* An INTENT whose socket was lost: its CONNECTED is told the limit. */
+	struct xio_msg_intent im;
+	memset(&im, 0, sizeof(im));
+	im.intent = 7;
+	int sk = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(a_ctl_post(by, XIO_MSG_INTENT, &im, sizeof(im), sk), 0);
+	close(sk);
+	int err = 0, reason = connected(by, 7, &err);
+	cr_expect(reason == XIO_FB_LIMIT && err == -ENFILE,
+		  "CONNECTED after a lost INTENT: reason %d err %d", reason, err);
+	/* An ACCEPT whose socket was lost falls back, told the limit. */
+	int kc, ks;
+	cr_assert_eq(a_kernel_pair(0, 0, &kc, &ks), 0);
+	struct xio_msg_hdr ah;
+	type = a_ctl_call(by, XIO_MSG_ACCEPT, &ah, sizeof(ah), ks, reply, NULL, 5000);
+	struct xio_msg_fallback *fb = (void *)reply;
+	cr_expect(type == XIO_MSG_FALLBACK && fb->reason == XIO_FB_LIMIT && fb->err == -ENFILE,
+		  "ACCEPT with its fd lost: reply %d reason %d err %d", type, fb->reason, fb->err);
+	/* So does a REATTACH. */
+	struct xio_msg_close ra;
+	memset(&ra, 0, sizeof(ra));
+	ra.conn_id = 1;
+	type = a_ctl_call(by, XIO_MSG_REATTACH, &ra, sizeof(ra), kc, reply, NULL, 5000);
+	cr_expect(type == XIO_MSG_FALLBACK && fb->reason == XIO_FB_LIMIT && fb->err == -ENFILE,
+		  "REATTACH with its fd lost: reply %d reason %d err %d", type, fb->reason,
+		  fb->err);
+	close(kc);
+	close(ks);
+	/* A LISTEN whose socket was lost is refused with the limit. */
+	uint16_t port;
+	int ls = a_listen_loopback(0, &port);
+	struct xio_msg_id lm;
+	memset(&lm, 0, sizeof(lm));
+	type = a_ctl_call(by, XIO_MSG_LISTEN, &lm, sizeof(lm), ls, reply, NULL, 5000);
+	struct xio_msg_error *e = (void *)reply;
+	cr_expect(type == XIO_MSG_ERROR && e->err == -ENFILE,
+		  "LISTEN with its fd lost: reply %d err %d", type, e->err);
+	close(ls);
+	/* The session is still served. */
+	struct xio_msg_hdr sh;
+	type = a_ctl_call(by, XIO_MSG_STATUS, &sh, sizeof(sh), -1, reply, NULL, 5000);
+	cr_expect_eq(type, XIO_MSG_STATUS_REPLY, "STATUS on that session: reply %d", type);
+
+	cr_assert_eq(prlimit(a_mon.pid, RLIMIT_NOFILE, &old, NULL), 0);
+	close(by);
+	struct xio_msg_status st = t_monitor_settle(1);
+	cr_expect_eq(st.procs, 1, "%u sessions left", st.procs);
+	int after = monitor_fds_settled();
+	cr_expect_eq(after, before, "the monitor holds %d fds, %d before", after, before);
+	if (log_has("malformed"))
+		t_monitor_dump_log(&a_mon);
+	cr_expect(!log_has("malformed"), "a sender was cut off as malformed");
 	a_monitor_stop();
 }

@@ -4,10 +4,14 @@
  * any local process sends it.
  *
  * Input: byte 0 says how many fds ride along (bits 0-1: 0..3 copies of
- * /dev/null) and whether to send them as one SCM_RIGHTS block or as several
- * (bit 2); the rest is the packet, sent as is over a SEQPACKET pair. The
- * parser must accept exactly the well-formed messages (the length the type
- * demands, the right version, at most one fd) and close every fd of a
+ * /dev/null), whether to send them as one SCM_RIGHTS block or as several
+ * (bit 2), and how many fds the receiver may still open (bits 3-4: 1 none,
+ * 2 one, else no limit: a receiver at its fd limit gets MSG_CTRUNC); the
+ * rest is the packet, sent as is over a SEQPACKET pair. The parser must
+ * accept exactly the well-formed messages (the length the type demands, the
+ * right version, at most one fd, or fds that were all dropped), hand out
+ * the one fd or say it was lost
+ * (XIO_CTL_FD_LOST, when none could be installed), and close every fd of a
  * message it refuses: afterwards the lowest free fd number is what it was
  * before the input.
  */
@@ -16,6 +20,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -75,7 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup();
 	if (size < 1 || size > 4096)
 		return 0;
-	int nfds = data[0] & 3, split = !!(data[0] & 4);
+	int nfds = data[0] & 3, split = !!(data[0] & 4), limit = (data[0] >> 3) & 3;
+	int room = limit == 1 ? 0 : limit == 2 ? 1 : 3; /* fds the receiver may open */
 	if (send_packet(data + 1, size - 1, nfds, split) < 0)
 		return 0;
 
@@ -83,14 +89,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct xio_msg_hdr h;
 		char raw[XIO_CTL_MAX_MSG];
 	} buf;
-	int fd = -2;
-	ssize_t r = xio_ctl_recv(pair[1], &buf, &fd, MSG_DONTWAIT);
-	if (r > 0) {
-		/* Accepted: it must be exactly a message of its type. */
-		if ((size_t)r != size - 1 || buf.h.version != XIO_CTL_VERSION ||
-		    buf.h.len != (uint32_t)r || xio_ctl_msg_size(buf.h.type) != (size_t)r)
+	int fd = -3;
+	struct rlimit old, rl;
+	if (getrlimit(RLIMIT_NOFILE, &old) < 0)
+		abort();
+	rl = old;
+	if (room < 3) {
+		rl.rlim_cur = (rlim_t)(lowest_free + room);
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			abort();
-		if (nfds > 1 || (nfds == 1) != (fd >= 0))
+	}
+	ssize_t r = xio_ctl_recv(pair[1], &buf, &fd, MSG_DONTWAIT);
+	if (room < 3 && setrlimit(RLIMIT_NOFILE, &old) < 0)
+		abort();
+	/* Well formed: exactly a message of its type, with at most one fd, or
+	 * with fds none of which could be installed here (their number is
+	 * then unknown: the receiver's shortage is not the sender's fault). */
+	struct xio_msg_hdr h;
+	size_t n = size - 1;
+	if (n >= sizeof(h))
+		memcpy(&h, data + 1, sizeof(h));
+	int good = n >= sizeof(h) && n <= XIO_CTL_MAX_MSG && h.version == XIO_CTL_VERSION &&
+		   h.len == (uint32_t)n && xio_ctl_msg_size(h.type) == n &&
+		   (nfds <= 1 || room == 0);
+	if ((r > 0) != good)
+		abort();
+	if (r > 0) {
+		if ((size_t)r != n || memcmp(&buf, data + 1, n))
+			abort();
+		int want = nfds == 0 ? -1 : room == 0 ? XIO_CTL_FD_LOST : 0;
+		if (want == 0 ? fd < 0 : fd != want)
 			abort();
 		if (fd >= 0)
 			close(fd);

@@ -5,7 +5,9 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -174,4 +176,108 @@ Test(ctl_msg, conns_messages)
 	cr_assert_eq(xio_ctl_recv(sv[1], buf, &fd, 0), -EBADMSG);
 	cr_assert_str_eq(xio_fallback_reason_name(XIO_FB_ACL), "acl");
 	cr_assert_str_eq(xio_fallback_reason_name(0), "?");
+}
+
+/* The lowest fd number free in this process. */
+static int lowest_free(void)
+{
+	int fd = dup(0);
+	cr_assert(fd >= 0);
+	close(fd);
+	return fd;
+}
+
+/* 1 if no read end of the pipe whose write end is wfd is open anywhere. */
+static int readers_gone(int wfd)
+{
+	struct pollfd pf = { .fd = wfd, .events = POLLOUT };
+	return poll(&pf, 1, 0) == 1 && (pf.revents & POLLERR);
+}
+
+/* Receive with RLIMIT_NOFILE at room fds above the lowest free one. */
+static ssize_t recv_with_room(int room, void *buf, int *fd)
+{
+	struct rlimit old, rl;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	rl = old;
+	rl.rlim_cur = (rlim_t)(lowest_free() + room);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	ssize_t r = xio_ctl_recv(sv[1], buf, fd, 0);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	return r;
+}
+
+/* A receiver at its fd limit gets the message whole and is told its fd was
+ * lost (MSG_CTRUNC), instead of refusing the sender as malformed. */
+Test(ctl_msg, fd_lost_at_fd_limit)
+{
+	struct xio_msg_intent m, *in;
+	char buf[XIO_CTL_MAX_MSG];
+	int fd, p[2];
+	cr_assert_eq(pipe(p), 0);
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_INTENT, 3);
+	m.intent = 42;
+	cr_assert_eq(xio_ctl_send(sv[0], &m, p[0], 0), 0);
+	int before = lowest_free();
+	cr_assert_eq(recv_with_room(0, buf, &fd), (ssize_t)sizeof(m));
+	cr_assert_eq(fd, XIO_CTL_FD_LOST, "fd %d", fd);
+	in = (void *)buf;
+	cr_assert_eq(in->intent, 42);
+	cr_assert_eq(lowest_free(), before, "an fd was installed");
+	/* The kernel dropped its copy: only ours of the read end is left. */
+	close(p[0]);
+	cr_assert(readers_gone(p[1]), "the passed fd leaked");
+	close(p[1]);
+}
+
+/* Of a message with two fds, one of which came: the one that came is closed,
+ * and the message is still malformed (more than one fd). */
+Test(ctl_msg, fds_of_truncated_message_closed)
+{
+	struct xio_msg_intent m;
+	char buf[XIO_CTL_MAX_MSG];
+	int fd, p[2], q[2];
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(pipe(q), 0);
+	memset(&m, 0, sizeof(m));
+	xio_ctl_hdr(&m.h, XIO_MSG_INTENT, 4);
+	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+	union {
+		char c[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr a;
+	} u;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.c,
+			      .msg_controllen = sizeof(u.c) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(2 * sizeof(int));
+	int two[2] = { p[0], q[0] };
+	memcpy(CMSG_DATA(c), two, sizeof(two));
+	cr_assert_eq(sendmsg(sv[0], &msg, 0), (ssize_t)sizeof(m));
+	close(p[0]);
+	close(q[0]);
+	int before = lowest_free();
+	cr_assert_eq(recv_with_room(1, buf, &fd), -EBADMSG);
+	cr_assert_eq(lowest_free(), before, "the fd that came leaked");
+	cr_assert(readers_gone(p[1]), "the fd that came leaked");
+	cr_assert(readers_gone(q[1]), "the fd that did not come leaked");
+	close(p[1]);
+	close(q[1]);
+}
+
+/* At the fd limit, a payload cut short is still malformed. */
+Test(ctl_msg, truncated_payload_at_fd_limit_rejected)
+{
+	char big[XIO_CTL_MAX_MSG + 100], buf[XIO_CTL_MAX_MSG];
+	int fd, p[2];
+	cr_assert_eq(pipe(p), 0);
+	memset(big, 0, sizeof(big));
+	xio_ctl_hdr((struct xio_msg_hdr *)big, XIO_MSG_LISTEN, 1);
+	send_raw(big, sizeof(big), p[0]);
+	close(p[0]);
+	cr_assert_eq(recv_with_room(0, buf, &fd), -EBADMSG);
+	cr_assert_eq(fd, -1);
+	close(p[1]);
 }

@@ -5,7 +5,7 @@
  *
  * Every message starts with struct xio_msg_hdr. A receiver checks the
  * version, that the packet length equals hdr.len, and that hdr.len is the
- * exact size of that type's struct (xio_ctl_check); fds that arrive with a
+ * exact size of that type's struct (xio_ctl_recv); fds that arrive with a
  * message that takes none are closed.
  */
 #ifndef XIO_CORE_CTL_H
@@ -192,7 +192,16 @@ int xio_ctl_send(int sock, const void *msg, int fd, int flags);
  * at most one fd into *fd (-1 if none). Checks the message (see above):
  * returns its length, 0 at end of file, -EBADMSG for a malformed one (any
  * fd that came with it is closed), or -errno.
+ *
+ * A whole message whose one fd the kernel could not hand over (MSG_CTRUNC:
+ * the receiver is at its fd limit) is returned with *fd = XIO_CTL_FD_LOST.
+ * That is the receiver's shortage, not the sender's fault: the message is
+ * answered as one over a limit (the monitor: XIO_FB_LIMIT with -ENFILE),
+ * not refused as malformed. A payload cut short (MSG_TRUNC), or more than
+ * one fd (one that came and one dropped too), is still malformed, and the
+ * fds that came are closed.
  */
+#define XIO_CTL_FD_LOST (-2)
 ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags);
 /* How xio_ctl_recv closes the fds of a malformed message: NULL, close at
  * once; the monitor passes them to its closer thread (a close may block). */
@@ -228,12 +237,25 @@ void xio__ctl_adopt(int fd);
  * lost with that monitor. */
 uint32_t xio__ctl_session(void);
 /*
+ * xio__ctl_listen - register the listening (or bound, about to listen)
+ * socket fd with the monitor (LISTEN). Returns 1 with the monitor's id for
+ * it in *id and the session that id belongs to in *session; 0 if the
+ * monitor refused it (a limit, or not a listener; *id is 0); -ENOTCONN if
+ * no monitor answers.
+ */
+int xio__ctl_listen(int fd, uint64_t *id, uint32_t *session);
+/*
  * xio__ctl_keep - this process holds registrations a new monitor must be
  * told again (listeners). Starts, once per process, a thread that notices
  * when the monitor dies, connects to the next one as soon as it answers
- * (every 250 ms while none does), and calls resume() on each new session.
- * resume() runs in that thread and may make requests.
+ * (every 250 ms while none does), and calls every resume function given
+ * (up to 4 different ones: the shim's, the native API's) on each new
+ * session. They run in that thread and may make requests.
  */
 void xio__ctl_keep(void (*resume)(void));
+/* Register the control client's fork handlers now (once). A caller whose
+ * lock is taken before the client's (a resume function's) calls this before
+ * pthread_atfork of its own, so that its prepare handler runs first. */
+void xio__ctl_fork_handlers(void);
 
 #endif /* XIO_CORE_CTL_H */
