@@ -124,8 +124,13 @@ static void close_passed(struct msghdr *m)
 
 ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags)
 {
+	return xio_ctl_recv_cred(sock, buf, fd, flags, NULL);
+}
+
+ssize_t xio_ctl_recv_cred(int sock, void *buf, int *fd, int flags, uint32_t *uid)
+{
 	union {
-		char b[CMSG_SPACE(sizeof(int) * 4)];
+		char b[CMSG_SPACE(sizeof(int) * 4) + CMSG_SPACE(sizeof(struct ucred))];
 		struct cmsghdr align;
 	} u;
 	struct iovec iov = { .iov_base = buf, .iov_len = XIO_CTL_MAX_MSG };
@@ -134,6 +139,8 @@ ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags)
 	ssize_t r;
 
 	*fd = -1;
+	if (uid)
+		*uid = XIO_CTL_NO_CRED;
 	do
 		r = xio_sys_recvmsg(sock, &m, flags | MSG_CMSG_CLOEXEC);
 	while (r == -EINTR);
@@ -143,9 +150,20 @@ ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags)
 		return r;
 	const struct xio_msg_hdr *h = buf;
 	int nfds = 0;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+	struct cmsghdr *rights = NULL;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		if (c->cmsg_level != SOL_SOCKET)
+			continue;
+		if (c->cmsg_type == SCM_RIGHTS) {
 			nfds += (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			rights = c;
+		} else if (c->cmsg_type == SCM_CREDENTIALS && uid &&
+			   c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+			struct ucred cr;
+			memcpy(&cr, CMSG_DATA(c), sizeof(cr));
+			*uid = cr.uid;
+		}
+	}
 	/* MSG_CTRUNC: the kernel dropped the fds it could not install here
 	 * (we are at our fd limit). One fd came and another was dropped:
 	 * more than one was sent, which is malformed. */
@@ -163,10 +181,8 @@ ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags)
 		*fd = XIO_CTL_FD_LOST;
 		return r;
 	}
-	if (nfds == 1) {
-		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-		memcpy(fd, CMSG_DATA(c), sizeof(int));
-	}
+	if (nfds == 1)
+		memcpy(fd, CMSG_DATA(rights), sizeof(int));
 	return r;
 }
 

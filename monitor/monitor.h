@@ -24,6 +24,7 @@
 struct mon_msg {
 	int fd; /* passed fd or -1 */
 	uint32_t len;
+	uint32_t uid; /* the sender's uid as it sent it, or XIO_CTL_NO_CRED */
 	union {
 		struct xio_msg_hdr h;
 		char raw[XIO_CTL_MAX_MSG];

@@ -602,8 +602,22 @@ static int on_fd_lost(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	return 1;
 }
 
+/* The uid a process sends as now: one that dropped privileges after it
+ * opened its session (a server that listens as root, then setuid) is
+ * judged as what it is now. Its limits stay charged to the uid that opened
+ * the session, which gives them back. */
+static void take_uid(struct mon_proc *p, const struct mon_msg *msg)
+{
+	if (msg->uid == XIO_CTL_NO_CRED || msg->uid == p->uid)
+		return;
+	mon_log(MON_INFO, "process %d is uid %u now (was %u)", (int)p->pid, (unsigned)msg->uid,
+		(unsigned)p->uid);
+	p->uid = msg->uid;
+}
+
 void mon_handle(struct monitor *m, struct mon_proc *p, struct mon_msg *msg)
 {
+	take_uid(p, msg);
 	if (msg->fd == XIO_CTL_FD_LOST && on_fd_lost(m, p, msg))
 		return;
 	switch (msg->u.h.type) {
@@ -659,7 +673,7 @@ int mon_intake(struct monitor *m, struct mon_proc *p)
 	(void)m;
 	while (!p->dead && p->fcount < MON_FIFO) {
 		struct mon_msg *msg = &p->fifo[(p->fhead + p->fcount) % MON_FIFO];
-		ssize_t n = xio_ctl_recv(p->sock, &msg->u, &msg->fd, MSG_DONTWAIT);
+		ssize_t n = xio_ctl_recv_cred(p->sock, &msg->u, &msg->fd, MSG_DONTWAIT, &msg->uid);
 		if (n == -EAGAIN)
 			return 0;
 		if (n == -EBADMSG) {

@@ -23,6 +23,9 @@ struct mon_proc *mon_proc_add(struct monitor *m, int sock)
 		free(p);
 		return NULL;
 	}
+	/* Every message then carries the sender's uid as it sends it. */
+	int one = 1;
+	xio_sys_setsockopt(sock, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
 	p->sock = sock;
 	p->id = ++m->next_id;
 	p->pid = cr.pid;

@@ -175,3 +175,61 @@ Test(acl_uid, late_acceptor_refused_loses_nothing)
 	cr_expect_eq(rep[1], '0', "the refused worker joined the second segment");
 	a_monitor_stop();
 }
+
+struct dropper {
+	int port_pipe[2], dropped[2], report[2];
+};
+
+/* Listens as root (its session opens as root), then drops to the denied
+ * uid for good, and only then accepts. */
+static int dropper_main(void *arg)
+{
+	struct dropper *d = arg;
+	xio_listener *l;
+	xio_conn *c;
+	char b;
+	struct sockaddr_in a = t_loopback(0);
+	T_CHECK(xio_listen(&l, (struct sockaddr *)&a, sizeof(a), 4, 0) == 0, "listen");
+	uint16_t port = t_listener_port(l);
+	a_become(A_UID_THIRD);
+	t_post(d->dropped[1]);
+	T_CHECK(write(d->port_pipe[1], &port, sizeof(port)) == sizeof(port), "port");
+	int r = t_accept(l, &c, 0, 10000);
+	T_CHECK(r == 0, "accept: %s", strerror(-r));
+	T_CHECK(t_read_full(c, &b, 1) == 1, "read");
+	T_CHECK(xio_write(c, &b, 1) == 1, "write");
+	char rep = xio_conn_is_accelerated(c) ? '1' : '0';
+	T_CHECK(write(d->report[1], &rep, 1) == 1, "report");
+	xio_close(c);
+	xio_listener_close(l);
+	return 0;
+}
+
+/* A process is judged as the uid it is when it acts, not the one it had
+ * when it opened its session: a server that listened as root and then
+ * dropped to a denied uid (as a daemon does) is refused when it accepts.
+ * Before, the monitor took the uid once, from SO_PEERCRED, and accelerated
+ * it as root. */
+Test(acl_uid, uid_dropped_after_listen_is_judged)
+{
+	struct dropper d;
+	char text[64];
+	uint16_t port;
+	snprintf(text, sizeof(text), "deny server-uid %u\n", A_UID_THIRD);
+	a_monitor_with_config(text);
+	cr_assert_eq(pipe(d.port_pipe), 0);
+	cr_assert_eq(pipe(d.dropped), 0);
+	cr_assert_eq(pipe(d.report), 0);
+	pid_t srv = a_fork(dropper_main, &d);
+	cr_assert(t_await(d.dropped[0], 10000), "the server did not drop its uid");
+	cr_assert_eq(read(d.port_pipe[0], &port, sizeof(port)), (ssize_t)sizeof(port));
+	int cst = t_wait(a_client(0, port), 15000);
+	char rep = next_report(d.report[0]);
+	if (rep != '0' || cst != A_CLIENT_TCP)
+		t_monitor_dump_log(&a_mon);
+	cr_expect_eq(rep, '0', "the server that dropped to uid %u was accelerated ('%c')",
+		     A_UID_THIRD, rep);
+	cr_expect_eq(cst, A_CLIENT_TCP, "client exit %d", cst);
+	t_reap(srv, 5000);
+	a_monitor_stop();
+}
