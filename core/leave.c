@@ -111,6 +111,21 @@ static uint64_t peer_read_upto(struct xio_conn *c)
 	return atomic_load_explicit(&out->rx_left_bytes, memory_order_relaxed);
 }
 
+/* 1 if the peer's socket is closed, so that it can send nothing again
+ * over the kernel: the monitor says so (side_gone), or the kernel's FIN or
+ * RST came, which is sooner when the peer was killed (the monitor marks a
+ * side gone once no process holds its socket). While accelerated, the
+ * peer never shuts its kernel socket down: a FIN is its close. Reads
+ * nothing from the socket. */
+static int peer_closed(struct xio_conn *c)
+{
+	if (atomic_load_explicit(&c->hdr->side_gone[1 - c->side], memory_order_acquire) ||
+	    c->kernel_eof || c->kernel_err || c->kernel_errq)
+		return 1;
+	struct pollfd p = { .fd = c->fd, .events = POLLRDHUP };
+	return xio_sys_poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static void mark_left(struct xio_conn *c, unsigned reason)
 {
 	c->left = reason;
@@ -195,7 +210,7 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 	}
 	/* Step 1. What the peer posted and we did not read must come again
 	 * from the peer: one that closed or died cannot send it. */
-	if (xio__chan_rx_pending(&c->rx) > 0 && xio__conn_peer_tx_done(c))
+	if (xio__chan_rx_pending(&c->rx) > 0 && (xio__conn_peer_tx_done(c) || peer_closed(c)))
 		return reset(c);
 	uint64_t delivered = c->st.rx_bytes;
 	c->left_rx_off = delivered;
@@ -239,8 +254,7 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 	 * tx_left; if it did not, we see its close here, and nobody will
 	 * send the data: a gap. */
 	if (xio__chan_rx_pending(&c->rx) > 0 &&
-	    (atomic_load_explicit(&out->rx_closed, memory_order_acquire) ||
-	     atomic_load_explicit(&c->hdr->side_gone[1 - c->side], memory_order_acquire))) {
+	    (atomic_load_explicit(&out->rx_closed, memory_order_acquire) || peer_closed(c))) {
 		for (int i = 0; i < 100 && !atomic_load_explicit(&in->tx_left, memory_order_acquire); i++)
 			xio_sys_sleep_ms(1);
 		if (!atomic_load_explicit(&in->tx_left, memory_order_acquire))
