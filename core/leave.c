@@ -75,12 +75,13 @@ static int reset(struct xio_conn *c)
 	return -ECONNRESET;
 }
 
-/* Step 2: nobody may claim our words any more; read what is owed. The
- * bytes are on their way (a claim is followed by its send): wait for
- * them, boundedly, since the program's data comes right behind. */
-static void settle_for_good(struct xio_conn *c)
+/* Step 2: nobody may claim our words any more; read what is owed (and
+ * the peer's leave bell, if it rings one: bell). The bytes are on their
+ * way (a claim is followed by its send): wait for them, boundedly, since
+ * the program's data comes right behind. */
+static void settle_for_good(struct xio_conn *c, unsigned bell)
 {
-	unsigned owed = 0;
+	unsigned owed = bell;
 	owed += atomic_exchange(&c->rx.g.ctl->rx_waiting, XIO_WAIT_LEFT) == XIO_WAIT_CLAIMED;
 	owed += atomic_exchange(&c->tx.g.ctl->tx_waiting, XIO_WAIT_LEFT) == XIO_WAIT_CLAIMED;
 	for (int i = 0; i < 100 && (owed || atomic_load_explicit(&c->owed_late, memory_order_relaxed)); i++) {
@@ -195,6 +196,45 @@ int xio__conn_leave_stale(struct xio_conn *c, unsigned reason)
 	return xio__conn_leave(c, reason);
 }
 
+/*
+ * The leave bell. A side that leaves stops reading the ring: what the peer
+ * posted and it did not read comes again over the kernel when the peer
+ * follows, at its next call. A peer killed before then never sends it,
+ * and its kernel would end the connection with a FIN: a shortened stream,
+ * read as a plain end of file (perhaps by stdio or another program, which
+ * the shim does not see). So the leaver rings the peer once more after its
+ * last doorbells; only the follow reads that byte. A peer that dies
+ * without following closes its socket with the byte unread, and its
+ * kernel resets the connection instead: the leaver's program reads
+ * ECONNRESET. (One that had nothing to send again costs a reset where a
+ * FIN would have done.) A peer leaving at the same moment reads no bell:
+ * each leaver stores rx_left, then, after a full fence, rings only if the
+ * peer's rx_left is not there, so of two at once at least one does not
+ * ring; one that saw the other's rx_left reads the other's bell, if it
+ * rings one, with its own owed doorbells.
+ */
+static unsigned bell_decide(struct xio_conn *c)
+{
+	struct xio_chan_ctl *in = c->rx.g.ctl, *out = c->tx.g.ctl;
+	uint32_t mine =
+	    atomic_load_explicit(&out->rx_left, memory_order_acquire) ? XIO_BELL_NO : XIO_BELL_YES;
+	atomic_store_explicit(&in->rx_left_bell, mine, memory_order_relaxed); /* before tx_left */
+	return mine;
+}
+
+/* 1 if the peer rings a leave bell we must read: it is leaving at the same
+ * moment and decided to (it decides right after its rx_left, which we
+ * saw; one killed meanwhile is waited for 100 ms, then not counted). */
+static unsigned bell_owed(struct xio_conn *c, unsigned mine)
+{
+	_Atomic uint32_t *theirs = &c->tx.g.ctl->rx_left_bell;
+	if (mine == XIO_BELL_YES)
+		return 0; /* the peer does not leave on its own: it follows */
+	for (int i = 0; i < 100 && !atomic_load_explicit(theirs, memory_order_acquire); i++)
+		xio_sys_sleep_ms(1);
+	return atomic_load_explicit(theirs, memory_order_acquire) == XIO_BELL_YES;
+}
+
 int xio__conn_leave(struct xio_conn *c, unsigned reason)
 {
 	if (!c->accel || c->left || sibling_left(c) || !take_side(c))
@@ -218,8 +258,9 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 	atomic_store_explicit(&in->rx_left, reason, memory_order_release);
 	c->rx_raw = 1;
 	atomic_thread_fence(memory_order_seq_cst);
+	unsigned bell = bell_decide(c);
 	/* Step 2. */
-	settle_for_good(c);
+	settle_for_good(c, bell_owed(c, bell));
 	/* Step 3: our ring stream ends where the peer stopped reading it, if
 	 * it is leaving too, else at what we posted. */
 	uint64_t posted = c->st.tx_bytes, upto = peer_read_upto(c);
@@ -231,6 +272,8 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 			(unsigned)xio_wait_claim(&in->tx_waiting);
 	while (ring--)
 		xio__conn_doorbell(c);
+	if (bell == XIO_BELL_YES)
+		xio__conn_doorbell(c); /* the leave bell, after every owed doorbell */
 	/* Step 5. A peer leaving at the same moment may have stopped reading
 	 * only now: nothing of ours went to the kernel yet, so it is not too
 	 * late to send it the rest. */
@@ -267,7 +310,9 @@ int xio__conn_follow(struct xio_conn *c)
 {
 	if (!xio__conn_peer_left(c) || sibling_left(c) || !take_side(c))
 		return 0;
-	settle_for_good(c);
+	/* The leaver decided on its bell before its tx_left, which we saw. */
+	uint32_t bell = atomic_load_explicit(&c->tx.g.ctl->rx_left_bell, memory_order_relaxed);
+	settle_for_good(c, bell == XIO_BELL_YES);
 	/* What the peer did not read of ours goes first; then our writes. */
 	uint64_t posted = c->st.tx_bytes, upto = peer_read_upto(c);
 	uint64_t end = upto < posted ? upto : posted;
@@ -311,7 +356,9 @@ int xio_seg_leave_unjoined(void *base, const struct xio_seg_params *p, unsigned 
 	uint32_t none = 0;
 	if (!atomic_compare_exchange_strong(&h->leaving[side], &none, who))
 		return -EBUSY;
-	/* Step 1: nothing delivered. */
+	/* Step 1: nothing delivered. No leave bell: the monitor does not
+	 * wait to see whether the client follows. */
+	atomic_store_explicit(&in->rx_left_bell, XIO_BELL_NO, memory_order_relaxed);
 	atomic_store_explicit(&in->rx_left_bytes, 0, memory_order_relaxed);
 	atomic_store_explicit(&in->rx_left, reason, memory_order_release);
 	atomic_thread_fence(memory_order_seq_cst);
