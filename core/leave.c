@@ -76,9 +76,9 @@ static int reset(struct xio_conn *c)
 }
 
 /* Step 2: nobody may claim our words any more; read what is owed (and
- * the peer's leave bell, if it rings one: bell). The bytes are on their
- * way (a claim is followed by its send): wait for them, boundedly, since
- * the program's data comes right behind. */
+ * the peer's leave bell, if bell). The bytes are on their way (a claim is
+ * followed by its send): wait for them, boundedly, since the program's
+ * data comes right behind. */
 static void settle_for_good(struct xio_conn *c, unsigned bell)
 {
 	unsigned owed = bell;
@@ -206,12 +206,13 @@ int xio__conn_leave_stale(struct xio_conn *c, unsigned reason)
  * last doorbells; only the follow reads that byte. A peer that dies
  * without following closes its socket with the byte unread, and its
  * kernel resets the connection instead: the leaver's program reads
- * ECONNRESET. (One that had nothing to send again costs a reset where a
- * FIN would have done.) A peer leaving at the same moment reads no bell:
- * each leaver stores rx_left, then, after a full fence, rings only if the
- * peer's rx_left is not there, so of two at once at least one does not
- * ring; one that saw the other's rx_left reads the other's bell, if it
- * rings one, with its own owed doorbells.
+ * ECONNRESET. The follow reads it last, once what it sends again is out:
+ * one killed while it sends leaves it unread too. (One that had nothing
+ * to send again costs a reset where a FIN would have done.) A peer leaving
+ * at the same moment reads no bell: each leaver stores rx_left, then,
+ * after a full fence, rings only if the peer's rx_left is not there, so of
+ * two at once at least one does not ring; one that saw the other's
+ * rx_left reads the other's bell, if it rings one, after its own step 5.
  */
 static unsigned bell_decide(struct xio_conn *c)
 {
@@ -260,7 +261,7 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 	atomic_thread_fence(memory_order_seq_cst);
 	unsigned bell = bell_decide(c);
 	/* Step 2. */
-	settle_for_good(c, bell_owed(c, bell));
+	settle_for_good(c, 0);
 	/* Step 3: our ring stream ends where the peer stopped reading it, if
 	 * it is leaving too, else at what we posted. */
 	uint64_t posted = c->st.tx_bytes, upto = peer_read_upto(c);
@@ -286,6 +287,8 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 		xio_sys_shutdown(c->fd, SHUT_WR); /* our end of stream, for the kernel now */
 	if (r < 0 || (upto != UINT64_MAX && upto > posted))
 		return reset(c);
+	if (bell_owed(c, bell))
+		settle_for_good(c, 1); /* its bell, once ours is sent again */
 	/* It left at the same moment and its ring stream runs past what we
 	 * delivered, which we will not read: a gap, so a reset. */
 	if (atomic_load_explicit(&in->tx_left, memory_order_acquire) &&
@@ -310,9 +313,7 @@ int xio__conn_follow(struct xio_conn *c)
 {
 	if (!xio__conn_peer_left(c) || sibling_left(c) || !take_side(c))
 		return 0;
-	/* The leaver decided on its bell before its tx_left, which we saw. */
-	uint32_t bell = atomic_load_explicit(&c->tx.g.ctl->rx_left_bell, memory_order_relaxed);
-	settle_for_good(c, bell == XIO_BELL_YES);
+	settle_for_good(c, 0);
 	/* What the peer did not read of ours goes first; then our writes. */
 	uint64_t posted = c->st.tx_bytes, upto = peer_read_upto(c);
 	uint64_t end = upto < posted ? upto : posted;
@@ -327,6 +328,12 @@ int xio__conn_follow(struct xio_conn *c)
 		c->accel = 0;
 		return reset(c);
 	}
+	/* The leave bell, last: had we died sending again, it would have
+	 * been unread, and the peer would have read a reset. The leaver
+	 * decided on it before its tx_left, which we saw. */
+	uint32_t bell = atomic_load_explicit(&c->tx.g.ctl->rx_left_bell, memory_order_relaxed);
+	if (bell == XIO_BELL_YES)
+		settle_for_good(c, 1);
 	/* The rest of the peer's stream in the ring is read first (readv). */
 	if (!xio__chan_rx_pending(&c->rx)) {
 		c->rx_raw = 1;
