@@ -24,6 +24,8 @@
  *   burst B  write B bytes on each connection, then idle;
  *   stream   write for ever;
  *   stall R  read R bytes of each connection, then read no more;
+ *   burstr B write B bytes on each connection, then block reading the
+ *            first (nothing comes);
  *   forkw B  write B bytes, fork: the child writes on for ever, the parent
  *            idles;
  *   forkr R  read R bytes, fork: the child reads on for ever;
@@ -465,6 +467,11 @@ int main(int argc, char **argv)
 		write_upto(UINT64_MAX);
 	} else if (!strcmp(job, "stall")) {
 		read_upto(n);
+		idle();
+	} else if (!strcmp(job, "burstr")) {
+		write_upto(n);
+		while (read(conns[0].fd, buf, 1) < 0 && errno == EINTR)
+			;
 		idle();
 	} else if (!strcmp(job, "forkw") || !strcmp(job, "forkr")) {
 		int w = job[4] == 'w';

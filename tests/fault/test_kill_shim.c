@@ -6,8 +6,10 @@
  * epoll_wait (level and edge triggered), or spinning on EAGAIN. Also a
  * victim whose forked child holds the same connection (the parent is
  * killed, then the child), a survivor that forked, a victim killed while
- * its connection leaves shared memory (dup2 onto stdout), a survivor that
- * leaves after or before its peer's death, and 200 connections at once.
+ * its connection leaves shared memory (dup2 onto stdout; at each of its
+ * system calls, stopped there by ptrace), a survivor that leaves after or
+ * before its peer's death, or while its peer sends again what it had not
+ * read, and 200 connections at once.
  *
  * Each case runs on ordinary and on hugepage segments, with a monitor of
  * its own, and checks: the connections were accelerated (the monitor's
@@ -33,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,8 +98,11 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Start kill_peer under the shim; with_stdin: its stdin is a pipe (p->go);
+ * stats: its XIO_STATS file is p->stats; traced: it stops at its exec for
+ * kill_at_syscall. */
 static void spawn(struct peer *p, const char *end, int port, int nconn, const char *job,
-		  const char *wait, uint64_t n, int with_stdin, int stats)
+		  const char *wait, uint64_t n, int with_stdin, int stats, int traced)
 {
 	int rep[2], go[2] = { -1, -1 };
 	char sport[16], sn[16], sarg[24];
@@ -123,6 +130,8 @@ static void spawn(struct peer *p, const char *end, int port, int nconn, const ch
 			setenv("XIO_STATS", p->stats, 1);
 		else
 			unsetenv("XIO_STATS");
+		if (traced)
+			ptrace(PTRACE_TRACEME, 0, NULL, NULL);
 		execv(argv[0], (char **)argv);
 		_exit(127);
 	}
@@ -292,7 +301,9 @@ enum kind {
 	K_FORK,       /* the victim's parent, then its child */
 	K_LEAVE,      /* the victim leaves shared memory and is killed meanwhile */
 	K_LEAVE_SELF, /* the victim kills itself right after a dup2 */
-	K_LEFT_FIRST  /* the survivor leaves shared memory, then the victim dies */
+	K_LEFT_FIRST, /* the survivor leaves shared memory, then the victim dies */
+	K_AT_SYSCALL, /* the victim dies at its at-th system call from its dup2 on */
+	K_AT_RESEND   /* the survivor leaves; the victim dies sending again (at-th send) */
 };
 
 struct kcase {
@@ -304,6 +315,7 @@ struct kcase {
 	const char *wait;
 	int victim_listens;
 	int streaming; /* killed mid-stream, after kill_after bytes */
+	int at;        /* K_AT_SYSCALL: 0 its dup2, 1 the next system call... */
 };
 
 /* When each connection ended, in microseconds after the kill. */
@@ -412,6 +424,100 @@ static int reap(pid_t pid, int ms)
 	return -1;
 }
 
+/* A stop of traced pid within 2 s: 1 and its status, or 0. */
+static int traced_stop(pid_t pid, int *st)
+{
+	for (int i = 0; i < 2000; i++) {
+		pid_t r = waitpid(pid, st, WNOHANG);
+		if (r == pid)
+			return WIFSTOPPED(*st);
+		if (r < 0)
+			return 0;
+		usleep(1000);
+	}
+	return 0;
+}
+
+/*
+ * Run the victim (traced, stopped at its exec) until it enters its at-th
+ * system call counted from its dup2 (at 0: the dup2 itself, before the
+ * connection leaves; then each call the leave makes, and the writes over
+ * TCP after it), and kill it there. A victim that stops making calls
+ * (idle) is killed where it is. Returns the time of the kill.
+ */
+static uint64_t kill_at_syscall(pid_t pid, int at)
+{
+	int st, sig = 0, idx = -1;
+	cr_assert(traced_stop(pid, &st), "the traced victim did not stop at its exec");
+	ptrace(PTRACE_SETOPTIONS, pid, NULL,
+	       (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL));
+	for (;;) {
+		ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)sig);
+		sig = 0;
+		if (!traced_stop(pid, &st))
+			break; /* idle (or gone) */
+		if (WSTOPSIG(st) != (SIGTRAP | 0x80)) {
+			sig = WSTOPSIG(st); /* a signal for it: passed on */
+			continue;
+		}
+		struct __ptrace_syscall_info si;
+		if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, (void *)sizeof(si), &si) <= 0 ||
+		    si.op != PTRACE_SYSCALL_INFO_ENTRY)
+			continue;
+		int dup = si.entry.nr == SYS_dup3;
+#ifdef SYS_dup2
+		dup |= si.entry.nr == SYS_dup2;
+#endif
+		if (idx < 0 && !dup)
+			continue;
+		if (++idx == at)
+			break;
+	}
+	uint64_t t = now_ns();
+	kill(pid, SIGKILL);
+	return t;
+}
+
+/*
+ * The victim (traced, stopped at its exec) writes, then sleeps reading; as
+ * it goes to sleep (recv with MSG_PEEK, the shim's sleep in the kernel) the
+ * survivor is told to go (it moves its connection to TCP, and reads). The
+ * victim wakes and follows: it sends again what the survivor did not read,
+ * in sends of more than one byte (doorbells are one byte). It is killed as
+ * it enters the at-th of those. Returns the time of the kill.
+ */
+static uint64_t kill_at_resend(pid_t pid, int go, int at)
+{
+	int st, sig = 0, sends = 0, told = 0;
+	cr_assert(traced_stop(pid, &st), "the traced victim did not stop at its exec");
+	ptrace(PTRACE_SETOPTIONS, pid, NULL,
+	       (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL));
+	for (;;) {
+		ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)sig);
+		sig = 0;
+		if (!traced_stop(pid, &st))
+			break;
+		if (WSTOPSIG(st) != (SIGTRAP | 0x80)) {
+			sig = WSTOPSIG(st);
+			continue;
+		}
+		struct __ptrace_syscall_info si;
+		if (ptrace(PTRACE_GET_SYSCALL_INFO, pid, (void *)sizeof(si), &si) <= 0 ||
+		    si.op != PTRACE_SYSCALL_INFO_ENTRY)
+			continue;
+		if (!told && si.entry.nr == SYS_recvfrom && (si.entry.args[3] & MSG_PEEK)) {
+			cr_assert(write(go, "g", 1) == 1);
+			told = 1;
+		} else if (told && si.entry.nr == SYS_sendto && si.entry.args[2] > 1 &&
+			   ++sends == at) {
+			break;
+		}
+	}
+	uint64_t t = now_ns();
+	kill(pid, SIGKILL);
+	return t;
+}
+
 static struct outcome run_case(const struct kcase *k, const char *name, int huge)
 {
 	struct outcome out = { 0 };
@@ -429,11 +535,20 @@ static struct outcome run_case(const struct kcase *k, const char *name, int huge
 	struct peer *lp = k->victim_listens ? &pv : &psv, *cp = k->victim_listens ? &psv : &pv;
 	int late = !strncmp(k->survivor, "sinkl", 5);
 #define START(p, end, port)                                                                        \
-	((p) == &pv ? spawn(&pv, end, port, nconn, k->victim, k->wait, k->n, 0, 0)                 \
-		    : spawn(&psv, end, port, nconn, k->survivor, k->wait, 0, late, 1))
+	((p) == &pv ? spawn(&pv, end, port, nconn, k->victim, k->wait, k->n, 0, 0,                 \
+			    k->kind == K_AT_SYSCALL || k->kind == K_AT_RESEND)                     \
+		    : spawn(&psv, end, port, nconn, k->survivor, k->wait, 0, late, 1, 0))
 	START(lp, "listen", 0);
 	cr_assert(pump(&lp, 1, port_known, lp, 5000) && lp->port > 0, "%s: no port", name);
 	START(cp, "connect", lp->port);
+	uint64_t t_kill = 0;
+	if (k->kind == K_AT_SYSCALL) {
+		cr_assert(cp == &pv, "%s: the traced victim is the connecting end", name);
+		t_kill = kill_at_syscall(pv.pid, k->at);
+	} else if (k->kind == K_AT_RESEND) {
+		cr_assert(cp == &pv, "%s: the traced victim is the connecting end", name);
+		t_kill = kill_at_resend(pv.pid, psv.go, k->at);
+	}
 	both[0] = &pv;
 	both[1] = &psv;
 	cr_assert(pump(both, 2, all_ready, both, 10000), "%s: the peers did not connect", name);
@@ -451,6 +566,8 @@ static struct outcome run_case(const struct kcase *k, const char *name, int huge
 	} else if (k->kind == K_LEAVE_SELF) {
 		cr_assert(pump(both, 2, self_killed, &pv, 10000) && pv.killed_self,
 			  "%s: the victim did not get to its dup2", name);
+	} else if (k->kind == K_AT_SYSCALL || k->kind == K_AT_RESEND) {
+		/* Dead already. */
 	} else if (k->kind == K_LEAVE) {
 		/* Killed at a random moment once the first has left. */
 		ca.nconn = 1;
@@ -469,7 +586,9 @@ static struct outcome run_case(const struct kcase *k, const char *name, int huge
 		/* Long enough for the survivor to be asleep in the kernel. */
 		pump(both, 2, NULL, NULL, 40);
 	}
-	cr_assert((!psv.nended || k->kind == K_LEAVE_SELF) && !psv.bad && !psv.failed,
+	cr_assert((!psv.nended || k->kind == K_LEAVE_SELF || k->kind == K_AT_SYSCALL ||
+		   k->kind == K_AT_RESEND) &&
+		      !psv.bad && !psv.failed,
 		  "%s: the survivor ended before the kill (%s after %llu bytes)", name,
 		  psv.end_how[0], (unsigned long long)psv.end_bytes[0]);
 	/* Accelerated, every one of them, on the kind of pages asked for. */
@@ -480,9 +599,8 @@ static struct outcome run_case(const struct kcase *k, const char *name, int huge
 	cr_assert(!huge || s.segments_huge > 0, "%s: no segment on hugepages", name);
 	cr_assert(huge || s.segments_huge == 0, "%s: a segment on hugepages", name);
 
-	uint64_t t_kill = 0;
-	if (k->kind == K_LEFT_FIRST) {
-		/* below */
+	if (k->kind == K_LEFT_FIRST || k->kind == K_AT_SYSCALL || k->kind == K_AT_RESEND) {
+		/* below, or done */
 	} else if (k->kind == K_LEAVE_SELF) {
 		/* It killed itself, right after it told us the time. */
 		t_kill = pv.killed_self;
@@ -509,7 +627,9 @@ static struct outcome run_case(const struct kcase *k, const char *name, int huge
 		t_kill = now_ns();
 		cr_assert_eq(kill(pv.child, SIGKILL), 0);
 	}
-	if (late && k->kind == K_LEFT_FIRST) {
+	if (k->kind == K_AT_RESEND) {
+		/* Told to go, and the victim is dead. */
+	} else if (late && k->kind == K_LEFT_FIRST) {
 		/* The survivor leaves now (its victim alive but idle), and
 		 * reads; the victim dies a little later. */
 		cr_assert(write(psv.go, "g", 1) == 1);
@@ -689,6 +809,36 @@ KCASE(reader_leaves_after_kill_many, K_PLAIN, 8, "burst", 64 << 10, "sinkleave",
  * a plain end of file after fewer bytes. */
 KCASE(reader_left_then_writer_killed, K_LEFT_FIRST, 1, "burst", 512 << 10, "sinkleave", "read", 1,
       0)
+
+/* The writer wrote 256 KiB, puts the socket on its stdout (the connection
+ * leaves shared memory) and writes 256 KiB more over TCP; it is killed as
+ * it enters its dup2 (at 0), or the at-th system call after it: inside
+ * the leave (taking the side, the doorbell, the leave bell), or a write
+ * over TCP. The reader, asleep in read(), gets every byte the writer wrote
+ * (its write returned), then the end; or a reset. */
+#define KILL_AT(at)                                                                                \
+	KCASE(leaving_writer_killed_at_##at, K_AT_SYSCALL, 1, "leave", 256 << 10, "sink", "read",  \
+	      0, 0, at)
+KILL_AT(0)
+KILL_AT(1)
+KILL_AT(2)
+KILL_AT(3)
+KILL_AT(4)
+KILL_AT(5)
+KILL_AT(6)
+
+/* The writer wrote 512 KiB, which the reader did not read, and sleeps
+ * reading; the reader puts the socket on its stdout (the connection
+ * leaves) and reads; the writer wakes and follows, sending the 512 KiB
+ * again over TCP; it is killed as it enters its first, second or fourth
+ * send of them. The reader gets all 512 KiB, or a reset, never a plain end
+ * of file after fewer. */
+KCASE(follower_killed_resending_1, K_AT_RESEND, 1, "burstr", 512 << 10, "sinkleave", "read", 0, 0,
+      1)
+KCASE(follower_killed_resending_2, K_AT_RESEND, 1, "burstr", 512 << 10, "sinkleave", "read", 0, 0,
+      2)
+KCASE(follower_killed_resending_4, K_AT_RESEND, 1, "burstr", 512 << 10, "sinkleave", "read", 0, 0,
+      4)
 
 /* 16 connections leave one after the other (1 MiB over shared memory,
  * dup2 onto stdout, 1 MiB over TCP) and the writer is killed at a random
