@@ -363,12 +363,25 @@ int xio_seg_leave_unjoined(void *base, const struct xio_seg_params *p, unsigned 
 	uint32_t none = 0;
 	if (!atomic_compare_exchange_strong(&h->leaving[side], &none, who))
 		return -EBUSY;
-	/* Step 1: nothing delivered. No leave bell: the monitor does not
-	 * wait to see whether the client follows. */
-	atomic_store_explicit(&in->rx_left_bell, XIO_BELL_NO, memory_order_relaxed);
+	/* Step 1: nothing delivered. */
 	atomic_store_explicit(&in->rx_left_bytes, 0, memory_order_relaxed);
 	atomic_store_explicit(&in->rx_left, reason, memory_order_release);
 	atomic_thread_fence(memory_order_seq_cst);
+	/* The leave bell, as any leaver's: a client killed before it sends
+	 * its stream again then resets the acceptor's connection instead of
+	 * ending it. A client leaving at the same moment may ring its own: it
+	 * comes ahead of anything else it sends, and the acceptor's socket
+	 * must start with the client's first byte, so it is read here. */
+	uint32_t mine =
+	    atomic_load_explicit(&out->rx_left, memory_order_acquire) ? XIO_BELL_NO : XIO_BELL_YES;
+	atomic_store_explicit(&in->rx_left_bell, mine, memory_order_relaxed);
+	uint32_t theirs = XIO_BELL_NO;
+	if (mine == XIO_BELL_NO) {
+		_Atomic uint32_t *w = &out->rx_left_bell;
+		for (int i = 0; i < 100 && !atomic_load_explicit(w, memory_order_acquire); i++)
+			xio_sys_sleep_ms(1);
+		theirs = atomic_load_explicit(w, memory_order_acquire);
+	}
 	/* Step 2: never armed, so nothing is owed (else the peer wrote them). */
 	int bad = atomic_exchange(&in->rx_waiting, XIO_WAIT_LEFT) != XIO_WAIT_IDLE;
 	bad |= atomic_exchange(&out->tx_waiting, XIO_WAIT_LEFT) != XIO_WAIT_IDLE;
@@ -381,10 +394,17 @@ int xio_seg_leave_unjoined(void *base, const struct xio_seg_params *p, unsigned 
 	static const char bell = 0;
 	unsigned ring = (unsigned)xio_wait_claim(&out->rx_waiting) +
 			(unsigned)xio_wait_claim(&in->tx_waiting);
+	ring += mine == XIO_BELL_YES;
 	while (ring--)
 		xio_sys_send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (bad)
 		return -EPROTO;
+	for (int i = 0; theirs == XIO_BELL_YES && i < 10; i++) {
+		char b;
+		struct pollfd q = { .fd = fd, .events = POLLIN };
+		if (xio_sys_poll(&q, 1, 10) > 0 && xio_sys_recv(fd, &b, 1, MSG_DONTWAIT) != -EAGAIN)
+			break; /* its bell, or its end */
+	}
 	/* A gap: the peer posted into the ring and will not send it again,
 	 * because it closed (or died) before it saw this, or left itself
 	 * with its stream in the ring. A peer that follows publishes its own
@@ -394,9 +414,11 @@ int xio_seg_leave_unjoined(void *base, const struct xio_seg_params *p, unsigned 
 	uint64_t peer_end = atomic_load_explicit(&in->tx_left_bytes, memory_order_relaxed);
 	if (peer_left && peer_end > 0)
 		return -ECONNRESET;
+	struct pollfd q = { .fd = fd, .events = POLLRDHUP };
 	if (!peer_left && posted > 0 &&
 	    (atomic_load_explicit(&h->side_gone[1 - side], memory_order_acquire) ||
-	     atomic_load_explicit(&out->rx_closed, memory_order_acquire)))
-		return -ECONNRESET;
+	     atomic_load_explicit(&out->rx_closed, memory_order_acquire) ||
+	     (xio_sys_poll(&q, 1, 0) > 0 && (q.revents & (POLLRDHUP | POLLHUP | POLLERR)))))
+		return -ECONNRESET; /* closed, or killed (its FIN or RST came) */
 	return 0;
 }
