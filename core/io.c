@@ -133,8 +133,15 @@ ssize_t xio__conn_rx_wait(struct xio_conn *c, unsigned fl)
 
 ssize_t xio__conn_tx_wait(struct xio_conn *c, unsigned fl)
 {
-	if (fl & XIO_IO_NONBLOCK)
-		return -EAGAIN;
+	if (fl & XIO_IO_NONBLOCK) {
+		/* Look at the kernel socket once, as a non-blocking read does: a
+		 * program that writes again on EAGAIN makes no other call that
+		 * would see the peer's FIN or RST, and side_gone comes only
+		 * once no process holds the peer's socket (a forked child may). */
+		xio__conn_drain(c);
+		ssize_t s = xio__conn_tx_state(c);
+		return s < 0 ? s : -EAGAIN;
+	}
 	int r = xio__conn_wait(c, XIO_WAIT_TX);
 	return r < 0 ? r : 1;
 }

@@ -75,12 +75,13 @@ static int reset(struct xio_conn *c)
 	return -ECONNRESET;
 }
 
-/* Step 2: nobody may claim our words any more; read what is owed. The
- * bytes are on their way (a claim is followed by its send): wait for
- * them, boundedly, since the program's data comes right behind. */
-static void settle_for_good(struct xio_conn *c)
+/* Step 2: nobody may claim our words any more; read what is owed (and
+ * the peer's leave bell, if bell). The bytes are on their way (a claim is
+ * followed by its send): wait for them, boundedly, since the program's
+ * data comes right behind. */
+static void settle_for_good(struct xio_conn *c, unsigned bell)
 {
-	unsigned owed = 0;
+	unsigned owed = bell;
 	owed += atomic_exchange(&c->rx.g.ctl->rx_waiting, XIO_WAIT_LEFT) == XIO_WAIT_CLAIMED;
 	owed += atomic_exchange(&c->tx.g.ctl->tx_waiting, XIO_WAIT_LEFT) == XIO_WAIT_CLAIMED;
 	for (int i = 0; i < 100 && (owed || atomic_load_explicit(&c->owed_late, memory_order_relaxed)); i++) {
@@ -109,6 +110,21 @@ static uint64_t peer_read_upto(struct xio_conn *c)
 	if (!atomic_load_explicit(&out->rx_left, memory_order_acquire))
 		return UINT64_MAX;
 	return atomic_load_explicit(&out->rx_left_bytes, memory_order_relaxed);
+}
+
+/* 1 if the peer's socket is closed, so that it can send nothing again
+ * over the kernel: the monitor says so (side_gone), or the kernel's FIN or
+ * RST came, which is sooner when the peer was killed (the monitor marks a
+ * side gone once no process holds its socket). While accelerated, the
+ * peer never shuts its kernel socket down: a FIN is its close. Reads
+ * nothing from the socket. */
+static int peer_closed(struct xio_conn *c)
+{
+	if (atomic_load_explicit(&c->hdr->side_gone[1 - c->side], memory_order_acquire) ||
+	    c->kernel_eof || c->kernel_err || c->kernel_errq)
+		return 1;
+	struct pollfd p = { .fd = c->fd, .events = POLLRDHUP };
+	return xio_sys_poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 static void mark_left(struct xio_conn *c, unsigned reason)
@@ -180,6 +196,46 @@ int xio__conn_leave_stale(struct xio_conn *c, unsigned reason)
 	return xio__conn_leave(c, reason);
 }
 
+/*
+ * The leave bell. A side that leaves stops reading the ring: what the peer
+ * posted and it did not read comes again over the kernel when the peer
+ * follows, at its next call. A peer killed before then never sends it,
+ * and its kernel would end the connection with a FIN: a shortened stream,
+ * read as a plain end of file (perhaps by stdio or another program, which
+ * the shim does not see). So the leaver rings the peer once more after its
+ * last doorbells; only the follow reads that byte. A peer that dies
+ * without following closes its socket with the byte unread, and its
+ * kernel resets the connection instead: the leaver's program reads
+ * ECONNRESET. The follow reads it last, once what it sends again is out:
+ * one killed while it sends leaves it unread too. (One that had nothing
+ * to send again costs a reset where a FIN would have done.) A peer leaving
+ * at the same moment reads no bell: each leaver stores rx_left, then,
+ * after a full fence, rings only if the peer's rx_left is not there, so of
+ * two at once at least one does not ring; one that saw the other's
+ * rx_left reads the other's bell, if it rings one, after its own step 5.
+ */
+static unsigned bell_decide(struct xio_conn *c)
+{
+	struct xio_chan_ctl *in = c->rx.g.ctl, *out = c->tx.g.ctl;
+	uint32_t mine =
+	    atomic_load_explicit(&out->rx_left, memory_order_acquire) ? XIO_BELL_NO : XIO_BELL_YES;
+	atomic_store_explicit(&in->rx_left_bell, mine, memory_order_relaxed); /* before tx_left */
+	return mine;
+}
+
+/* 1 if the peer rings a leave bell we must read: it is leaving at the same
+ * moment and decided to (it decides right after its rx_left, which we
+ * saw; one killed meanwhile is waited for 100 ms, then not counted). */
+static unsigned bell_owed(struct xio_conn *c, unsigned mine)
+{
+	_Atomic uint32_t *theirs = &c->tx.g.ctl->rx_left_bell;
+	if (mine == XIO_BELL_YES)
+		return 0; /* the peer does not leave on its own: it follows */
+	for (int i = 0; i < 100 && !atomic_load_explicit(theirs, memory_order_acquire); i++)
+		xio_sys_sleep_ms(1);
+	return atomic_load_explicit(theirs, memory_order_acquire) == XIO_BELL_YES;
+}
+
 int xio__conn_leave(struct xio_conn *c, unsigned reason)
 {
 	if (!c->accel || c->left || sibling_left(c) || !take_side(c))
@@ -195,7 +251,7 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 	}
 	/* Step 1. What the peer posted and we did not read must come again
 	 * from the peer: one that closed or died cannot send it. */
-	if (xio__chan_rx_pending(&c->rx) > 0 && xio__conn_peer_tx_done(c))
+	if (xio__chan_rx_pending(&c->rx) > 0 && (xio__conn_peer_tx_done(c) || peer_closed(c)))
 		return reset(c);
 	uint64_t delivered = c->st.rx_bytes;
 	c->left_rx_off = delivered;
@@ -203,8 +259,9 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 	atomic_store_explicit(&in->rx_left, reason, memory_order_release);
 	c->rx_raw = 1;
 	atomic_thread_fence(memory_order_seq_cst);
+	unsigned bell = bell_decide(c);
 	/* Step 2. */
-	settle_for_good(c);
+	settle_for_good(c, 0);
 	/* Step 3: our ring stream ends where the peer stopped reading it, if
 	 * it is leaving too, else at what we posted. */
 	uint64_t posted = c->st.tx_bytes, upto = peer_read_upto(c);
@@ -216,6 +273,8 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 			(unsigned)xio_wait_claim(&in->tx_waiting);
 	while (ring--)
 		xio__conn_doorbell(c);
+	if (bell == XIO_BELL_YES)
+		xio__conn_doorbell(c); /* the leave bell, after every owed doorbell */
 	/* Step 5. A peer leaving at the same moment may have stopped reading
 	 * only now: nothing of ours went to the kernel yet, so it is not too
 	 * late to send it the rest. */
@@ -228,6 +287,8 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 		xio_sys_shutdown(c->fd, SHUT_WR); /* our end of stream, for the kernel now */
 	if (r < 0 || (upto != UINT64_MAX && upto > posted))
 		return reset(c);
+	if (bell_owed(c, bell))
+		settle_for_good(c, 1); /* its bell, once ours is sent again */
 	/* It left at the same moment and its ring stream runs past what we
 	 * delivered, which we will not read: a gap, so a reset. */
 	if (atomic_load_explicit(&in->tx_left, memory_order_acquire) &&
@@ -239,8 +300,7 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 	 * tx_left; if it did not, we see its close here, and nobody will
 	 * send the data: a gap. */
 	if (xio__chan_rx_pending(&c->rx) > 0 &&
-	    (atomic_load_explicit(&out->rx_closed, memory_order_acquire) ||
-	     atomic_load_explicit(&c->hdr->side_gone[1 - c->side], memory_order_acquire))) {
+	    (atomic_load_explicit(&out->rx_closed, memory_order_acquire) || peer_closed(c))) {
 		for (int i = 0; i < 100 && !atomic_load_explicit(&in->tx_left, memory_order_acquire); i++)
 			xio_sys_sleep_ms(1);
 		if (!atomic_load_explicit(&in->tx_left, memory_order_acquire))
@@ -253,7 +313,7 @@ int xio__conn_follow(struct xio_conn *c)
 {
 	if (!xio__conn_peer_left(c) || sibling_left(c) || !take_side(c))
 		return 0;
-	settle_for_good(c);
+	settle_for_good(c, 0);
 	/* What the peer did not read of ours goes first; then our writes. */
 	uint64_t posted = c->st.tx_bytes, upto = peer_read_upto(c);
 	uint64_t end = upto < posted ? upto : posted;
@@ -268,6 +328,12 @@ int xio__conn_follow(struct xio_conn *c)
 		c->accel = 0;
 		return reset(c);
 	}
+	/* The leave bell, last: had we died sending again, it would have
+	 * been unread, and the peer would have read a reset. The leaver
+	 * decided on it before its tx_left, which we saw. */
+	uint32_t bell = atomic_load_explicit(&c->tx.g.ctl->rx_left_bell, memory_order_relaxed);
+	if (bell == XIO_BELL_YES)
+		settle_for_good(c, 1);
 	/* The rest of the peer's stream in the ring is read first (readv). */
 	if (!xio__chan_rx_pending(&c->rx)) {
 		c->rx_raw = 1;
@@ -301,6 +367,21 @@ int xio_seg_leave_unjoined(void *base, const struct xio_seg_params *p, unsigned 
 	atomic_store_explicit(&in->rx_left_bytes, 0, memory_order_relaxed);
 	atomic_store_explicit(&in->rx_left, reason, memory_order_release);
 	atomic_thread_fence(memory_order_seq_cst);
+	/* The leave bell, as any leaver's: a client killed before it sends
+	 * its stream again then resets the acceptor's connection instead of
+	 * ending it. A client leaving at the same moment may ring its own: it
+	 * comes ahead of anything else it sends, and the acceptor's socket
+	 * must start with the client's first byte, so it is read here. */
+	uint32_t mine =
+	    atomic_load_explicit(&out->rx_left, memory_order_acquire) ? XIO_BELL_NO : XIO_BELL_YES;
+	atomic_store_explicit(&in->rx_left_bell, mine, memory_order_relaxed);
+	uint32_t theirs = XIO_BELL_NO;
+	if (mine == XIO_BELL_NO) {
+		_Atomic uint32_t *w = &out->rx_left_bell;
+		for (int i = 0; i < 100 && !atomic_load_explicit(w, memory_order_acquire); i++)
+			xio_sys_sleep_ms(1);
+		theirs = atomic_load_explicit(w, memory_order_acquire);
+	}
 	/* Step 2: never armed, so nothing is owed (else the peer wrote them). */
 	int bad = atomic_exchange(&in->rx_waiting, XIO_WAIT_LEFT) != XIO_WAIT_IDLE;
 	bad |= atomic_exchange(&out->tx_waiting, XIO_WAIT_LEFT) != XIO_WAIT_IDLE;
@@ -313,10 +394,17 @@ int xio_seg_leave_unjoined(void *base, const struct xio_seg_params *p, unsigned 
 	static const char bell = 0;
 	unsigned ring = (unsigned)xio_wait_claim(&out->rx_waiting) +
 			(unsigned)xio_wait_claim(&in->tx_waiting);
+	ring += mine == XIO_BELL_YES;
 	while (ring--)
 		xio_sys_send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (bad)
 		return -EPROTO;
+	for (int i = 0; theirs == XIO_BELL_YES && i < 10; i++) {
+		char b;
+		struct pollfd q = { .fd = fd, .events = POLLIN };
+		if (xio_sys_poll(&q, 1, 10) > 0 && xio_sys_recv(fd, &b, 1, MSG_DONTWAIT) != -EAGAIN)
+			break; /* its bell, or its end */
+	}
 	/* A gap: the peer posted into the ring and will not send it again,
 	 * because it closed (or died) before it saw this, or left itself
 	 * with its stream in the ring. A peer that follows publishes its own
@@ -326,9 +414,11 @@ int xio_seg_leave_unjoined(void *base, const struct xio_seg_params *p, unsigned 
 	uint64_t peer_end = atomic_load_explicit(&in->tx_left_bytes, memory_order_relaxed);
 	if (peer_left && peer_end > 0)
 		return -ECONNRESET;
+	struct pollfd q = { .fd = fd, .events = POLLRDHUP };
 	if (!peer_left && posted > 0 &&
 	    (atomic_load_explicit(&h->side_gone[1 - side], memory_order_acquire) ||
-	     atomic_load_explicit(&out->rx_closed, memory_order_acquire)))
-		return -ECONNRESET;
+	     atomic_load_explicit(&out->rx_closed, memory_order_acquire) ||
+	     (xio_sys_poll(&q, 1, 0) > 0 && (q.revents & (POLLRDHUP | POLLHUP | POLLERR)))))
+		return -ECONNRESET; /* closed, or killed (its FIN or RST came) */
 	return 0;
 }

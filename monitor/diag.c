@@ -10,7 +10,9 @@
  * the client end of an accepted connection, so that its INTENT is found by
  * the socket's cookie in one hash lookup, not by asking the kernel about
  * every parked intent. Sockets are named by their cookie (SO_COOKIE):
- * unique for the life of the system, never reused.
+ * unique for the life of the system, never reused. And (state.c) whether
+ * the socket of a side whose last known process died is still open in
+ * some process (a forked child): only a side nobody holds is gone.
  *
  * A netlink socket answers for the namespace it was made in: one for ours,
  * made at start, and a few more made on demand by entering another
@@ -109,12 +111,11 @@ static void put_addr(__be32 dst[4], const struct xio_ep *ep)
 	memcpy(dst, ep->addr, ep->family == AF_INET ? 4 : 16);
 }
 
-int mon_diag_cookie(int ref_fd, uint64_t netns, const struct xio_ep *local,
-		    const struct xio_ep *remote, uint64_t *cookie)
+/* One exact lookup on netlink socket s: the TCP socket at local, talking
+ * to remote, into *out. Returns 0, -ENOENT, or -errno. */
+static int lookup(int s, const struct xio_ep *local, const struct xio_ep *remote,
+		  struct inet_diag_msg *out)
 {
-	int s = diag_sock(ref_fd, netns);
-	if (s < 0)
-		return s;
 	struct {
 		struct nlmsghdr nlh;
 		struct inet_diag_req_v2 r;
@@ -153,10 +154,38 @@ int mon_diag_cookie(int ref_fd, uint64_t netns, const struct xio_ep *local,
 		if (u.h.nlmsg_type != SOCK_DIAG_BY_FAMILY ||
 		    u.h.nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
 			return -EPROTO;
-		const struct inet_diag_msg *d = NLMSG_DATA(&u.h);
-		*cookie = (uint64_t)d->id.idiag_cookie[0] | (uint64_t)d->id.idiag_cookie[1] << 32;
+		memcpy(out, NLMSG_DATA(&u.h), sizeof(*out));
 		return 0;
 	}
+}
+
+int mon_diag_cookie(int ref_fd, uint64_t netns, const struct xio_ep *local,
+		    const struct xio_ep *remote, uint64_t *cookie)
+{
+	struct inet_diag_msg d;
+	int s = diag_sock(ref_fd, netns);
+	int r = s < 0 ? s : lookup(s, local, remote, &d);
+	if (r == 0)
+		*cookie = (uint64_t)d.id.idiag_cookie[0] | (uint64_t)d.id.idiag_cookie[1] << 32;
+	return r;
+}
+
+int mon_diag_held(uint64_t netns, const struct xio_ep *local, const struct xio_ep *remote)
+{
+	/* A namespace we have no netlink socket for cannot be entered
+	 * without an fd of it; it was asked about when the connection was
+	 * paired, so it is in the cache unless evicted since. */
+	struct inet_diag_msg d;
+	int s = -ESRCH;
+	for (unsigned i = 0; i < ncache; i++)
+		if (cache[i].netns == netns)
+			s = cache[i].fd;
+	int r = s < 0 ? s : lookup(s, local, remote, &d);
+	if (r == -ENOENT)
+		return 0;
+	/* A socket no file refers to (closed, lingering in FIN_WAIT or
+	 * TIME_WAIT) has no inode. */
+	return r < 0 ? r : d.idiag_inode != 0;
 }
 
 int mon_sock_cookie(int fd, uint64_t *cookie)

@@ -231,7 +231,10 @@ static int run(struct monitor *m)
 	xio_ctl_close_fd = mon_close_handed;
 
 	for (;;) {
-		int n = epoll_wait(m->epfd, evs, 64, m->idle_exit ? 500 : -1);
+		int tmo = mon_gone_check(m);
+		if (m->idle_exit && (tmo < 0 || tmo > 500))
+			tmo = 500;
+		int n = epoll_wait(m->epfd, evs, 64, tmo);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -304,6 +307,7 @@ static void shutdown_all(struct monitor *m)
 	HASH_ITER(hh, m->procs, p, tmp)
 	mon_proc_reclaim(m, p);
 	mon_uids_free(m);
+	free(m->gone);
 	close(m->lsock);
 	unlink(m->sock_path);
 	if (pidfile)

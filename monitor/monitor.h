@@ -132,6 +132,15 @@ struct mon_conn {
 	UT_hash_handle hh_id;       /* by id */
 };
 
+/* A side whose last owner died while its socket was still open: asked
+ * about again at due_ms (state.c, mon_gone_check). */
+struct mon_gone {
+	uint64_t conn_id;
+	unsigned side;
+	uint32_t wait_ms; /* the interval, doubling up to a second */
+	uint64_t due_ms;
+};
+
 /* A connection answered FALLBACK, kept for xio stat (table.c): the
  * monitor never sees a TCP connection again, so this is history. */
 struct mon_recent {
@@ -162,6 +171,8 @@ struct monitor {
 	unsigned npending;          /* intents and charged connections, all uids */
 	unsigned fd_budget;         /* sessions + pending: the fd limit less a reserve */
 	struct mon_conn *conns, *conns_by_id;
+	struct mon_gone *gone;      /* sides waiting for their socket to close */
+	unsigned ngone, gone_cap;
 	uint64_t accel_total, fallback_total, huge_total, small_total;
 	struct mon_recent recent[XIO_CONNS_RECENT_TCP]; /* a ring; id 0 unused */
 	unsigned recent_next;
@@ -198,6 +209,10 @@ int mon_diag_init(void);
 int mon_diag_cookie(int ref_fd, uint64_t netns, const struct xio_ep *local,
 		    const struct xio_ep *remote, uint64_t *cookie);
 int mon_sock_cookie(int fd, uint64_t *cookie);
+/* 1 if a process still holds the TCP socket at local, talking to remote,
+ * in namespace netns (its file is open: the kernel has not closed it); 0
+ * if it is closed or gone; -errno if the namespace cannot be asked. */
+int mon_diag_held(uint64_t netns, const struct xio_ep *local, const struct xio_ep *remote);
 
 /* limits.c: take one listener or pending slot for p (and its uid), or say
  * which limit is in the way: -EMFILE (p's), -EDQUOT (its uid's), -ENFILE
@@ -235,6 +250,10 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 			struct mon_proc *p, int crashed);
 void mon_conn_free(struct monitor *m, struct mon_conn *c);
 void mon_conn_sweep(struct monitor *m);
+/* Mark the sides whose socket has closed since their last owner died
+ * (side_gone); returns the milliseconds until the next look, or -1 if no
+ * side is waiting. */
+int mon_gone_check(struct monitor *m);
 
 /* table.c: the connection table for xio stat (XIO_MSG_CONNS). */
 uint64_t mon_now_ms(void);

@@ -182,6 +182,83 @@ int mon_side_add(struct mon_conn *c, unsigned side, struct mon_proc *p)
 	return -ENOSPC;
 }
 
+static int side_held(const struct mon_conn *c, unsigned side)
+{
+	const struct xio_ep *me = side ? &c->key.server : &c->key.client;
+	const struct xio_ep *peer = side ? &c->key.client : &c->key.server;
+	return mon_diag_held(c->key.netns, me, peer) > 0;
+}
+
+/* Room for one more waiting side; 0 if memory is short. */
+static int gone_room(struct monitor *m)
+{
+	if (m->ngone < m->gone_cap)
+		return 1;
+	unsigned cap = m->gone_cap ? 2 * m->gone_cap : 16;
+	struct mon_gone *g = realloc(m->gone, cap * sizeof(*g));
+	if (!g)
+		return 0;
+	m->gone = g;
+	m->gone_cap = cap;
+	return 1;
+}
+
+/*
+ * The last owner of side died. Its peer is told (side_gone: end of file
+ * after what is queued, EPIPE on writes) once no process holds the side's
+ * socket: a forked child, which never told us it holds the connection,
+ * may go on using it, and its peer must see no end before the child's.
+ * The kernel knows who holds it (diag.c), but when the hang-up of the
+ * control socket reaches us the dying process's other files are often
+ * still being released. So a side still held is asked about again 1 ms
+ * later, then at doubling intervals up to a second, while its entry lives
+ * and no owner came back. When no process holds it, the kernel's FIN or
+ * RST is on its way to the peer too.
+ */
+static void side_dead(struct monitor *m, struct mon_conn *c, unsigned side)
+{
+	if (!c->accel || c->segfd < 0)
+		return;
+	if (!side_held(c, side) || !gone_room(m)) {
+		mon_seg_mark_gone(m, c, side);
+		return;
+	}
+	m->gone[m->ngone++] = (struct mon_gone){
+		.conn_id = c->id, .side = side, .wait_ms = 1, .due_ms = mon_now_ms() + 1
+	};
+}
+
+int mon_gone_check(struct monitor *m)
+{
+	uint64_t now = mon_now_ms();
+	int next = -1;
+	for (unsigned i = 0; i < m->ngone;) {
+		struct mon_gone *g = &m->gone[i];
+		struct mon_conn *c;
+		HASH_FIND(hh_id, m->conns_by_id, &g->conn_id, sizeof(g->conn_id), c);
+		if (c && g->due_ms <= now) {
+			if (mon_side_any(c, g->side)) {
+				c = NULL; /* an owner came back (REATTACH after exec) */
+			} else if (!side_held(c, g->side)) {
+				mon_seg_mark_gone(m, c, g->side);
+				c = NULL;
+			} else {
+				g->wait_ms = g->wait_ms < 500 ? 2 * g->wait_ms : 1000;
+				g->due_ms = now + g->wait_ms;
+			}
+		}
+		if (!c) { /* done with, or its entry is gone */
+			*g = m->gone[--m->ngone];
+			continue;
+		}
+		int left = (int)(g->due_ms - now);
+		if (next < 0 || left < next)
+			next = left;
+		i++;
+	}
+	return next;
+}
+
 /* A side closed (CLOSE) or its process died (crashed = 1). The side is
  * gone with its last owner; the entry goes when no side is held and none
  * is still to be answered. A server that has not accepted yet must still
@@ -197,7 +274,7 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 	if (mon_side_any(c, side))
 		return;
 	if (crashed)
-		mon_seg_mark_gone(m, c, side);
+		side_dead(m, c, side);
 	c->decided[side] = 1;
 	if (side == 1)
 		mon_conn_uncharge(m, c);
@@ -268,7 +345,7 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 				if (c->side[0][i] == p)
 					c->side[0][i] = NULL;
 			if (!mon_side_any(c, 0))
-				mon_seg_mark_gone(m, c, 0);
+				side_dead(m, c, 0);
 			c->decided[0] = 1;
 			mon_conn_side_gone(m, c, 1, p, 1);
 		} else if (mine0 || mine1) {

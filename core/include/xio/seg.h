@@ -104,6 +104,12 @@ struct xio_chan_ctl {
 	 * again over the kernel socket. */
 	_Atomic uint32_t rx_left;
 	_Atomic uint64_t rx_left_bytes;
+	/* ... and whether it rings the sender once more, after its last
+	 * doorbells, with the leave bell (XIO_BELL_*, leave.c): a byte only
+	 * the sender's follow reads, so that a sender killed before it sends
+	 * the rest again closes its socket with a byte unread, and its kernel
+	 * resets the connection instead of ending it. */
+	_Atomic uint32_t rx_left_bell;
 	/* Written by the sender (and cleared by the receiver when it rings). */
 	alignas(XIO_CACHE_LINE) _Atomic uint32_t tx_waiting; /* sender armed: blocked on full */
 	_Atomic uint32_t tx_fin;                              /* sender will write no more */
@@ -133,6 +139,11 @@ enum { XIO_WAIT_IDLE = 0, XIO_WAIT_ARMED = 1, XIO_WAIT_CLAIMED = 2, XIO_WAIT_LEF
 /* XIO_WAIT_LEFT: the side has left shared memory (leave.c); its word can
  * never be claimed again, so no doorbell byte can land in what is now a
  * plain TCP stream. */
+
+/* rx_left_bell: not decided yet; the leave bell is rung; it is not (the
+ * sender is leaving at the same moment, and reads no bell). Decided before
+ * tx_left is published. */
+enum { XIO_BELL_UNDECIDED = 0, XIO_BELL_YES = 1, XIO_BELL_NO = 2 };
 
 /* Why a connection left shared memory for the kernel's TCP socket
  * (docs/compatibility.md, "Moving back to TCP"). */
