@@ -8,6 +8,7 @@
 #ifndef XIO_MONITOR_H
 #define XIO_MONITOR_H
 
+#include <stdalign.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <uthash.h>
@@ -25,7 +26,7 @@ struct mon_msg {
 	int fd; /* passed fd or -1 */
 	uint32_t len;
 	uint32_t uid; /* the sender's uid as it sent it, or XIO_CTL_NO_CRED */
-	union {
+	alignas(8) union {
 		struct xio_msg_hdr h;
 		char raw[XIO_CTL_MAX_MSG];
 	} u;
