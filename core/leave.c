@@ -127,10 +127,22 @@ static int peer_closed(struct xio_conn *c)
 	return xio_sys_poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
+/* Another process holding this side since a fork goes to the kernel
+ * socket as soon as it sees hdr->left (sibling_left): from then on it reads
+ * and writes it. So this is told last, once this side's own bytes of the
+ * protocol are through the socket: its doorbells, its leave bell and what
+ * it sends again, out, and the peer's doorbells and bell, in. Told sooner,
+ * the sibling's data could come before our bell (the peer would take a
+ * data byte for it), or the sibling could read the peer's bell as data. */
+static void tell_siblings(struct xio_conn *c)
+{
+	if (c->left && c->hdr)
+		atomic_store_explicit(&c->hdr->left[c->side], c->left, memory_order_release);
+}
+
 static void mark_left(struct xio_conn *c, unsigned reason)
 {
 	c->left = reason;
-	atomic_store_explicit(&c->hdr->left[c->side], reason, memory_order_release);
 }
 
 /* Our ring stream ends at off: publish it, then never post again. */
@@ -236,7 +248,7 @@ static unsigned bell_owed(struct xio_conn *c, unsigned mine)
 	return atomic_load_explicit(theirs, memory_order_acquire) == XIO_BELL_YES;
 }
 
-int xio__conn_leave(struct xio_conn *c, unsigned reason)
+static int leave_side(struct xio_conn *c, unsigned reason)
 {
 	if (!c->accel || c->left || sibling_left(c) || !take_side(c))
 		return 0;
@@ -309,7 +321,7 @@ int xio__conn_leave(struct xio_conn *c, unsigned reason)
 	return 0;
 }
 
-int xio__conn_follow(struct xio_conn *c)
+static int follow_side(struct xio_conn *c)
 {
 	if (!xio__conn_peer_left(c) || sibling_left(c) || !take_side(c))
 		return 0;
@@ -340,6 +352,20 @@ int xio__conn_follow(struct xio_conn *c)
 		c->accel = 0;
 	}
 	return 0;
+}
+
+int xio__conn_leave(struct xio_conn *c, unsigned reason)
+{
+	int r = leave_side(c, reason);
+	tell_siblings(c);
+	return r;
+}
+
+int xio__conn_follow(struct xio_conn *c)
+{
+	int r = follow_side(c);
+	tell_siblings(c);
+	return r;
 }
 
 /*
