@@ -195,7 +195,8 @@ ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt,
 	if (want == 0)
 		return 0;
 	for (;;) {
-		if (xio__conn_peer_left(c) && !xio__chan_rx_pending(&c->rx))
+		if ((xio__conn_peer_left(c) && !xio__chan_rx_pending(&c->rx)) ||
+		    xio__conn_sibling_moving(c))
 			return got ? (ssize_t)got : XIO__FOLLOW;
 		ssize_t r = rx_copy(c, iov, iovcnt, got, fl);
 		if (r > 0) {
@@ -252,7 +253,7 @@ ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt
 	}
 
 	while (done < want) {
-		if (xio__conn_peer_left(c))
+		if (xio__conn_peer_left(c) || xio__conn_sibling_moving(c))
 			return done ? (ssize_t)done : XIO__FOLLOW;
 		ssize_t s = xio__conn_tx_state(c);
 		if (s < 0) {

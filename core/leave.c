@@ -193,6 +193,32 @@ int xio__conn_adopt_left(struct xio_conn *c)
 	return c->accel && c->hdr ? sibling_left(c) : 0;
 }
 
+int xio__conn_sibling_moving(const struct xio_conn *c)
+{
+	if (!c->hdr || c->left)
+		return 0;
+	uint32_t w = atomic_load_explicit(&c->hdr->leaving[c->side], memory_order_acquire);
+	return w && w != (uint32_t)xio_sys_getpid();
+}
+
+/* Another holder of this side (fork) is moving it to the kernel: our copy
+ * of the channel state is not the current one, so we wait until it is done
+ * and go to the kernel with it. One that died half way (2 s) leaves the
+ * stream in a state nobody can vouch for: a reset, not a guess. */
+static int await_sibling(struct xio_conn *c)
+{
+	for (int i = 0; i < 2000; i++) {
+		if (sibling_left(c))
+			return 0;
+		xio_sys_sleep_ms(1);
+	}
+	c->rx_raw = 1;
+	c->accel = 0;
+	c->left = XIO_LEAVE_SHARED;
+	xio__sock_reset(c->fd);
+	return -ECONNRESET;
+}
+
 int xio__conn_leave_stale(struct xio_conn *c, unsigned reason)
 {
 	if (!c->accel || c->left || sibling_left(c))
@@ -323,6 +349,8 @@ static int leave_side(struct xio_conn *c, unsigned reason)
 
 static int follow_side(struct xio_conn *c)
 {
+	if (xio__conn_sibling_moving(c))
+		return await_sibling(c);
 	if (!xio__conn_peer_left(c) || sibling_left(c) || !take_side(c))
 		return 0;
 	settle_for_good(c, 0);

@@ -115,17 +115,41 @@ void xio__shim_claim(struct psock *ps)
 	uint32_t me = shim_pid(), u = atomic_load(user);
 	if (u == me || (u == 0 && atomic_compare_exchange_strong(user, &u, me)) || u == me)
 		return;
-	for (int i = 0; i < 100 && atomic_load(busy) == u; i++)
+	/* Take the side over, then wait until the old user is outside a
+	 * call. It enters one only after it stored busy and, after a full
+	 * fence, still found itself the user (xio__shim_enter): of the two,
+	 * one sees the other, so its copy is never used again once we go on.
+	 * (A third holder may have taken it meanwhile: we leave all the
+	 * same, and the side's move is done by one of us, leave.c.) */
+	if (atomic_compare_exchange_strong(user, &u, me))
+		atomic_thread_fence(memory_order_seq_cst);
+	for (int i = 0; i < 100 && u != me && atomic_load(busy) == u; i++)
 		xio_sys_sleep_ms(1); /* the user is inside a read or write */
 	leave_now(ps, XIO_LEAVE_SHARED, 1);
 }
 
-void xio__shim_busy(struct psock *ps, int on)
+int xio__shim_enter(struct psock *ps)
 {
 	struct xio_conn *c = ps->conn;
-	if (c->hdr)
-		atomic_store_explicit(&c->hdr->busy[c->side], on ? shim_pid() : 0u,
-				      memory_order_release);
+	if (!c->hdr)
+		return 0;
+	_Atomic uint32_t *user = &c->hdr->user[c->side], *busy = &c->hdr->busy[c->side];
+	uint32_t me = shim_pid(), u = atomic_load(user);
+	if (u != me && !(u == 0 && atomic_compare_exchange_strong(user, &u, me)))
+		return 0; /* not ours: busy is the user's word */
+	atomic_store_explicit(busy, me, memory_order_seq_cst);
+	if (atomic_load_explicit(user, memory_order_seq_cst) == me)
+		return 1;
+	xio__shim_leave_call(ps); /* taken over meanwhile: step back out */
+	return 0;
+}
+
+void xio__shim_leave_call(struct psock *ps)
+{
+	struct xio_conn *c = ps->conn;
+	uint32_t me = shim_pid();
+	if (c->hdr) /* only our own mark: another holder's is its own */
+		atomic_compare_exchange_strong(&c->hdr->busy[c->side], &me, 0u);
 }
 
 int xio__shim_follow(struct psock *ps)

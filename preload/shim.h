@@ -126,10 +126,12 @@ int xio__shim_follow(struct psock *ps);
 void xio__shim_settle(struct psock *ps);
 void xio__shim_leave_all(unsigned reason, int only_low);
 /* A connection held by two processes since fork (ps->inherited): make
- * sure this process may use the channel state, or move it to the kernel;
- * and say when this process is inside a call on it (busy). */
+ * sure this process may use the channel state, or move it to the kernel
+ * (claim); enter a call on it as its user, 1 (busy set), or 0 if this
+ * process is not the user (claim first); and leave the call. */
 void xio__shim_claim(struct psock *ps);
-void xio__shim_busy(struct psock *ps, int on);
+int xio__shim_enter(struct psock *ps);
+void xio__shim_leave_call(struct psock *ps);
 void xio__shim_pid_reset(void); /* in a forked child */
 /* Readiness of an accelerated socket for poll/select/epoll: a peer that
  * left is followed first (it may wait for what we sent and it did not

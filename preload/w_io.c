@@ -47,15 +47,30 @@ static int refollow(struct psock *ps)
 	return r < 0 ? r : 1;
 }
 
+/* A side shared since fork: enter the call as the user of its channel
+ * state, or take it over first (which moves it to the kernel). Called and
+ * returns with lock held; 1 if this call is marked busy. */
+static int enter_shared(struct psock *ps, pthread_mutex_t *lock)
+{
+	struct xio_conn *c = ps->conn;
+	for (int i = 0; i < 100 && c->accel && !c->left; i++) {
+		if (xio__shim_enter(ps))
+			return 1;
+		pthread_mutex_unlock(lock);
+		xio__shim_claim(ps);
+		pthread_mutex_lock(lock);
+	}
+	return 0;
+}
+
 static ssize_t ps_readv_once(struct psock *ps, const struct iovec *iov, int n, int msgflags)
 {
 	pthread_mutex_lock(&ps->rlock);
 	struct xio_conn *c = ps->conn;
-	if (ps->inherited)
-		xio__shim_busy(ps, 1);
+	int busy = ps->inherited && enter_shared(ps, &ps->rlock);
 	ssize_t r = xio__conn_readv(c, iov, n, io_flags(ps, msgflags));
-	if (ps->inherited)
-		xio__shim_busy(ps, 0);
+	if (busy)
+		xio__shim_leave_call(ps);
 	if (c->left || r == XIO__FOLLOW) {
 		/* Its words belong to the protocol of leaving now. */
 		pthread_mutex_unlock(&ps->rlock);
@@ -128,11 +143,10 @@ static ssize_t ps_writev(struct psock *ps, const struct iovec *iov, int n, int m
 		uint64_t b0 = ps->conn->st.tx_bytes;
 		for (;;) {
 			pthread_mutex_lock(&ps->wlock);
-			if (ps->inherited)
-				xio__shim_busy(ps, 1);
+			int busy = ps->inherited && enter_shared(ps, &ps->wlock);
 			r = xio__conn_writev(ps->conn, iov, n, io_flags(ps, msgflags));
-			if (ps->inherited)
-				xio__shim_busy(ps, 0);
+			if (busy)
+				xio__shim_leave_call(ps);
 			pthread_mutex_unlock(&ps->wlock);
 			if (r != XIO__FOLLOW || (r = refollow(ps)) < 0)
 				break;

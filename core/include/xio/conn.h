@@ -129,6 +129,10 @@ int xio__conn_follow(struct xio_conn *c);
 int xio__conn_leave_stale(struct xio_conn *c, unsigned reason);
 /* 1 if another holder of this side (fork) left it: c is on the kernel now. */
 int xio__conn_adopt_left(struct xio_conn *c);
+/* 1 if another holder of this side (fork) is moving it to the kernel now:
+ * this copy must not touch the channel (reads and writes return
+ * XIO__FOLLOW, and xio__conn_follow waits until the move is done). */
+int xio__conn_sibling_moving(const struct xio_conn *c);
 #define XIO__FOLLOW (-4096)
 static inline int xio__conn_peer_left(const struct xio_conn *c)
 {
