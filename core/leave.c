@@ -193,7 +193,7 @@ int xio__conn_adopt_left(struct xio_conn *c)
 	return c->accel && c->hdr ? sibling_left(c) : 0;
 }
 
-int xio__conn_sibling_moving(const struct xio_conn *c)
+int xio__conn_sibling_moving_slow(const struct xio_conn *c)
 {
 	if (!c->hdr || c->left)
 		return 0;

@@ -29,8 +29,10 @@ static void mark(int fd, struct psock *ps, void *child)
 		if (ps->ep)
 			xio__epoll_after_fork(ps->ep);
 	}
-	if (atomic_load(&ps->kind) == PS_CONN)
+	if (atomic_load(&ps->kind) == PS_CONN) {
 		ps->inherited = 1;
+		ps->conn->forked = 1;
+	}
 }
 
 /* Before the fork: whichever of the two processes reads or writes first

@@ -47,6 +47,8 @@ struct xio_conn {
 	 * the connection is freed. */
 	unsigned left;
 	int rx_raw;         /* this side reads the ring no more */
+	int forked;         /* another process may hold this side too (fork):
+			     * only then can a sibling move it under us */
 	_Atomic unsigned owed_late; /* doorbell bytes claimed for us that had not
 			     * arrived when we looked: read them first */
 	uint64_t left_tx_off, left_rx_off; /* where each direction moved (stats) */
@@ -132,7 +134,11 @@ int xio__conn_adopt_left(struct xio_conn *c);
 /* 1 if another holder of this side (fork) is moving it to the kernel now:
  * this copy must not touch the channel (reads and writes return
  * XIO__FOLLOW, and xio__conn_follow waits until the move is done). */
-int xio__conn_sibling_moving(const struct xio_conn *c);
+int xio__conn_sibling_moving_slow(const struct xio_conn *c);
+static inline int xio__conn_sibling_moving(const struct xio_conn *c)
+{
+	return __builtin_expect(c->forked, 0) && xio__conn_sibling_moving_slow(c);
+}
 #define XIO__FOLLOW (-4096)
 static inline int xio__conn_peer_left(const struct xio_conn *c)
 {
