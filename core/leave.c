@@ -421,21 +421,15 @@ int xio_seg_leave_unjoined(void *base, const struct xio_seg_params *p, unsigned 
 	atomic_store_explicit(&in->rx_left_bytes, 0, memory_order_relaxed);
 	atomic_store_explicit(&in->rx_left, reason, memory_order_release);
 	atomic_thread_fence(memory_order_seq_cst);
+	/* A client leaving at this very moment would have us wait for its
+	 * leave bell, and the monitor never waits on a client (a hostile one
+	 * could stall it at will): that one connection is reset instead. */
+	if (atomic_load_explicit(&out->rx_left, memory_order_acquire))
+		return -ECONNRESET;
 	/* The leave bell, as any leaver's: a client killed before it sends
 	 * its stream again then resets the acceptor's connection instead of
-	 * ending it. A client leaving at the same moment may ring its own: it
-	 * comes ahead of anything else it sends, and the acceptor's socket
-	 * must start with the client's first byte, so it is read here. */
-	uint32_t mine =
-	    atomic_load_explicit(&out->rx_left, memory_order_acquire) ? XIO_BELL_NO : XIO_BELL_YES;
-	atomic_store_explicit(&in->rx_left_bell, mine, memory_order_relaxed);
-	uint32_t theirs = XIO_BELL_NO;
-	if (mine == XIO_BELL_NO) {
-		_Atomic uint32_t *w = &out->rx_left_bell;
-		for (int i = 0; i < 100 && !atomic_load_explicit(w, memory_order_acquire); i++)
-			xio_sys_sleep_ms(1);
-		theirs = atomic_load_explicit(w, memory_order_acquire);
-	}
+	 * ending it. */
+	atomic_store_explicit(&in->rx_left_bell, XIO_BELL_YES, memory_order_relaxed);
 	/* Step 2: never armed, so nothing is owed (else the peer wrote them). */
 	int bad = atomic_exchange(&in->rx_waiting, XIO_WAIT_LEFT) != XIO_WAIT_IDLE;
 	bad |= atomic_exchange(&out->tx_waiting, XIO_WAIT_LEFT) != XIO_WAIT_IDLE;
@@ -448,17 +442,11 @@ int xio_seg_leave_unjoined(void *base, const struct xio_seg_params *p, unsigned 
 	static const char bell = 0;
 	unsigned ring = (unsigned)xio_wait_claim(&out->rx_waiting) +
 			(unsigned)xio_wait_claim(&in->tx_waiting);
-	ring += mine == XIO_BELL_YES;
+	ring += 1; /* the leave bell, after every doorbell */
 	while (ring--)
 		xio_sys_send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (bad)
 		return -EPROTO;
-	for (int i = 0; theirs == XIO_BELL_YES && i < 10; i++) {
-		char b;
-		struct pollfd q = { .fd = fd, .events = POLLIN };
-		if (xio_sys_poll(&q, 1, 10) > 0 && xio_sys_recv(fd, &b, 1, MSG_DONTWAIT) != -EAGAIN)
-			break; /* its bell, or its end */
-	}
 	/* A gap: the peer posted into the ring and will not send it again,
 	 * because it closed (or died) before it saw this, or left itself
 	 * with its stream in the ring. A peer that follows publishes its own
