@@ -37,30 +37,11 @@ struct xio_listener {
  * The listeners a new monitor must be told again (it knows nothing of what
  * the one before it knew): the control client's watcher thread calls
  * resume_listeners on every new session, as it does for the shim's. The
- * lock is taken before the control client's; a listener leaves the list
- * before it is freed.
+ * lock is taken before the control client's (xio__ctl_fork_guard: first at
+ * fork); a listener leaves the list before it is freed.
  */
 static pthread_mutex_t listeners_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t listeners_once = PTHREAD_ONCE_INIT;
 static struct xio_listener *listeners;
-
-static void listeners_prepare(void)
-{
-	pthread_mutex_lock(&listeners_lock);
-}
-
-static void listeners_after(void)
-{
-	pthread_mutex_unlock(&listeners_lock);
-}
-
-static void listeners_atfork(void)
-{
-	/* Ours after the control client's: prepare handlers run in reverse
-	 * order, so ours takes its lock first, in the order of resume. */
-	xio__ctl_fork_handlers();
-	pthread_atfork(listeners_prepare, listeners_after, listeners_after);
-}
 
 /* LISTEN for l. An id of an older session means nothing to the monitor now
  * answering (it may name another listener there): it is forgotten whatever
@@ -112,7 +93,7 @@ int xio_listen(xio_listener **out, const struct sockaddr *addr, socklen_t addrle
 	/* Register with the monitor. A listener it refused (a limit) stays
 	 * on TCP; one no monitor answered for is kept all the same, like
 	 * every registered one, and told to each new monitor. */
-	pthread_once(&listeners_once, listeners_atfork);
+	xio__ctl_fork_guard(&listeners_lock);
 	pthread_mutex_lock(&listeners_lock);
 	r = register_locked(l);
 	if (r != 0) {

@@ -107,14 +107,33 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Locks that order before ours (the listener lists the resume functions
+ * walk while they make requests): taken first at fork, released last, so
+ * that no child inherits one held by a thread it does not have. */
+#define MAX_GUARDS 4
+static pthread_mutex_t guards_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t *guards[MAX_GUARDS];
+static unsigned nguards;
+
 static void atfork_prepare(void)
 {
+	pthread_mutex_lock(&guards_mu);
+	for (unsigned i = 0; i < nguards; i++)
+		pthread_mutex_lock(guards[i]);
 	pthread_mutex_lock(&lock);
+}
+
+static void release_guards(void)
+{
+	for (unsigned i = nguards; i-- > 0;)
+		pthread_mutex_unlock(guards[i]);
+	pthread_mutex_unlock(&guards_mu);
 }
 
 static void atfork_parent(void)
 {
 	pthread_mutex_unlock(&lock);
+	release_guards();
 }
 
 /* The child must not speak on its parent's session: drop it, reopen later. */
@@ -125,6 +144,7 @@ static void atfork_child(void)
 	sock = -1;
 	retry_at = 0;
 	pthread_mutex_unlock(&lock);
+	release_guards();
 }
 
 static void register_atfork(void)
@@ -132,9 +152,16 @@ static void register_atfork(void)
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
-void xio__ctl_fork_handlers(void)
+void xio__ctl_fork_guard(pthread_mutex_t *m)
 {
 	pthread_once(&atfork_once, register_atfork);
+	pthread_mutex_lock(&guards_mu);
+	unsigned i = 0;
+	while (i < nguards && guards[i] != m)
+		i++;
+	if (i == nguards && nguards < MAX_GUARDS)
+		guards[nguards++] = m;
+	pthread_mutex_unlock(&guards_mu);
 }
 
 /*

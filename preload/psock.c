@@ -88,30 +88,12 @@ static int aborts(int fd)
  * The listeners this process has registered (or tried to, while no monitor
  * ran), so that a new monitor can be told them again: it knows nothing of
  * what the one before it knew. The lock orders before the control client's
- * lock; a listener leaves the list before it is freed.
+ * lock (xio__ctl_fork_guard: taken first at fork); a listener leaves the
+ * list before it is freed.
  */
 static pthread_mutex_t listeners_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t listeners_once = PTHREAD_ONCE_INIT;
 static struct psock **listeners;
 static size_t nlisteners, listeners_cap;
-
-static void listeners_prepare(void)
-{
-	pthread_mutex_lock(&listeners_lock);
-}
-
-static void listeners_after(void)
-{
-	pthread_mutex_unlock(&listeners_lock);
-}
-
-static void listeners_atfork(void)
-{
-	/* Ours after the control client's: prepare handlers run in reverse
-	 * order, so ours takes its lock first, in the order of resume. */
-	xio__ctl_fork_handlers();
-	pthread_atfork(listeners_prepare, listeners_after, listeners_after);
-}
 
 static void listeners_add_locked(struct psock *ps)
 {
@@ -169,7 +151,7 @@ static void resume_listeners(void)
 
 int psock_register_listener(struct psock *ps, int fd)
 {
-	pthread_once(&listeners_once, listeners_atfork);
+	xio__ctl_fork_guard(&listeners_lock);
 	pthread_mutex_lock(&listeners_lock);
 	int r = register_locked(ps, fd);
 	if (r != 0)

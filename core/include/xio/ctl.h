@@ -11,6 +11,7 @@
 #ifndef XIO_CORE_CTL_H
 #define XIO_CORE_CTL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -260,9 +261,9 @@ int xio__ctl_listen(int fd, uint64_t *id, uint32_t *session);
  * session. They run in that thread and may make requests.
  */
 void xio__ctl_keep(void (*resume)(void));
-/* Register the control client's fork handlers now (once). A caller whose
- * lock is taken before the client's (a resume function's) calls this before
- * pthread_atfork of its own, so that its prepare handler runs first. */
-void xio__ctl_fork_handlers(void);
+/* m is taken before the control client's lock (a resume function's list
+ * lock): the client's fork handlers take it first and release it last, so
+ * that no child inherits it held. Idempotent; up to 4 locks. */
+void xio__ctl_fork_guard(pthread_mutex_t *m);
 
 #endif /* XIO_CORE_CTL_H */
