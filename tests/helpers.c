@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -237,16 +238,65 @@ int t_pattern_check(const void *buf, size_t len, uint64_t seed, uint64_t pos)
 	return 1;
 }
 
-int t_hugepages_free(unsigned n)
+unsigned t_hugepages_free_count(void)
 {
 	FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "r");
 	unsigned v = 0;
-	if (!f)
-		return 0;
-	if (fscanf(f, "%u", &v) != 1)
+	if (f && fscanf(f, "%u", &v) != 1)
 		v = 0;
-	fclose(f);
-	return v >= n;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+int t_hugepages_free(unsigned n)
+{
+	return t_hugepages_free_count() >= n;
+}
+
+/* Entries of /proc/PID/fd (pid 0: this process), or -1. */
+int t_count_fds(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), pid ? "/proc/%d/fd" : "/proc/self/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - (pid ? 0 : 1); /* not the directory's own fd */
+}
+
+/* Lines of /proc/PID/maps or fds of /proc/PID/fd that are memfd segments. */
+int t_count_memfds(pid_t pid)
+{
+	char path[64], link[256], line[512];
+	int n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid ? (int)pid : (int)getpid());
+	FILE *f = fopen(path, "r");
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			n += strstr(line, "/memfd:") != NULL;
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid ? (int)pid : (int)getpid());
+	DIR *d = opendir(path);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char p[64 + sizeof(e->d_name)];
+		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+		ssize_t l = readlink(p, link, sizeof(link) - 1);
+		if (l > 0) {
+			link[l] = 0;
+			n += strncmp(link, "/memfd:", 7) == 0;
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
 }
 
 /* --- helpers for integration tests (forked peers) ----------------------- */

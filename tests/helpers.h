@@ -90,6 +90,12 @@ void t_reap(pid_t pid, int timeout_ms);
 
 /* Hugepages: 1 if at least n 2 MiB pages are free now. */
 int t_hugepages_free(unsigned n);
+/* Free 2 MiB hugepages now (machine-wide). */
+unsigned t_hugepages_free_count(void);
+/* Entries of /proc/PID/fd (pid 0: this process), or -1; and how many of
+ * its mappings and fds are memfds (connection segments). */
+int t_count_fds(pid_t pid);
+int t_count_memfds(pid_t pid);
 
 /* --- helpers for integration tests (forked peers) ----------------------- */
 

@@ -62,19 +62,6 @@ static int victim_main(void *arg)
 	return 0;
 }
 
-/* How many hugepages are free now (/proc/meminfo). */
-static unsigned long free_hugepages(void)
-{
-	char line[128];
-	unsigned long n = 0;
-	FILE *f = fopen("/proc/meminfo", "r");
-	while (f && fgets(line, sizeof(line), f))
-		sscanf(line, "HugePages_Free: %lu", &n);
-	if (f)
-		fclose(f);
-	return n;
-}
-
 static int attacker_main(void *arg)
 {
 	struct scene *s = arg;
@@ -100,13 +87,13 @@ static int attacker_main(void *arg)
 	/* The attack: drop the segment's pages, then hold every free one. */
 	T_CHECK(fallocate(segfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, st.st_size) == 0,
 		"punch: %s", strerror(errno));
-	unsigned long n = free_hugepages();
+	unsigned long n = t_hugepages_free_count();
 	void *hog = MAP_FAILED;
 	while (n > 0 && (hog = mmap(NULL, n * HUGE_2M, PROT_READ | PROT_WRITE,
 				    MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1,
 				    0)) == MAP_FAILED)
 		n--;
-	fprintf(stderr, "attacker: holding %lu hugepages, %lu free\n", n, free_hugepages());
+	fprintf(stderr, "attacker: holding %lu hugepages, %lu free\n", n, (unsigned long)t_hugepages_free_count());
 	t_post(s->attacked[1]);
 	t_await(s->done[0], 20000);
 	return 0;

@@ -10,7 +10,6 @@
  * kept), within a bounded wait.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,51 +56,6 @@ static void teardown(void)
 
 TestSuite(kill, .init = setup, .fini = teardown, .timeout = 120);
 
-/* Entries of /proc/PID/fd (pid 0: this process), or -1. */
-static int count_fds(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), pid ? "/proc/%d/fd" : "/proc/self/fd", (int)pid);
-	DIR *d = opendir(path);
-	if (!d)
-		return -1;
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n - (pid ? 0 : 1); /* not the directory's own fd */
-}
-
-/* Lines of /proc/PID/maps or fds of /proc/PID/fd that are memfd segments. */
-static int count_memfds(pid_t pid)
-{
-	char path[64], link[256], line[512];
-	int n = 0;
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid ? (int)pid : (int)getpid());
-	FILE *f = fopen(path, "r");
-	if (f) {
-		while (fgets(line, sizeof(line), f))
-			n += strstr(line, "/memfd:") != NULL;
-		fclose(f);
-	}
-	snprintf(path, sizeof(path), "/proc/%d/fd", pid ? (int)pid : (int)getpid());
-	DIR *d = opendir(path);
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		char p[64 + sizeof(e->d_name)];
-		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-		ssize_t l = readlink(p, link, sizeof(link) - 1);
-		if (l > 0) {
-			link[l] = 0;
-			n += strncmp(link, "/memfd:", 7) == 0;
-		}
-	}
-	if (d)
-		closedir(d);
-	return n;
-}
-
 /* VmRSS of pid in KiB. */
 static long rss_kib(pid_t pid)
 {
@@ -124,13 +78,13 @@ static void expect_monitor_reclaimed(int want_fds)
 	struct xio_msg_status s = t_monitor_settle(1);
 	cr_assert(s.conns == 0 && s.intents == 0 && s.procs == 1,
 		  "monitor holds conns %u, intents %u, procs %u", s.conns, s.intents, s.procs);
-	int fds = count_fds(mon.pid);
+	int fds = t_count_fds(mon.pid);
 	for (int i = 0; i < 200 && fds != want_fds; i++) {
 		usleep(10000);
-		fds = count_fds(mon.pid);
+		fds = t_count_fds(mon.pid);
 	}
 	cr_assert_eq(fds, want_fds, "monitor fds %d, %d before the test", fds, want_fds);
-	cr_assert_eq(count_memfds(mon.pid), 0, "the monitor still holds a segment");
+	cr_assert_eq(t_count_memfds(mon.pid), 0, "the monitor still holds a segment");
 }
 
 /* The size of the next write: 1 byte to 100 KB, changing every time. */
@@ -222,7 +176,7 @@ static pid_t start_peer(xio_conn **c, int child_is_server, int child_writes)
  * DEADLINE_MS of the kill. */
 static void writer_killed(int child_is_server)
 {
-	int fds0 = count_fds(mon.pid);
+	int fds0 = t_count_fds(mon.pid);
 	xio_conn *c;
 	pid_t pid = start_peer(&c, child_is_server, 1);
 	static char buf[65536];
@@ -259,7 +213,7 @@ static void writer_killed(int child_is_server)
  * fail with -EPIPE or -ECONNRESET within DEADLINE_MS of the kill. */
 static void reader_killed(int child_is_server)
 {
-	int fds0 = count_fds(mon.pid);
+	int fds0 = t_count_fds(mon.pid);
 	xio_conn *c;
 	pid_t pid = start_peer(&c, child_is_server, 0);
 	static char buf[100000];
@@ -335,7 +289,7 @@ static int cycler(void *arg)
 	alarm(100);
 	struct sockaddr_in a = t_loopback(t_listener_port(lis));
 	char out[CYCLE_BYTES], in[CYCLE_BYTES];
-	int fds_after_first = -1, maps0 = count_memfds(0);
+	int fds_after_first = -1, maps0 = t_count_memfds(0);
 	for (int i = 0; i < CYCLES; i++) {
 		xio_conn *c;
 		int r = xio_connect(&c, (struct sockaddr *)&a, sizeof(a), 0);
@@ -347,9 +301,9 @@ static int cycler(void *arg)
 		T_CHECK(memcmp(in, out, sizeof(in)) == 0, "cycle %d: echo differs", i);
 		T_CHECK(xio_close(c) == 0, "cycle %d: close", i);
 		if (i == 0)
-			fds_after_first = count_fds(0);
+			fds_after_first = t_count_fds(0);
 	}
-	int fds = count_fds(0), maps = count_memfds(0);
+	int fds = t_count_fds(0), maps = t_count_memfds(0);
 	T_CHECK(fds == fds_after_first, "client fds %d after the cycles, %d after the first", fds,
 		fds_after_first);
 	T_CHECK(maps == maps0, "client holds %d segment mappings or fds, %d before", maps, maps0);
@@ -362,7 +316,7 @@ static int cycler(void *arg)
  * each process has the fds it started with. */
 Test(kill, ten_thousand_cycles_leak_nothing, .timeout = 300)
 {
-	int mon_fds0 = count_fds(mon.pid), my_fds0 = count_fds(0), my_maps0 = count_memfds(0);
+	int mon_fds0 = t_count_fds(mon.pid), my_fds0 = t_count_fds(0), my_maps0 = t_count_memfds(0);
 	pid_t pid = t_fork(cycler, NULL);
 	char buf[CYCLE_BYTES];
 	long rss_warm = 0;
@@ -378,7 +332,7 @@ Test(kill, ten_thousand_cycles_leak_nothing, .timeout = 300)
 		cr_assert_eq(xio_close(c), 0);
 		if (i == WARMUP) {
 			rss_warm = rss_kib(mon.pid);
-			fds_warm = count_fds(mon.pid);
+			fds_warm = t_count_fds(mon.pid);
 		}
 	}
 	t_reap(pid, 60000);
@@ -388,10 +342,10 @@ Test(kill, ten_thousand_cycles_leak_nothing, .timeout = 300)
 	cr_log_info("%d cycles in %llu ms; monitor RSS %ld KiB after %d, %ld KiB at the end; "
 		    "monitor fds %d at start, %d after %d, %d at the end",
 		    CYCLES, (unsigned long long)ms, rss_warm, WARMUP, rss_end, mon_fds0, fds_warm,
-		    WARMUP, count_fds(mon.pid));
+		    WARMUP, t_count_fds(mon.pid));
 	cr_assert(rss_end - rss_warm <= RSS_SLACK_KIB, "monitor RSS grew from %ld to %ld KiB", rss_warm,
 		  rss_end);
-	cr_assert_eq(count_fds(0), my_fds0, "this process has %d fds, %d before", count_fds(0),
+	cr_assert_eq(t_count_fds(0), my_fds0, "this process has %d fds, %d before", t_count_fds(0),
 		     my_fds0);
-	cr_assert_eq(count_memfds(0), my_maps0, "this process still maps a segment");
+	cr_assert_eq(t_count_memfds(0), my_maps0, "this process still maps a segment");
 }

@@ -27,7 +27,6 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -238,60 +237,6 @@ static int pump(struct peer **ps, int n, int (*done)(void *), void *arg, int ms)
 
 /* --- what the monitor holds ---------------------------------------------- */
 
-static int count_fds(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	DIR *d = opendir(path);
-	if (!d)
-		return -1;
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-/* Segments a process holds: memfd fds and mappings. */
-static int count_memfds(pid_t pid)
-{
-	char path[64], link[256], line[512];
-	int n = 0;
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	FILE *f = fopen(path, "r");
-	while (f && fgets(line, sizeof(line), f))
-		n += strstr(line, "/memfd:") != NULL;
-	if (f)
-		fclose(f);
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	DIR *d = opendir(path);
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		char p[64 + sizeof(e->d_name)];
-		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-		ssize_t l = readlink(p, link, sizeof(link) - 1);
-		if (l > 0) {
-			link[l] = 0;
-			n += strncmp(link, "/memfd:", 7) == 0;
-		}
-	}
-	if (d)
-		closedir(d);
-	return n;
-}
-
-static unsigned huge_free(void)
-{
-	FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "r");
-	unsigned v = 0;
-	if (f && fscanf(f, "%u", &v) != 1)
-		v = 0;
-	if (f)
-		fclose(f);
-	return v;
-}
-
 /* The accel_conns of an XIO_STATS file (0 if none). */
 static unsigned long long stat_of(const char *path, const char *key)
 {
@@ -406,17 +351,17 @@ static void expect_reclaimed(int fds0, unsigned hp0, const char *name)
 	cr_assert(s.conns == 0 && s.intents == 0 && s.procs == 1,
 		  "%s: monitor holds conns %u, intents %u, procs %u", name, s.conns, s.intents,
 		  s.procs);
-	int fds = count_fds(mon.pid);
+	int fds = t_count_fds(mon.pid);
 	for (int i = 0; i < 300 && fds != fds0; i++) {
 		usleep(10000);
-		fds = count_fds(mon.pid);
+		fds = t_count_fds(mon.pid);
 	}
 	cr_assert_eq(fds, fds0, "%s: monitor fds %d, %d before", name, fds, fds0);
-	cr_assert_eq(count_memfds(mon.pid), 0, "%s: the monitor still holds a segment", name);
-	unsigned hp = huge_free();
+	cr_assert_eq(t_count_memfds(mon.pid), 0, "%s: the monitor still holds a segment", name);
+	unsigned hp = t_hugepages_free_count();
 	for (int i = 0; i < 300 && hp < hp0; i++) {
 		usleep(10000);
-		hp = huge_free();
+		hp = t_hugepages_free_count();
 	}
 	cr_assert(hp >= hp0, "%s: %u hugepages free, %u before", name, hp, hp0);
 }
@@ -540,8 +485,8 @@ static struct outcome run_case(const struct kcase *k, const char *name, int huge
 	int nconn = k->nconn;
 	t_monitor_start(&mon, "--hugepages", huge ? "auto" : "off", NULL);
 	struct xio_msg_status st0 = t_monitor_status();
-	int fds0 = count_fds(mon.pid);
-	unsigned hp0 = huge_free();
+	int fds0 = t_count_fds(mon.pid);
+	unsigned hp0 = t_hugepages_free_count();
 	if (huge && hp0 < 2)
 		cr_skip_test(
 		    "no hugepages free (reserve some: echo 64 > /proc/sys/vm/nr_hugepages)");
