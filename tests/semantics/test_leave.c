@@ -639,6 +639,20 @@ static int wait_room(enum room_wait how, int s, int ep, int inner, int timeout_m
 	}
 }
 
+/* Start a peer running fn that sends, then moves its end to stdio (the
+ * connection leaves shared memory), and wait until it has: the socket. */
+static int start_leaving_peer(struct room *r, pid_t *pid, st_peer_fn fn)
+{
+	cr_assert_eq(pipe(r->left), 0);
+	cr_assert_eq(pipe(r->count), 0);
+	int s = st_peer_start(pid, fn, r);
+	close(r->left[1]);
+	close(r->count[0]);
+	cr_assert(st_await(r->left[0], ST_WAIT_MS), "the peer did not move to stdio");
+	st_expect_left(getpid(), "peer", 0, 2);
+	return s;
+}
+
 /*
  * The peer leaves shared memory (stdio) with two bytes this side has not
  * read; this side fills its socket until EAGAIN and waits for room, as
@@ -654,13 +668,7 @@ static void room_after_peer_left(enum room_wait how, uint32_t events, unsigned f
 	pid_t pid;
 	static char buf[65536];
 	int ep = -1, ep2 = -1, outer = -1;
-	cr_assert_eq(pipe(r.left), 0);
-	cr_assert_eq(pipe(r.count), 0);
-	int s = st_peer_start(&pid, send_leave_drain, &r);
-	close(r.left[1]);
-	close(r.count[0]);
-	cr_assert(st_await(r.left[0], ST_WAIT_MS), "the peer did not move to stdio");
-	st_expect_left(getpid(), "peer", 0, 2);
+	int s = start_leaving_peer(&r, &pid, send_leave_drain);
 	st_set_nonblock(s, 1);
 	if (how == BY_EPOLL || how == BY_EPOLL_NESTED)
 		ep = room_epoll_set(flags & ROOM_ADD_WHEN_FULL ? -1 : s, events);
@@ -778,13 +786,7 @@ ST_TEST(leave, new_data_edge_after_peer_left)
 {
 	struct room r;
 	pid_t pid;
-	cr_assert_eq(pipe(r.left), 0);
-	cr_assert_eq(pipe(r.count), 0);
-	int s = st_peer_start(&pid, send_leave_send, &r);
-	close(r.left[1]);
-	close(r.count[0]);
-	cr_assert(st_await(r.left[0], ST_WAIT_MS), "the peer did not move to stdio");
-	st_expect_left(getpid(), "peer", 0, 2);
+	int s = start_leaving_peer(&r, &pid, send_leave_send);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	cr_assert(ep >= 0, "epoll_create1: %s", strerror(errno));
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 71 }, got;
