@@ -140,18 +140,13 @@ static void tell_siblings(struct xio_conn *c)
 		atomic_store_explicit(&c->hdr->left[c->side], c->left, memory_order_release);
 }
 
-static void mark_left(struct xio_conn *c, unsigned reason)
-{
-	c->left = reason;
-}
-
 /* Our ring stream ends at off: publish it, then never post again. */
 static void publish_tx_left(struct xio_conn *c, uint64_t off, unsigned reason)
 {
 	struct xio_chan_ctl *out = c->tx.g.ctl;
 	atomic_store_explicit(&out->tx_left_bytes, off, memory_order_relaxed);
 	atomic_store_explicit(&out->tx_left, reason, memory_order_release);
-	mark_left(c, reason);
+	c->left = reason; /* the other holders are told last (tell_siblings) */
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
