@@ -1,0 +1,468 @@
+/*
+ * test_threads.c - several threads of one process waiting on one socket or
+ * one epoll set, the way event-loop runtimes use them (a JVM server's
+ * dispatcher and worker threads, a VM's dedicated poll thread): whoever
+ * else waits, reads or changes the set, a thread that waits for something
+ * is woken when it happens, as the kernel wakes it.
+ */
+#include "sem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+
+static int ep_new(void)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	cr_assert(ep >= 0, "epoll_create1: %s", strerror(errno));
+	return ep;
+}
+
+static void ep_ctl(int ep, int op, int fd, uint32_t events, uint64_t tag)
+{
+	struct epoll_event e = { .events = events, .data.u64 = tag };
+	cr_assert_eq(epoll_ctl(ep, op, fd, &e), 0, "epoll_ctl(%d, fd %d): %s", op, fd,
+		     strerror(errno));
+}
+
+/* Join t, or fail the test if it has not finished within ms. */
+static void join_within(pthread_t t, int ms, const char *what)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	int r = pthread_timedjoin_np(t, NULL, &ts);
+	cr_assert_eq(r, 0, "%s did not finish within %d ms", what, ms);
+}
+
+/* Members that are not sockets (eventfds), to make a set large: the
+ * rules below must hold however many others share the set. */
+static int *add_fillers(int ep, int n)
+{
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < (rlim_t)n + 256 && rl.rlim_max >= (rlim_t)n + 256) {
+		rl.rlim_cur = (rlim_t)n + 256;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	int *fds = calloc((size_t)n, sizeof(int));
+	cr_assert(fds);
+	for (int i = 0; i < n; i++) {
+		fds[i] = eventfd(0, EFD_CLOEXEC);
+		cr_assert(fds[i] >= 0, "eventfd %d: %s", i, strerror(errno));
+		ep_ctl(ep, EPOLL_CTL_ADD, fds[i], EPOLLIN, 1000000u + (unsigned)i);
+	}
+	return fds;
+}
+
+static void close_fillers(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	free(fds);
+}
+
+/* --- a dispatcher's epoll and a worker's blocking write ------------------ */
+
+#define BIG_WRITE (8u << 20)
+#define PAUSE_EVERY (256u << 10)
+
+/* The client of a server that writes a large reply: it reads in 64 KiB
+ * pieces and pauses 5 ms every 256 KiB, so the writer fills the buffer
+ * and sleeps many times, and checks every byte. */
+static int slow_reader(int fd, void *arg)
+{
+	(void)arg;
+	static char buf[65536];
+	size_t got = 0, next_pause = PAUSE_EVERY;
+	while (got < BIG_WRITE) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+		ST_CHECK(r > 0, "read at %zu: %s", got, r < 0 ? strerror(errno) : "end of file");
+		ST_CHECK(st_pattern_check(buf, (size_t)r, 41, got) == -1, "wrong byte near %zu",
+			 got);
+		got += (size_t)r;
+		if (got >= next_pause) {
+			st_sleep_ms(5);
+			next_pause += PAUSE_EVERY;
+		}
+	}
+	ST_CHECK(write(fd, "k", 1) == 1, "ack: %s", strerror(errno));
+	return 0;
+}
+
+struct dispatcher {
+	int ep;
+	atomic_int stop;
+	atomic_int wakes;
+};
+
+/* A dispatcher thread: epoll_wait on the set until told to stop, counting
+ * what it is told. It never reads the sockets. */
+static void *dispatch(void *arg)
+{
+	struct dispatcher *d = arg;
+	struct epoll_event ev[16];
+	while (!atomic_load(&d->stop)) {
+		int n = epoll_wait(d->ep, ev, 16, 20);
+		if (n > 0)
+			atomic_fetch_add(&d->wakes, n);
+	}
+	return NULL;
+}
+
+struct bigwrite {
+	int fd;
+	ssize_t done;
+	int err;
+};
+
+static void *write_big(void *arg)
+{
+	struct bigwrite *w = arg;
+	char *buf = malloc(BIG_WRITE);
+	st_pattern_fill(buf, BIG_WRITE, 41, 0);
+	w->done = st_write_full(w->fd, buf, BIG_WRITE);
+	w->err = w->done < 0 ? errno : 0;
+	free(buf);
+	return NULL;
+}
+
+/* The JVM server's shape: dispatcher threads have the connection in their
+ * epoll set and delete it (EPOLL_CTL_DEL) before a worker thread writes a
+ * large reply with a blocking write; the dispatchers go on waiting on the
+ * set. The writer fills the socket and sleeps many times while the client
+ * reads slowly; every wake-up meant for it reaches it, and the whole reply
+ * arrives. */
+static void dispatcher_then_writer(int ndispatchers, int nfillers)
+{
+	pid_t pid;
+	int s = st_peer_start(&pid, slow_reader, NULL);
+	struct dispatcher d = { .ep = ep_new() };
+	int *fill = add_fillers(d.ep, nfillers);
+	ep_ctl(d.ep, EPOLL_CTL_ADD, s, EPOLLIN, 7);
+	pthread_t dt[4];
+	for (int i = 0; i < ndispatchers; i++)
+		cr_assert_eq(pthread_create(&dt[i], NULL, dispatch, &d), 0);
+	st_sleep_ms(20);
+	ep_ctl(d.ep, EPOLL_CTL_DEL, s, 0, 0);
+	struct bigwrite w = { .fd = s };
+	pthread_t wt;
+	cr_assert_eq(pthread_create(&wt, NULL, write_big, &w), 0);
+	join_within(wt, 7000, "the worker's blocking write of 8 MiB");
+	cr_assert_eq(w.err, 0, "write: %s", strerror(w.err));
+	cr_assert_eq(w.done, (ssize_t)BIG_WRITE);
+	char ack;
+	cr_assert_eq(st_read_full(s, &ack, 1), 1, "no acknowledgement from the client");
+	atomic_store(&d.stop, 1);
+	for (int i = 0; i < ndispatchers; i++)
+		pthread_join(dt[i], NULL);
+	st_assert_child_ok(pid);
+	close(s);
+	close_fillers(fill, nfillers);
+	close(d.ep);
+}
+
+ST_TEST(threads, dispatcher_deleted_then_blocking_write)
+{
+	dispatcher_then_writer(1, 0);
+}
+
+ST_TEST(threads, dispatchers_deleted_then_blocking_write)
+{
+	dispatcher_then_writer(3, 0);
+}
+
+ST_TEST(threads, dispatcher_deleted_then_blocking_write_large_set)
+{
+	dispatcher_then_writer(1, 2000);
+}
+
+/* The same with the connection still registered (EPOLLIN|EPOLLOUT) in the
+ * dispatcher's set while the worker writes: the dispatcher is told, and the
+ * writer is still woken. */
+ST_TEST(threads, dispatcher_watching_while_blocking_write)
+{
+	pid_t pid;
+	int s = st_peer_start(&pid, slow_reader, NULL);
+	struct dispatcher d = { .ep = ep_new() };
+	ep_ctl(d.ep, EPOLL_CTL_ADD, s, EPOLLIN | EPOLLOUT | EPOLLET, 7);
+	pthread_t dt;
+	cr_assert_eq(pthread_create(&dt, NULL, dispatch, &d), 0);
+	struct bigwrite w = { .fd = s };
+	pthread_t wt;
+	cr_assert_eq(pthread_create(&wt, NULL, write_big, &w), 0);
+	join_within(wt, 7000, "the worker's blocking write of 8 MiB");
+	cr_assert_eq(w.done, (ssize_t)BIG_WRITE, "write: %s", strerror(w.err));
+	char ack;
+	cr_assert_eq(st_read_full(s, &ack, 1), 1, "no acknowledgement from the client");
+	atomic_store(&d.stop, 1);
+	pthread_join(dt, NULL);
+	cr_assert_gt(atomic_load(&d.wakes), 0, "the dispatcher was never told anything");
+	st_assert_child_ok(pid);
+	close(s);
+	close(d.ep);
+}
+
+/* --- a poll thread that sleeps while another thread adds ----------------- */
+
+struct waiter {
+	int ep;
+	int timeout_ms;
+	int n;
+	uint32_t events;
+	uint64_t tag;
+	uint64_t waited_us;
+};
+
+static void *wait_once(void *arg)
+{
+	struct waiter *w = arg;
+	struct epoll_event e;
+	uint64_t t0 = st_now_us();
+	do
+		w->n = epoll_wait(w->ep, &e, 1, w->timeout_ms);
+	while (w->n < 0 && errno == EINTR);
+	w->waited_us = st_now_us() - t0;
+	if (w->n > 0) {
+		w->events = e.events;
+		w->tag = e.data.u64;
+	}
+	return NULL;
+}
+
+enum add_case { DATA_BEFORE, DATA_AFTER };
+
+/* A thread sleeps in epoll_wait on a set (empty, or with many members that
+ * stay quiet); another accepts a connection and adds it with events; data
+ * comes before or after the add. The sleeper is woken at once, as the
+ * Erlang VM's and many Java and Rust runtimes' poll threads expect. */
+static void add_while_waiting(enum add_case when, uint32_t flags, int nwaiters, int nfillers)
+{
+	int c, s, ep = ep_new();
+	int *fill = add_fillers(ep, nfillers);
+	st_pair(&c, &s);
+	struct waiter w[4];
+	pthread_t t[4];
+	for (int i = 0; i < nwaiters; i++) {
+		w[i] = (struct waiter){ .ep = ep, .timeout_ms = 3000 };
+		cr_assert_eq(pthread_create(&t[i], NULL, wait_once, &w[i]), 0);
+	}
+	st_sleep_ms(50); /* they sleep in the kernel by now */
+	if (when == DATA_BEFORE) {
+		cr_assert_eq(write(c, "ping", 4), 4);
+		st_sleep_ms(10);
+	}
+	ep_ctl(ep, EPOLL_CTL_ADD, s, EPOLLIN | flags, 42);
+	if (when == DATA_AFTER) {
+		st_sleep_ms(10);
+		cr_assert_eq(write(c, "ping", 4), 4);
+	}
+	/* The kernel wakes one waiter at least; with EPOLLONESHOT exactly one
+	 * is told. Those not told time out. */
+	int told = 0;
+	for (int i = 0; i < nwaiters; i++) {
+		join_within(t[i], 5000, "a waiter");
+		if (w[i].n == 1) {
+			cr_assert_eq(w[i].tag, 42u, "woken for tag %lu", (unsigned long)w[i].tag);
+			cr_assert(w[i].events & EPOLLIN, "events %#x", w[i].events);
+			cr_assert_lt(w[i].waited_us, 2500000u, "told only after %lu us",
+				     (unsigned long)w[i].waited_us);
+			told++;
+		} else {
+			cr_assert_eq(w[i].n, 0, "epoll_wait: %s", strerror(errno));
+		}
+	}
+	cr_assert_geq(told, 1, "no thread was woken for the connection added to the set");
+	if (flags & EPOLLONESHOT)
+		cr_assert_eq(told, 1, "EPOLLONESHOT reported to %d threads", told);
+	char b[4];
+	cr_assert_eq(st_read_full(s, b, 4), 4);
+	close(c);
+	close(s);
+	close_fillers(fill, nfillers);
+	close(ep);
+}
+
+ST_TEST(threads, add_while_waiting_data_before)
+{
+	add_while_waiting(DATA_BEFORE, 0, 1, 0);
+}
+
+ST_TEST(threads, add_while_waiting_data_after)
+{
+	add_while_waiting(DATA_AFTER, 0, 1, 0);
+}
+
+ST_TEST(threads, add_oneshot_while_waiting_data_before)
+{
+	add_while_waiting(DATA_BEFORE, EPOLLONESHOT, 1, 0);
+}
+
+ST_TEST(threads, add_oneshot_while_waiting_data_after)
+{
+	add_while_waiting(DATA_AFTER, EPOLLONESHOT, 1, 0);
+}
+
+ST_TEST(threads, add_edge_while_waiting_data_after)
+{
+	add_while_waiting(DATA_AFTER, EPOLLET, 1, 0);
+}
+
+ST_TEST(threads, add_while_three_wait)
+{
+	add_while_waiting(DATA_BEFORE, EPOLLONESHOT, 3, 0);
+}
+
+ST_TEST(threads, add_while_waiting_large_set)
+{
+	add_while_waiting(DATA_AFTER, 0, 1, 2000);
+}
+
+/* A thread sleeps waiting for EPOLLIN; another changes the registration to
+ * EPOLLOUT (always ready on an idle socket): the sleeper is told at once. */
+ST_TEST(threads, mod_while_waiting)
+{
+	int c, s, ep = ep_new();
+	st_pair(&c, &s);
+	ep_ctl(ep, EPOLL_CTL_ADD, s, EPOLLIN, 5);
+	struct waiter w = { .ep = ep, .timeout_ms = 3000 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, wait_once, &w), 0);
+	st_sleep_ms(50);
+	ep_ctl(ep, EPOLL_CTL_MOD, s, EPOLLOUT, 6);
+	join_within(t, 5000, "the waiter");
+	cr_assert_eq(w.n, 1, "not woken (%d)", w.n);
+	cr_assert_eq(w.tag, 6u);
+	cr_assert(w.events & EPOLLOUT);
+	cr_assert_lt(w.waited_us, 2500000u, "told only after %lu us", (unsigned long)w.waited_us);
+	close(c);
+	close(s);
+	close(ep);
+}
+
+/* A thread sleeps on a set; another deletes the socket and adds it back
+ * while data is waiting: the sleeper is told. */
+ST_TEST(threads, readd_while_waiting)
+{
+	int c, s, ep = ep_new();
+	st_pair(&c, &s);
+	ep_ctl(ep, EPOLL_CTL_ADD, s, EPOLLIN, 5);
+	ep_ctl(ep, EPOLL_CTL_DEL, s, 0, 0);
+	struct waiter w = { .ep = ep, .timeout_ms = 3000 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, wait_once, &w), 0);
+	st_sleep_ms(50);
+	cr_assert_eq(write(c, "x", 1), 1);
+	st_sleep_ms(10);
+	ep_ctl(ep, EPOLL_CTL_ADD, s, EPOLLIN, 8);
+	join_within(t, 5000, "the waiter");
+	cr_assert_eq(w.n, 1, "not woken (%d)", w.n);
+	cr_assert_eq(w.tag, 8u);
+	close(c);
+	close(s);
+	close(ep);
+}
+
+/* --- two threads waiting on one socket in different calls ---------------- */
+
+struct pollwait {
+	int fd;
+	short events;
+	short revents;
+	int n;
+};
+
+static void *poll_once(void *arg)
+{
+	struct pollwait *p = arg;
+	struct pollfd f = { .fd = p->fd, .events = p->events };
+	do
+		p->n = poll(&f, 1, 4000);
+	while (p->n < 0 && errno == EINTR);
+	p->revents = f.revents;
+	return NULL;
+}
+
+struct blockread {
+	int fd;
+	ssize_t n;
+	char b[8];
+};
+
+static void *read_once(void *arg)
+{
+	struct blockread *r = arg;
+	r->n = read(r->fd, r->b, sizeof(r->b));
+	return NULL;
+}
+
+/* The peer of poller_and_reader_one_socket: after the go, it reads all
+ * that was written (making room) until nothing more comes for 150 ms,
+ * then writes a reply. */
+static int drain_then_reply(int fd, void *arg)
+{
+	(void)arg;
+	static char buf[65536];
+	char go;
+	ST_CHECK(st_read_full(fd, &go, 1) == 1, "no go");
+	st_sleep_ms(100);
+	while (st_wait_fd(fd, POLLIN, 150) & POLLIN) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+		ST_CHECK(r > 0, "read: %s", r < 0 ? strerror(errno) : "end of file");
+	}
+	ST_CHECK(write(fd, "reply", 5) == 5, "reply: %s", strerror(errno));
+	st_sleep_ms(300);
+	return 0;
+}
+
+/* One thread polls for room on a full socket while another blocks in read
+ * on the same socket: the peer makes room, and the poller is told POLLOUT
+ * though the reader's thread is the one asleep in read; then the peer
+ * writes, and the reader gets it. */
+ST_TEST(threads, poller_and_reader_one_socket)
+{
+	pid_t pid;
+	int s = st_peer_start(&pid, drain_then_reply, NULL);
+	st_set_nonblock(s, 1);
+	static char chunk[65536];
+	memset(chunk, 'f', sizeof(chunk));
+	cr_assert_eq(write(s, "g", 1), 1);
+	size_t sent = 1;
+	for (int i = 0; i < 100000; i++) {
+		ssize_t r = write(s, chunk, sizeof(chunk));
+		if (r < 0) {
+			cr_assert_eq(errno, EAGAIN, "write: %s", strerror(errno));
+			break;
+		}
+		sent += (size_t)r;
+	}
+	st_set_nonblock(s, 0);
+	cr_assert_eq(st_wait_fd(s, POLLOUT, 0), 0, "still writable after %zu bytes", sent);
+	struct pollwait p = { .fd = s, .events = POLLOUT };
+	struct blockread r = { .fd = s };
+	pthread_t pt, rt;
+	cr_assert_eq(pthread_create(&rt, NULL, read_once, &r), 0);
+	st_sleep_ms(20);
+	cr_assert_eq(pthread_create(&pt, NULL, poll_once, &p), 0);
+	join_within(pt, 5000, "the poller");
+	cr_assert_eq(p.n, 1, "the poller was not told of room (poll returned %d)", p.n);
+	cr_assert(p.revents & POLLOUT, "revents %#x", p.revents);
+	join_within(rt, 5000, "the reader");
+	cr_assert_eq(r.n, 5, "read returned %zd", r.n);
+	st_assert_child_ok(pid);
+	close(s);
+}
