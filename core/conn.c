@@ -165,10 +165,8 @@ void xio__conn_fin(struct xio_conn *c)
 		xio__conn_doorbell(c);
 	/* Read the doorbells the peer rang or is ringing, so that closing the
 	 * kernel socket sends FIN rather than RST. */
-	int owed = xio_wait_disarm(&c->rx.g.ctl->rx_waiting);
-	owed |= xio_wait_disarm(&c->tx.g.ctl->tx_waiting);
-	if (owed)
-		xio__conn_owed_doorbell(c);
+	xio__conn_disarm(c, &c->rx.g.ctl->rx_waiting);
+	xio__conn_disarm(c, &c->tx.g.ctl->tx_waiting);
 	xio__conn_swallow(c);
 }
 

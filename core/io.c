@@ -309,17 +309,19 @@ static short readiness(struct xio_conn *c)
 	int err = c->rx.err || c->tx.err || c->kernel_err || c->kernel_errq;
 	int peer_done = xio__conn_peer_tx_done(c) || c->kernel_eof;
 	int rx_gone = xio__conn_peer_rx_gone(c);
+	/* POLLRDNORM and POLLWRNORM go with POLLIN and POLLOUT, as tcp_poll
+	 * reports them (a program may ask for those alone). */
 	if (err) /* as a reset TCP socket reports */
-		rev |= POLLERR | POLLIN | POLLRDHUP | POLLHUP;
+		rev |= POLLERR | POLLIN | POLLRDNORM | POLLRDHUP | POLLHUP;
 	if (xio__chan_rx_pending(&c->rx) || peer_done || c->shut_rd)
-		rev |= POLLIN;
+		rev |= POLLIN | POLLRDNORM;
 	if (peer_done)
 		rev |= POLLRDHUP;
 	if (peer_done && (c->shut_wr || rx_gone))
 		rev |= POLLHUP;
 	if (err || c->shut_wr || rx_gone || c->kernel_eof ||
 	    xio_bufalloc_max_contig(&c->tx.ba) > 0 || xio__chan_tx_can_reclaim(&c->tx))
-		rev |= POLLOUT;
+		rev |= POLLOUT | POLLWRNORM;
 	return rev;
 }
 
@@ -334,7 +336,7 @@ short xio__conn_poll(struct xio_conn *c, short events, uint64_t arm)
 	}
 	/* The peer left: ready for the read or write that follows it. */
 	if (xio__conn_peer_left(c))
-		return (short)(events & (POLLIN | POLLOUT));
+		return (short)(events & (POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM));
 	const short always = POLLERR | POLLHUP;
 	short rev = readiness(c);
 	if ((rev & (events | always)) || !arm)
@@ -355,15 +357,15 @@ void xio__conn_arm(struct xio_conn *c, short events, uint64_t token)
 	unsigned stale = 0;
 	if (c->left)
 		return; /* the kernel socket itself wakes the sleep now */
-	if (events & (POLLIN | POLLRDHUP))
-		stale += (unsigned)xio_wait_arm_token(&c->rx.g.ctl->rx_waiting,
-						      &c->rx.g.ctl->rx_token, token);
-	if (events & POLLOUT)
-		stale += (unsigned)xio_wait_arm_token(&c->tx.g.ctl->tx_waiting,
-						      &c->tx.g.ctl->tx_token, token);
+	if (events & (POLLIN | POLLRDNORM | POLLRDHUP))
+		stale += (unsigned)xio__conn_arm_locked(c, &c->rx.g.ctl->rx_waiting,
+							&c->rx.g.ctl->rx_token, token);
+	if (events & (POLLOUT | POLLWRNORM))
+		stale += (unsigned)xio__conn_arm_locked(c, &c->tx.g.ctl->tx_waiting,
+							&c->tx.g.ctl->tx_token, token);
 	atomic_thread_fence(memory_order_seq_cst);
-	if (stale || atomic_load_explicit(&c->owed_late, memory_order_relaxed))
-		xio__conn_take_owed(c, stale, 10);
+	if (!stale && atomic_load_explicit(&c->owed_late, memory_order_relaxed))
+		xio__conn_take_late(c);
 }
 
 size_t xio__conn_nread(struct xio_conn *c)

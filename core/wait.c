@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "xio/conn.h"
@@ -123,9 +124,88 @@ void xio__conn_take_owed(struct xio_conn *c, unsigned n, int ms)
 		atomic_fetch_add_explicit(&c->owed_late, n, memory_order_relaxed);
 }
 
+/*
+ * Who reads the doorbells. Several threads of this process may wait on one
+ * connection at once: one in a blocking read or write (asleep in recv on
+ * the kernel socket), others in poll, select or epoll_wait, others just
+ * reading or writing. A doorbell byte wakes every one of them in the
+ * kernel, but the first to read it takes it from the rest: a thread asleep
+ * in recv that wakes after another thread read its byte finds nothing and
+ * sleeps on, for ever (issue 14, the JVM's dispatcher and worker). So:
+ *
+ *   - every word exchange that can find a claim, and every read of owed
+ *     bytes, happens under wait_mu, so that what is owed (owed_late plus
+ *     the words CLAIMED) is exact and a byte nobody owes can be told apart
+ *     (stray());
+ *   - while a thread is the connection's kernel sleeper (c->sleeper, taken
+ *     before it arms and kept until it has read its bytes), no other thread
+ *     reads doorbells: what they find owed goes to owed_late, and the
+ *     sleeper, which the bytes wake, reads them;
+ *   - a thread that read doorbells, or took a word back, tells the other
+ *     threads that may sleep on the connection in poll, select or
+ *     epoll_wait (xio__conn_wake_others, set by the shim): they look again
+ *     and arm again, since the word they armed may be the one just taken.
+ */
+void (*xio__conn_wake_others)(struct xio_conn *c);
+
+/* The connection this thread is the kernel sleeper of, if any. */
+static __thread struct xio_conn *sleeping_on;
+
+static void wake_others(struct xio_conn *c)
+{
+	void (*fn)(struct xio_conn *) = xio__conn_wake_others;
+	if (fn)
+		fn(c);
+}
+
+/* Caller holds wait_mu: n doorbell bytes are owed for claims it settled.
+ * Read them now, unless another thread sleeps in the kernel for them. */
+static void owe_locked(struct xio_conn *c, unsigned n)
+{
+	if (c->sleeper && sleeping_on != c) {
+		atomic_fetch_add_explicit(&c->owed_late, n, memory_order_relaxed);
+		return;
+	}
+	xio__conn_take_owed(c, n, 10);
+}
+
 void xio__conn_owed_doorbell(struct xio_conn *c)
 {
-	xio__conn_take_owed(c, 1, 10);
+	pthread_mutex_lock(&c->wait_mu);
+	owe_locked(c, 1);
+	pthread_mutex_unlock(&c->wait_mu);
+	wake_others(c);
+}
+
+void xio__conn_disarm(struct xio_conn *c, _Atomic uint32_t *w)
+{
+	pthread_mutex_lock(&c->wait_mu);
+	if (xio_wait_disarm(w))
+		owe_locked(c, 1);
+	pthread_mutex_unlock(&c->wait_mu);
+	wake_others(c);
+}
+
+int xio__conn_arm_locked(struct xio_conn *c, _Atomic uint32_t *w, _Atomic uint64_t *tok,
+			 uint64_t token)
+{
+	pthread_mutex_lock(&c->wait_mu);
+	int stale = xio_wait_arm_token(w, tok, token);
+	if (stale)
+		owe_locked(c, 1);
+	pthread_mutex_unlock(&c->wait_mu);
+	if (stale)
+		wake_others(c); /* the claim may have been for another thread's sleep */
+	return stale;
+}
+
+void xio__conn_take_late(struct xio_conn *c)
+{
+	pthread_mutex_lock(&c->wait_mu);
+	if ((!c->sleeper || sleeping_on == c) &&
+	    atomic_load_explicit(&c->owed_late, memory_order_relaxed))
+		xio__conn_take_owed(c, 0, 10);
+	pthread_mutex_unlock(&c->wait_mu);
 }
 
 uint64_t xio__poll_spin_ns(void)
@@ -177,11 +257,53 @@ static unsigned settle(_Atomic uint32_t *w)
 }
 
 /*
+ * Caller holds wait_mu, has read what was owed and has no claim left to
+ * settle: bytes in the socket now are owed to nobody. An honest peer never
+ * sends one (it rings only for a claim, which precedes its byte, and every
+ * settle and owed count here is under wait_mu), so they are noise from a
+ * broken or hostile peer: read and dropped, or the kernel socket would stay
+ * readable and every sleep on it would spin. Not once the stream may carry
+ * data again: after a leave by either side (the bytes after its doorbells
+ * are the program's, or the leave bell), or for a side shared through fork
+ * (a sibling settles claims without our lock).
+ */
+static void drop_stray(struct xio_conn *c)
+{
+	int avail = 0;
+	if (c->left || c->forked || !c->accel ||
+	    atomic_load_explicit(&c->owed_late, memory_order_relaxed))
+		return;
+	if (xio_sys_ioctl(c->fd, FIONREAD, &avail) < 0 || avail <= 0)
+		return;
+	/* Looked at after the count: a byte counted was sent after its claim,
+	 * and data after a leave is sent after tx_left/rx_left are set. */
+	if (atomic_load_explicit(&c->rx.g.ctl->tx_left, memory_order_acquire) ||
+	    atomic_load_explicit(&c->tx.g.ctl->rx_left, memory_order_acquire) ||
+	    atomic_load_explicit(&c->rx.g.ctl->rx_waiting, memory_order_acquire) ==
+		    XIO_WAIT_CLAIMED ||
+	    atomic_load_explicit(&c->tx.g.ctl->tx_waiting, memory_order_acquire) ==
+		    XIO_WAIT_CLAIMED)
+		return;
+	char b[64];
+	while (avail > 0) {
+		ssize_t r = xio_sys_recv(c->fd, b, avail < (int)sizeof(b) ? (size_t)avail : sizeof(b),
+					 MSG_DONTWAIT);
+		if (r == -EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		avail -= (int)r;
+		c->stray_bytes += (uint64_t)r;
+	}
+}
+
+/*
  * The kernel socket has news: read the doorbell bytes owed (one per claim
  * of our words), and note the peer's FIN or an error. Only owed bytes are
  * read: every byte in the socket of an accelerated connection is a
  * doorbell, until the peer leaves shared memory; from then on the bytes
- * after its doorbells are the program's data (leave.c).
+ * after its doorbells are the program's data (leave.c). While another
+ * thread sleeps in the kernel on this socket, the bytes are its (above).
  */
 void xio__conn_drain_ready(struct xio_conn *c, unsigned revents)
 {
@@ -189,11 +311,22 @@ void xio__conn_drain_ready(struct xio_conn *c, unsigned revents)
 		c->kernel_errq = 1;
 		return;
 	}
-	unsigned owed = settle(&c->rx.g.ctl->rx_waiting) + settle(&c->tx.g.ctl->tx_waiting);
-	if (owed || atomic_load_explicit(&c->owed_late, memory_order_relaxed))
-		xio__conn_take_owed(c, owed, 10);
+	int took = 0;
+	pthread_mutex_lock(&c->wait_mu);
+	if (!c->sleeper || sleeping_on == c) {
+		unsigned owed = settle(&c->rx.g.ctl->rx_waiting) + settle(&c->tx.g.ctl->tx_waiting);
+		if (owed || atomic_load_explicit(&c->owed_late, memory_order_relaxed)) {
+			xio__conn_take_owed(c, owed, 10);
+			took = 1;
+		}
+		if (revents & POLLIN)
+			drop_stray(c);
+	}
+	pthread_mutex_unlock(&c->wait_mu);
 	if (revents & (POLLRDHUP | POLLHUP))
 		c->kernel_eof = 1;
+	if (took)
+		wake_others(c);
 }
 
 /* At close: read whatever the kernel socket holds (doorbells rung or on
@@ -235,28 +368,16 @@ static int ready(struct xio_conn *c, int dir)
  * SO_RCVTIMEO ends it with EAGAIN.
  *
  * Only one thread per process sleeps in the kernel for a connection (a
- * reader and a writer thread may both wait): the others wait on wait_cv.
- * The kernel sleeper drains the doorbell bytes when it wakes and wakes the
- * others, who look again and, if they must go on waiting, one of them
- * becomes the kernel sleeper. So no doorbell is consumed by one thread
- * while another sleeps on without seeing it.
+ * reader and a writer thread may both wait): it becomes the sleeper
+ * (c->sleeper) before it arms its word, so no other thread reads a byte
+ * rung for it, and reads the bytes owed when it wakes. The others arm their
+ * own word and wait on wait_cv until it wakes: one byte wakes the sleeper
+ * whichever word was claimed, and it settles both. So no doorbell is
+ * consumed by one thread while another sleeps on without seeing it.
  */
-#define SLEPT_OTHER 1 /* another thread slept in the kernel for us */
-
 static int kernel_sleep(struct xio_conn *c)
 {
 	char b;
-	int ret = 0;
-
-	pthread_mutex_lock(&c->wait_mu);
-	if (c->sleeper) {
-		pthread_cond_wait(&c->wait_cv, &c->wait_mu);
-		pthread_mutex_unlock(&c->wait_mu);
-		return SLEPT_OTHER;
-	}
-	c->sleeper = 1;
-	pthread_mutex_unlock(&c->wait_mu);
-
 	c->st.sleeps++;
 	ssize_t r = xio_sys_recv(c->fd, &b, 1, MSG_PEEK);
 	if (r > 0)
@@ -264,15 +385,10 @@ static int kernel_sleep(struct xio_conn *c)
 	else if (r == 0)
 		c->kernel_eof = 1;
 	else if (r == -EINTR || r == -EAGAIN)
-		ret = (int)r;
+		return (int)r;
 	else if (!c->kernel_err)
 		c->kernel_err = (int)r;
-
-	pthread_mutex_lock(&c->wait_mu);
-	c->sleeper = 0;
-	pthread_cond_broadcast(&c->wait_cv);
-	pthread_mutex_unlock(&c->wait_mu);
-	return ret;
+	return 0;
 }
 
 int xio__conn_wait(struct xio_conn *c, int dir)
@@ -297,22 +413,46 @@ int xio__conn_wait(struct xio_conn *c, int dir)
 						 : &c->tx.g.ctl->tx_waiting;
 	_Atomic uint64_t *tok = dir == XIO_WAIT_RX ? &c->rx.g.ctl->rx_token
 						   : &c->tx.g.ctl->tx_token;
-	/* The other half of the handshake in chan.c (xio__chan_tx_notify,
-	 * xio__chan_flush): announce the sleep, full fence, look again. */
-	if (xio_wait_arm_token(w, tok, xio__wait_token()))
-		xio__conn_owed_doorbell(c); /* a doorbell owed from before */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (ready(c, dir)) {
+	uint64_t token = xio__wait_token();
+	int r = 0;
+	pthread_mutex_lock(&c->wait_mu);
+	if (c->sleeper) {
+		/* Another thread sleeps in the kernel: arm our word (the other
+		 * half of the handshake in chan.c: announce, full fence, look
+		 * again) and let its wake-up wake us. */
+		if (xio_wait_arm_token(w, tok, token))
+			owe_locked(c, 1);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (!ready(c, dir))
+			pthread_cond_wait(&c->wait_cv, &c->wait_mu);
+		/* A claim found here is owed whatever woke us: reading it only
+		 * on a cut-short sleep left the byte in the socket, the socket
+		 * readable for ever, and a byte nobody wrote in the stream once
+		 * the peer moved it to TCP (issue 15, item 1). */
 		if (xio_wait_disarm(w))
-			xio__conn_owed_doorbell(c);
+			owe_locked(c, 1);
+		pthread_mutex_unlock(&c->wait_mu);
+		wake_others(c);
 		return 0;
 	}
-	int r = kernel_sleep(c);
-	/* A wake by a doorbell read it (and settled its claim). Only a sleep
-	 * cut short (signal, SO_RCVTIMEO) can leave a claimed byte on its
-	 * way; a thread that waited for another thread's sleep leaves the
-	 * bytes to that one. */
-	if (xio_wait_disarm(w) && r < 0)
-		xio__conn_owed_doorbell(c);
-	return r == SLEPT_OTHER ? 0 : r;
+	c->sleeper = 1;
+	sleeping_on = c;
+	if (xio_wait_arm_token(w, tok, token))
+		xio__conn_take_owed(c, 1, 10); /* a doorbell owed from before */
+	pthread_mutex_unlock(&c->wait_mu);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!ready(c, dir))
+		r = kernel_sleep(c);
+	pthread_mutex_lock(&c->wait_mu);
+	/* Whatever ended the sleep, a claim of our word is a byte owed, and so
+	 * is what other threads left us meanwhile (owed_late). */
+	unsigned owed = xio_wait_disarm(w) ? 1u : 0u;
+	if (owed || atomic_load_explicit(&c->owed_late, memory_order_relaxed))
+		xio__conn_take_owed(c, owed, r < 0 ? 0 : 10);
+	c->sleeper = 0;
+	sleeping_on = NULL;
+	pthread_cond_broadcast(&c->wait_cv);
+	pthread_mutex_unlock(&c->wait_mu);
+	wake_others(c);
+	return r;
 }

@@ -40,6 +40,8 @@
 #define EXPORT __attribute__((visibility("default")))
 #define TAG 0x5849000000000000ull /* "XI" in the top bits of the data */
 #define TAG_MASK 0xffff000000000000ull
+/* The set's kick eventfd (below): odd, so never an entry's address. */
+#define TAG_KICK (TAG | 1u)
 #define MAX_NEST 4
 
 struct pentry {
@@ -66,7 +68,63 @@ struct pepoll {
 	 * waits since have been answered from the channels alone. */
 	_Atomic int64_t os_last_ns;
 	_Atomic unsigned os_skipped;
+	/* Threads in an epoll_wait on this set, from before they arm its
+	 * members until their kernel wait returns; and the eventfd that makes
+	 * one of them look again (xio__epoll_wake), registered in the kernel
+	 * set under TAG_KICK the first time it is needed. */
+	_Atomic int sleepers;
+	_Atomic int kickfd;
 };
+
+/* The set this thread sleeps on (its own wake-ups need no kick). */
+static __thread struct pepoll *sleeping_in;
+static pthread_mutex_t kick_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Make the kick eventfd of ep if it has none; -1 if it cannot be made. */
+static int kick_fd(struct pepoll *ep)
+{
+	int fd = atomic_load(&ep->kickfd);
+	if (fd >= 0)
+		return fd;
+	pthread_mutex_lock(&kick_mu);
+	fd = atomic_load(&ep->kickfd);
+	if (fd < 0 && (fd = xio__wake_eventfd()) >= 0) {
+		/* Edge-triggered: each write is one wake-up of one sleeper,
+		 * and an unread count never keeps the set awake. */
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = TAG_KICK };
+		if (REAL(epoll_ctl)(ep->epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
+			atomic_store(&ep->kickfd, fd);
+		} else {
+			REAL(close)(fd);
+			fd = -1;
+		}
+	}
+	pthread_mutex_unlock(&kick_mu);
+	return fd;
+}
+
+void xio__epoll_wake(struct pepoll *ep)
+{
+	int n = atomic_load(&ep->sleepers);
+	if (n == 0 || (n == 1 && sleeping_in == ep))
+		return;
+	int fd = kick_fd(ep);
+	if (fd >= 0)
+		xio__wake_write(fd);
+}
+
+/* This thread is about to arm ep's members and sleep on it; and woke. */
+static void sleep_enter(struct pepoll *ep)
+{
+	atomic_fetch_add(&ep->sleepers, 1);
+	sleeping_in = ep;
+}
+
+static void sleep_leave(struct pepoll *ep)
+{
+	sleeping_in = NULL;
+	atomic_fetch_sub(&ep->sleepers, 1);
+}
 
 static int64_t now_ns(void)
 {
@@ -103,6 +161,7 @@ static struct pepoll *ep_new(int epfd)
 		return NULL;
 	pthread_mutex_init(&ep->mu, NULL);
 	ep->epfd = epfd;
+	atomic_store(&ep->kickfd, -1);
 	struct psock *ps = psock_new(epfd, PS_EPOLL, 0);
 	if (!ps) {
 		free(ep);
@@ -124,6 +183,8 @@ void xio__epoll_free(struct pepoll *ep)
 	}
 	pthread_mutex_unlock(&ep->mu);
 	pthread_mutex_destroy(&ep->mu);
+	if (atomic_load(&ep->kickfd) >= 0)
+		REAL(close)(atomic_load(&ep->kickfd));
 	free(ep);
 }
 
@@ -152,7 +213,8 @@ static struct epoll_event kernel_reg(struct pentry *e, int kind, int left)
 		 * ready does not keep waking the set; the scan reports it. */
 		ev.events = EPOLLIN | EPOLLRDHUP;
 		if (left)
-			ev.events = (e->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI)) |
+			ev.events = (e->events & (EPOLLIN | EPOLLRDNORM | EPOLLOUT | EPOLLWRNORM |
+						  EPOLLRDHUP | EPOLLPRI)) |
 				    EPOLLET;
 		ev.data.u64 = TAG | (uint64_t)(uintptr_t)e;
 		break;
@@ -321,6 +383,10 @@ static void settle_left(struct pepoll *held)
 void xio__epoll_became_conn(struct psock *ps)
 {
 	sync_ps(ps);
+	/* A thread asleep on one of its sets armed nothing for it yet. */
+	for (int i = 0; i < PS_MAX_EPOLL; i++)
+		if (ps->member_of[i])
+			xio__epoll_wake(ps->member_of[i]);
 }
 
 void xio__epoll_sync(struct psock *ps)
@@ -331,6 +397,7 @@ void xio__epoll_sync(struct psock *ps)
 void xio__epoll_after_fork(struct pepoll *ep)
 {
 	pthread_mutex_init(&ep->mu, NULL);
+	atomic_store(&ep->sleepers, 0); /* only this thread exists */
 }
 
 void xio__epoll_forget(struct psock *ps)
@@ -480,6 +547,12 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		r = REAL(epoll_ctl)(epfd, op, fd, ev);
 	}
 	pthread_mutex_unlock(&ep->mu);
+	/* The kernel wakes a thread asleep on the set when a member it adds
+	 * or changes is ready; an accelerated member's readiness is the
+	 * channels', so the shim does it: the sleeper looks at the set again
+	 * and arms the member before it sleeps on (issue 14, item 2). */
+	if (r == 0 && op != EPOLL_CTL_DEL && kind == PS_CONN)
+		xio__epoll_wake(ep);
 	return r;
 }
 
@@ -503,8 +576,9 @@ static uint32_t entry_ready(struct pentry *e, uint64_t arm, int depth)
 	}
 	if (kind != PS_CONN)
 		return 0;
-	uint32_t want = (e->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI)) | EPOLLERR |
-			EPOLLHUP;
+	uint32_t want = (e->events & (EPOLLIN | EPOLLRDNORM | EPOLLOUT | EPOLLWRNORM | EPOLLRDHUP |
+				      EPOLLPRI)) |
+			EPOLLERR | EPOLLHUP;
 	return (uint32_t)xio__shim_conn_poll(e->ps, (short)want, arm) & want;
 }
 
@@ -617,9 +691,13 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 	for (;; n = 0) {
 		/* What scan() found has had EPOLLET/EPOLLONESHOT applied: it is
 		 * returned in this round, with whatever the kernel has at once. */
+		int entered = !n;
 		if (!n) {
 			/* About to sleep: arm every accelerated member with this
-			 * sleep's token (one doorbell wakes the whole set). */
+			 * sleep's token (one doorbell wakes the whole set). Counted
+			 * as a sleeper first, so that a thread that changes the set
+			 * or takes a word back after our look wakes us. */
+			sleep_enter(ep);
 			uint64_t token = xio__wait_token();
 			n = scan_top(ep, out, max, token);
 		}
@@ -651,6 +729,8 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 			atomic_store_explicit(&ep->os_last_ns, now_ns(), memory_order_relaxed);
 			atomic_store_explicit(&ep->os_skipped, 0, memory_order_relaxed);
 		}
+		if (entered)
+			sleep_leave(ep);
 		if (k < 0) {
 			if (n)
 				return n;
@@ -658,6 +738,12 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 		}
 		pthread_mutex_lock(&ep->mu);
 		for (int i = 0; i < k && n < max; i++) {
+			if (kev[i].data.u64 == TAG_KICK) {
+				/* Another thread changed the set or took a wake-up:
+				 * look again (the rescan below). */
+				xio__wake_read(atomic_load(&ep->kickfd));
+				continue;
+			}
 			struct pentry *e = tagged(ep, kev[i].data.u64);
 			if (!e && (kev[i].data.u64 & TAG_MASK) == TAG)
 				continue; /* a socket we forgot, whose file another process
@@ -749,28 +835,61 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
  * program, its file still open in another process: a forked child, the
  * monitor's copy on its way to being closed) is not the program's, and is
  * dropped; a wait that only had such events goes on until its timeout.
+ * Returns PLAIN_SWITCH when another thread added an accelerated socket
+ * meanwhile: the caller waits the shim's way for the time left.
  */
-static int plain_wait(int epfd, struct epoll_event *ev, int max, int timeout,
+#define PLAIN_SWITCH (-4097)
+static int plain_wait(struct pepoll *ep, struct epoll_event *ev, int max, int64_t deadline,
 		      const sigset_t *mask)
 {
-	int64_t deadline = timeout > 0 ? now_ns() + (int64_t)timeout * 1000000 : 0;
 	for (;;) {
-		int r = REAL(epoll_pwait)(epfd, ev, max, timeout, mask);
+		int timeout = -1;
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ns();
+			timeout = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+		}
+		if (timeout != 0)
+			sleep_enter(ep);
+		if (timeout != 0 && ep->nxio) {
+			sleep_leave(ep);
+			return PLAIN_SWITCH;
+		}
+		int r = REAL(epoll_pwait)(ep->epfd, ev, max, timeout, mask);
+		if (timeout != 0)
+			sleep_leave(ep);
 		if (r <= 0)
 			return r;
-		int k = 0;
-		for (int i = 0; i < r; i++)
-			if ((ev[i].data.u64 & TAG_MASK) != TAG)
+		int k = 0, kicked = 0;
+		for (int i = 0; i < r; i++) {
+			if (ev[i].data.u64 == TAG_KICK) {
+				xio__wake_read(atomic_load(&ep->kickfd));
+				kicked = 1;
+			} else if ((ev[i].data.u64 & TAG_MASK) != TAG) {
 				ev[k++] = ev[i];
+			}
+		}
 		if (k || timeout == 0)
 			return k;
-		if (timeout > 0) {
+		if (kicked && ep->nxio)
+			return PLAIN_SWITCH;
+	}
+}
+
+/* epoll_pwait's work for a set the shim follows; ms < 0: no timeout. */
+static int shim_wait(struct pepoll *ep, struct epoll_event *ev, int max, int ms,
+		     const sigset_t *mask)
+{
+	int64_t deadline = ms >= 0 ? now_ns() + (int64_t)ms * 1000000 : -1;
+	if (ep->nxio == 0) {
+		int r = plain_wait(ep, ev, max, deadline, mask);
+		if (r != PLAIN_SWITCH)
+			return r < 0 ? -errno : r;
+		if (deadline >= 0) {
 			int64_t left = deadline - now_ns();
-			if (left <= 0)
-				return 0;
-			timeout = (int)((left + 999999) / 1000000);
+			ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 		}
 	}
+	return xepoll_wait(ep, ev, max, ms, mask);
 }
 
 EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
@@ -780,9 +899,7 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 	struct psock *ps = fdtab_lookup(epfd);
 	if (!ps || atomic_load(&ps->kind) != PS_EPOLL || max <= 0)
 		return REAL(epoll_pwait)(epfd, ev, max, timeout, mask);
-	if (ps->ep->nxio == 0)
-		return plain_wait(epfd, ev, max, timeout, mask);
-	return (int)xio_ret(xepoll_wait(ps->ep, ev, max, timeout, mask));
+	return (int)xio_ret(shim_wait(ps->ep, ev, max, timeout, mask));
 }
 
 EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
@@ -807,7 +924,5 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct 
 		int64_t ns = (int64_t)tmo->tv_sec * 1000000000 + tmo->tv_nsec;
 		ms = ns <= 0 ? 0 : (int)((ns + 999999) / 1000000);
 	}
-	if (ps->ep->nxio == 0)
-		return plain_wait(epfd, ev, max, ms, mask);
-	return (int)xio_ret(xepoll_wait(ps->ep, ev, max, ms, mask));
+	return (int)xio_ret(shim_wait(ps->ep, ev, max, ms, mask));
 }

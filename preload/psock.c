@@ -235,6 +235,7 @@ static void install_conn(struct psock *ps, struct xio_conn *c)
 	 * call of ours (arm only to sleep), so its first message costs the
 	 * peer no doorbell. */
 	ps->conn = c;
+	c->owner = ps;
 	atomic_store_explicit(&ps->kind, PS_CONN, memory_order_release);
 	STAT_ADD(accel_conns, 1);
 	xio__epoll_became_conn(ps);

@@ -158,7 +158,22 @@ void xio__stats_reset(void); /* in a forked child */
 void xio__stats_left(int fd, const struct xio_conn *c);
 #define STAT_ADD(field, v) atomic_fetch_add_explicit(&xio_stats.field, (v), memory_order_relaxed)
 
+/* wake.c: telling the other threads that wait on a socket in poll, select
+ * or epoll_wait to look again (installed as core's xio__conn_wake_others).
+ * A poll or select lists itself while it sleeps, with its thread's eventfd
+ * (returned, or -1 if none could be made: it then sleeps unlisted). */
+struct poll_wait;
+void xio__shim_wake_others(struct xio_conn *c);
+int xio__poll_wait_begin(struct poll_wait **slot, struct psock *const *ps, size_t n);
+void xio__poll_wait_end(struct poll_wait *w);
+void xio__wake_after_fork(void);
+int xio__wake_eventfd(void);
+void xio__wake_write(int fd);
+void xio__wake_read(int fd);
+
 /* epoll.c */
+/* Make a thread asleep on ep look at its set again, if one sleeps there. */
+void xio__epoll_wake(struct pepoll *ep);
 void xio__epoll_forget(struct psock *ps);     /* ps is going away */
 void xio__epoll_became_conn(struct psock *ps); /* re-register as xio */
 void xio__epoll_sync(struct psock *ps);        /* kind changed: re-register */

@@ -366,6 +366,7 @@ __attribute__((constructor(102))) static void inherit(void)
 			continue;
 		}
 		ps->conn = c;
+		c->owner = ps;
 		atomic_store(&ps->kind, PS_CONN);
 		STAT_ADD(accel_conns, 1);
 	}

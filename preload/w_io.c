@@ -90,14 +90,15 @@ static ssize_t ps_readv_once(struct psock *ps, const struct iovec *iov, int n, i
 	int ended = r == 0 || (r < 0 && r != -EAGAIN && r != -EINTR);
 	if (ended || (!ps->inherited &&
 		      atomic_load_explicit(&xio__shim_sleepers, memory_order_acquire) == 0)) {
-		if (atomic_load_explicit(w, memory_order_relaxed) != XIO_WAIT_IDLE &&
-		    xio_wait_disarm(w))
-			xio__conn_owed_doorbell(c);
-	} else if (!xio__chan_rx_pending(&c->rx) && xio_wait_arm(w)) {
+		if (atomic_load_explicit(w, memory_order_relaxed) != XIO_WAIT_IDLE)
+			xio__conn_disarm(c, w);
+	} else if (!xio__chan_rx_pending(&c->rx)) {
 		/* A copy of this connection in another process (fork), or
 		 * another thread here, may sleep on it in a call we cannot
 		 * see: stay armed, as a TCP socket would wake them. */
-		xio__conn_owed_doorbell(c);
+		xio__conn_arm_locked(c, w, &c->rx.g.ctl->rx_token,
+				     atomic_load_explicit(&c->rx.g.ctl->rx_token,
+							  memory_order_relaxed));
 	}
 	pthread_mutex_unlock(&ps->rlock);
 	return r;

@@ -45,10 +45,14 @@ static struct psock *pollable(int fd)
 static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *sigmask)
 {
 	struct psock *stack_ps[STACK_FDS];
-	struct pollfd stack_k[STACK_FDS];
+	struct pollfd stack_k[STACK_FDS + 1];
 	struct psock **ps = n <= STACK_FDS ? stack_ps : malloc(n * sizeof(*ps));
-	struct pollfd *k = n <= STACK_FDS ? stack_k : malloc(n * sizeof(*k));
+	/* One more for this thread's eventfd: another thread that takes what
+	 * our sleep was armed for tells us through it (wake.c). */
+	struct pollfd *k = n <= STACK_FDS ? stack_k : malloc((n + 1) * sizeof(*k));
 	int64_t deadline = tmo_ns >= 0 ? now_ns() + tmo_ns : -1;
+	struct poll_wait *listed = NULL;
+	int efd = -1;
 	int ret = 0;
 
 	if (!ps || !k) {
@@ -69,6 +73,10 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 
 	for (int arm = 0;; arm = 1) {
 		int ready = 0;
+		/* Listed before the first arming, so that a thread that takes a
+		 * word back after our look tells us (wake.c). */
+		if (arm && !listed)
+			efd = xio__poll_wait_begin(&listed, ps, n);
 		/* Armed only to sleep, all with one token (seg.h). */
 		uint64_t token = arm ? xio__wait_token() : 0;
 		for (nfds_t i = 0; i < n; i++) {
@@ -84,6 +92,9 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 			if (ps[i]) /* the doorbell, or the kernel's FIN/RST; after
 				    * a leave, what the program asked of the socket */
 				k[i].events = ps[i]->conn->left ? fds[i].events : POLLIN;
+		nfds_t nk = n;
+		if (efd >= 0)
+			k[nk++] = (struct pollfd){ .fd = efd, .events = POLLIN };
 		struct timespec ts, *tp = NULL;
 		if (ready || !arm) {
 			ts.tv_sec = 0;
@@ -100,13 +111,15 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 		int sleeps = arm && !ready;
 		if (sleeps)
 			xio__sleep_begin();
-		int r = REAL(ppoll)(k, n, tp, sigmask);
+		int r = REAL(ppoll)(k, nk, tp, sigmask);
 		if (sleeps)
 			xio__sleep_end();
 		if (r < 0) {
 			ret = -errno;
 			goto out;
 		}
+		if (nk > n && k[n].revents)
+			xio__wake_read(efd); /* told to look again: below */
 		for (nfds_t i = 0; i < n; i++) {
 			if (ps[i]) {
 				if (k[i].revents && !fds[i].revents)
@@ -134,6 +147,7 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 		}
 	}
 out:
+	xio__poll_wait_end(listed);
 	/* A connection that followed its peer in this call is on its kernel
 	 * socket: settle it here, where no epoll set is locked, so that an
 	 * epoll set that follows it too waits for what its program asked. */

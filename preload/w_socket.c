@@ -122,6 +122,7 @@ static int after_accept(struct psock *lps, int nfd, int flags)
 			struct psock *ps = psock_new(nfd, PS_TCP, !!(flags & SOCK_NONBLOCK));
 			if (ps) {
 				ps->conn = c;
+				c->owner = ps;
 				atomic_store(&ps->kind, PS_CONN);
 				STAT_ADD(accel_conns, 1);
 				/* On fds 0-2 stdio may use it behind our back: paired

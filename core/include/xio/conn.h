@@ -53,8 +53,14 @@ struct xio_conn {
 			     * arrived when we looked: read them first */
 	uint64_t left_tx_off, left_rx_off; /* where each direction moved (stats) */
 	struct xio_conn_stats st;
-	/* One thread per process sleeps in the kernel for this connection;
-	 * others wait on wait_cv until it wakes (wait.c). */
+	uint64_t stray_bytes; /* bytes in the kernel socket that no claim
+			       * owed (a broken peer's), dropped (wait.c) */
+	void *owner;          /* the shim's socket object, for wake_others */
+	/* One thread per process sleeps in the kernel for this connection
+	 * (sleeper, from before it arms until it has read what it is owed);
+	 * others wait on wait_cv until it wakes. wait_mu also orders every
+	 * word exchange that may find a claim and every read of owed
+	 * doorbells (wait.c, "who reads the doorbells"). */
 	pthread_mutex_t wait_mu;
 	pthread_cond_t wait_cv;
 	int sleeper;
@@ -194,6 +200,20 @@ int xio__conn_reattach(struct xio_conn *c, uint64_t conn_id, unsigned side, cons
  * kernel socket with a doorbell armed. Returns 0 to re-check, or -EINTR /
  * -EAGAIN (SO_RCVTIMEO expired) exactly as a blocking recv would. */
 int xio__conn_wait(struct xio_conn *c, int dir);
+
+/* Take back word w (rx_waiting or tx_waiting of c), reading the doorbell
+ * byte if the peer had claimed it; other waiting threads are told. */
+void xio__conn_disarm(struct xio_conn *c, _Atomic uint32_t *w);
+/* Arm w for a sleep with token under wait_mu; 1 if a claim was pending
+ * (its byte is read, or left to the thread asleep on the socket). */
+int xio__conn_arm_locked(struct xio_conn *c, _Atomic uint32_t *w, _Atomic uint64_t *tok,
+			 uint64_t token);
+/* Read the doorbells owed from before (owed_late), unless another thread
+ * sleeps on the socket for them. */
+void xio__conn_take_late(struct xio_conn *c);
+/* Set by the shim: wake the threads of this process that may sleep on c
+ * in poll, select or epoll_wait, so they look again (wait.c). */
+extern void (*xio__conn_wake_others)(struct xio_conn *c);
 
 /* Ring the peer's doorbell: one byte on the kernel socket. */
 void xio__conn_doorbell(struct xio_conn *c);
