@@ -52,6 +52,21 @@ static int bound_port(const struct sockaddr_storage *ss)
  * listener that no monitor answers for stays a listener: it is registered
  * when a monitor comes (psock_register_listener).
  */
+/*
+ * TCP_DEFER_ACCEPT: the kernel hands a connection to accept() only once
+ * its first data has come. The shim's pairing carries that data over
+ * shared memory, where the kernel never sees it, so accept() would wait for
+ * the whole defer time (Apache's AcceptFilter waits 30 s). Such a listener
+ * stays on the kernel: its connections are plain TCP, and accept() keeps
+ * the kernel's timing (docs/compatibility.md).
+ */
+static int defers_accept(int fd)
+{
+	int v = 0;
+	socklen_t l = sizeof(v);
+	return xio_sys_getsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &l) == 0 && v > 0;
+}
+
 EXPORT int listen(int fd, int backlog)
 {
 	SHIM_INIT();
@@ -59,6 +74,11 @@ EXPORT int listen(int fd, int backlog)
 	if (!ps || atomic_load(&ps->kind) != PS_TCP)
 		return REAL(listen)(fd, backlog);
 	int saved = errno;
+	if (defers_accept(fd)) {
+		psock_to_kernel(ps);
+		errno = saved;
+		return REAL(listen)(fd, backlog);
+	}
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	int named = xio_sys_getsockname(fd, (struct sockaddr *)&ss, &sl) == 0;
@@ -365,5 +385,15 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
 		ps->conn->app_nodelay = *(const int *)val != 0;
 		return 0; /* the doorbells keep TCP_NODELAY on */
 	}
-	return REAL(setsockopt)(fd, level, name, val, len);
+	int r = REAL(setsockopt)(fd, level, name, val, len);
+	if (r == 0 && ps && level == IPPROTO_TCP && name == TCP_DEFER_ACCEPT && val &&
+	    len >= sizeof(int) && *(const int *)val > 0 && atomic_load(&ps->kind) == PS_LISTENER) {
+		/* Set after listen (defers_accept above): no new connection of
+		 * this listener pairs from now on. */
+		int saved = errno;
+		psock_unlisten(ps);
+		psock_to_kernel(ps);
+		errno = saved;
+	}
+	return r;
 }
