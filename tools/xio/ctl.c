@@ -29,10 +29,12 @@ union reply {
 
 static uint32_t seq;
 
-int xio_tool_ctl_open(const char *path)
+int xio_tool_ctl_open(const char *path, uint32_t *mon_uid)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = REPLY_TIMEOUT_S };
+	if (mon_uid)
+		*mon_uid = XIO_CTL_NO_CRED;
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, path);
@@ -44,6 +46,16 @@ int xio_tool_ctl_open(const char *path)
 		int e = errno;
 		close(fd);
 		return -e;
+	}
+	/* The rule of the shim's control client: a monitor the user's
+	 * programs would not use is not used here either, and is sent
+	 * nothing. */
+	uint32_t uid;
+	if (!xio_ctl_peer_trusted(fd, &uid)) {
+		close(fd);
+		if (mon_uid)
+			*mon_uid = uid;
+		return XIO_TOOL_UNTRUSTED;
 	}
 	return fd;
 }

@@ -223,6 +223,20 @@ const char *xio_ctl_sock_path(void);
 void xio__ctl_capture_env(void);
 
 /*
+ * xio_ctl_peer_trusted - whether the monitor at the other end of the
+ * connected control socket sock may be handed this process's sockets: it
+ * runs as root, or as the uid this process wholly is (real, effective and
+ * saved uid all the same). Its uid is SO_PEERCRED's: the effective uid it
+ * had when it listened, as this process's user namespace sees it (root of
+ * another user namespace is that namespace owner's uid here; a uid with no
+ * mapping here is the overflow uid, 65534). Returns 1 or 0 (0 also when
+ * the credentials cannot be read); *uid (if not NULL) is the monitor's
+ * uid, or XIO_CTL_NO_CRED if unknown. docs/design.md, "Which monitor a
+ * process trusts".
+ */
+int xio_ctl_peer_trusted(int sock, uint32_t *uid);
+
+/*
  * The client: one control connection per process, opened on first use
  * and reopened in a forked child. Requests are serialised by a mutex.
  * All return -ENOTCONN when no monitor is reachable (callers then stay on
