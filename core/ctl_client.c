@@ -21,7 +21,8 @@
  * across exec), the monitor must be root or of this process's own uid
  * (xio_ctl_peer_trusted). Any other is treated as no monitor at all: the
  * connection is closed without a word and the process stays on the
- * kernel's TCP.
+ * kernel's TCP. Every message carries the effective uid the process acts
+ * as (xio_ctl_send_cred), which is the uid the monitor's rules judge.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -269,7 +270,7 @@ static int hello_locked(void)
 	memset(&m, 0, sizeof(m));
 	xio_ctl_hdr(&m.h, XIO_MSG_HELLO, ++seq);
 	m.pid = (uint32_t)xio_sys_getpid();
-	int r = xio_ctl_send(sock, &m, -1, 0);
+	int r = xio_ctl_send_cred(sock, &m, -1, 0);
 	if (r == 0)
 		r = recv_reply_locked(m.h.seq, &rep, NULL);
 	if (r == 0 && rep.ok.h.type != XIO_MSG_OK)
@@ -327,7 +328,7 @@ static int send_locked(void *msg, int send_fd)
 	if (r < 0)
 		return r;
 	h->seq = ++seq;
-	r = xio_ctl_send(sock, msg, send_fd, 0);
+	r = xio_ctl_send_cred(sock, msg, send_fd, 0);
 	if (peer_gone(r)) {
 		if (still_mine(sock))
 			xio_sys_close(sock);
@@ -336,7 +337,7 @@ static int send_locked(void *msg, int send_fd)
 		if (r < 0)
 			return r;
 		h->seq = ++seq;
-		r = xio_ctl_send(sock, msg, send_fd, 0);
+		r = xio_ctl_send_cred(sock, msg, send_fd, 0);
 	}
 	return r;
 }

@@ -84,7 +84,7 @@ int xio_tool_ctl_hello(int fd)
 	memset(&m, 0, sizeof(m));
 	xio_ctl_hdr(&m.h, XIO_MSG_HELLO, ++seq);
 	m.pid = (uint32_t)getpid();
-	int e = xio_ctl_send(fd, &m, -1, 0);
+	int e = xio_ctl_send_cred(fd, &m, -1, 0);
 	if (e == 0)
 		e = recv_reply(fd, m.h.seq, &r);
 	if (e == 0 && r.h.type != XIO_MSG_OK)
@@ -97,7 +97,7 @@ int xio_tool_ctl_status(int fd, struct xio_msg_status *st)
 	struct xio_msg_hdr m;
 	union reply r;
 	xio_ctl_hdr(&m, XIO_MSG_STATUS, ++seq);
-	int e = xio_ctl_send(fd, &m, -1, 0);
+	int e = xio_ctl_send_cred(fd, &m, -1, 0);
 	if (e == 0)
 		e = recv_reply(fd, m.seq, &r);
 	if (e == 0 && r.h.type != XIO_MSG_STATUS_REPLY)
@@ -120,7 +120,7 @@ int xio_tool_ctl_conns(int fd, struct xio_msg_conn_info **out, size_t *n)
 		memset(&m, 0, sizeof(m));
 		xio_ctl_hdr(&m.h, XIO_MSG_CONNS, ++seq);
 		m.after = after;
-		if ((e = xio_ctl_send(fd, &m, -1, 0)) < 0)
+		if ((e = xio_ctl_send_cred(fd, &m, -1, 0)) < 0)
 			break;
 		for (;;) {
 			if ((e = recv_reply(fd, m.h.seq, &r)) < 0)

@@ -187,6 +187,16 @@ void xio_ctl_hdr(struct xio_msg_hdr *h, uint16_t type, uint32_t seq);
  * Returns 0 or -errno. Never raises SIGPIPE.
  */
 int xio_ctl_send(int sock, const void *msg, int fd, int flags);
+/*
+ * xio_ctl_send_cred - as xio_ctl_send, with the credentials of the uid this
+ * process acts as attached (SCM_CREDENTIALS: pid, effective uid and gid).
+ * Without them, the kernel attaches the real uid, and a root daemon that
+ * dropped to another uid with seteuid() would be judged as root. The
+ * kernel lets a process attach only its own real, effective or saved uid
+ * (any, with CAP_SETUID). A process whose effective ids have no mapping in
+ * the receiver's user namespace sends without (judged by its real uid).
+ */
+int xio_ctl_send_cred(int sock, const void *msg, int fd, int flags);
 
 /*
  * xio_ctl_recv - receive one message into buf (XIO_CTL_MAX_MSG bytes) and
