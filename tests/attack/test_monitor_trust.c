@@ -348,6 +348,31 @@ static int xio_run_as(uid_t uid, const char *sock, struct run_result *r)
 	return 0;
 }
 
+/* An empty /tmp in this mount namespace; a build tree under /tmp (where
+ * the xio command, the shim and the monitor are) stays reachable, bound
+ * back from the /tmp that was. Returns 0 or -1 with errno. */
+static int keep_build_then_empty_tmp(void)
+{
+	char top[256];
+	const char *bin = XIO_CMD_BIN;
+	int under_tmp = strncmp(bin, "/tmp/", 5) == 0;
+	if (under_tmp) {
+		const char *end = strchr(bin + 5, '/');
+		snprintf(top, sizeof(top), "%.*s", end ? (int)(end - bin) : (int)strlen(bin), bin);
+		if (mount("/tmp", "/mnt", NULL, MS_BIND, NULL) < 0)
+			return -1;
+	}
+	if (mount("tmpfs", "/tmp", "tmpfs", 0, "mode=1777") < 0)
+		return -1;
+	if (under_tmp) {
+		char old[300];
+		snprintf(old, sizeof(old), "/mnt%s", top + 4);
+		if (mkdir(top, 0755) < 0 || mount(old, top, NULL, MS_BIND, NULL) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 struct planted {
 	int out[2]; /* scene -> test: struct run_result */
 };
@@ -363,8 +388,7 @@ static int planted_scene(void *arg)
 	char dir[64];
 	T_CHECK(unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS): %s", strerror(errno));
 	T_CHECK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "private mounts");
-	T_CHECK(mount("tmpfs", "/tmp", "tmpfs", 0, "mode=1777") == 0, "tmpfs on /tmp: %s",
-		strerror(errno));
+	T_CHECK(keep_build_then_empty_tmp() == 0, "an empty /tmp: %s", strerror(errno));
 	if (access("/run/xio", F_OK) == 0)
 		T_CHECK(mount("tmpfs", "/run/xio", "tmpfs", 0, "mode=755") == 0, "tmpfs on /run/xio");
 	snprintf(dir, sizeof(dir), "/tmp/xio-%u", (unsigned)A_UID_VICTIM);
