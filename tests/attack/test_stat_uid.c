@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "attack.h"
@@ -28,6 +30,7 @@ struct end {
 	uid_t uid;
 	uint16_t port;     /* the client's destination */
 	int kernel_peer;
+	const char *name;  /* the client's program name, if set */
 	int up[2];         /* -> test: port (server), or '1'/'0' accelerated (client) */
 	int done[2];       /* test -> end: close and exit */
 };
@@ -61,6 +64,8 @@ static int client_main(void *arg)
 	char b = 'x';
 	a_become(e->uid);
 	alarm(30);
+	if (e->name)
+		prctl(PR_SET_NAME, e->name, 0, 0, 0);
 	struct sockaddr_in a = t_loopback(e->port);
 	int r = xio_connect(&c, (struct sockaddr *)&a, sizeof(a), 0);
 	T_CHECK(r == 0, "xio_connect: %s", strerror(-r));
@@ -90,9 +95,10 @@ static int readable(int fd, int timeout_ms)
 	return poll(&p, 1, timeout_ms) == 1;
 }
 
-static void hold(struct held *h, uid_t client_uid, uid_t server_uid)
+static void hold_named(struct held *h, uid_t client_uid, uid_t server_uid, const char *name)
 {
 	memset(h, 0, sizeof(*h));
+	h->cli.name = name;
 	cr_assert_eq(pipe(h->srv.up), 0);
 	cr_assert_eq(pipe(h->srv.done), 0);
 	cr_assert_eq(pipe(h->cli.up), 0);
@@ -105,6 +111,11 @@ static void hold(struct held *h, uid_t client_uid, uid_t server_uid)
 	h->pid[0] = a_fork(client_main, &h->cli);
 	cr_assert(readable(h->cli.up[0], 10000), "the client did not connect");
 	cr_assert_eq(read(h->cli.up[0], &h->accel, 1), 1);
+}
+
+static void hold(struct held *h, uid_t client_uid, uid_t server_uid)
+{
+	hold_named(h, client_uid, server_uid, NULL);
 }
 
 static void hold_to_kernel(struct held *h, uid_t client_uid, uint16_t port)
@@ -252,5 +263,46 @@ Test(stat_uid, a_user_sees_its_own_connections)
 	release(&mixed);
 	release(&tcp2);
 	close(kl);
+	a_monitor_stop();
+}
+
+/* The stdout of `xio stat` (text) as root on a_mon, into out. */
+static void xio_stat_text(char *out, size_t len)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		alarm(10);
+		execl(XIO_CMD_BIN, "xio", "stat", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	size_t n = 0;
+	ssize_t r;
+	while (n < len - 1 && (r = read(p[0], out + n, len - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = 0;
+	close(p[0]);
+	cr_assert_eq(t_wait(pid, 10000), 0, "xio stat failed: %s", out);
+}
+
+/* A program name is what the process chose (prctl): one made of terminal
+ * escapes reaches `xio stat` as '?', never as bytes the terminal of whoever
+ * reads the table (root) would obey. Before, it was printed as it was. */
+Test(stat_uid, program_names_do_not_reach_the_terminal)
+{
+	struct held h;
+	static char out[16384];
+	t_monitor_start(&a_mon, NULL);
+	hold_named(&h, A_UID_ATTACKER, A_UID_ATTACKER, "\033]2;owned\007x");
+	cr_assert_eq(h.accel, '1');
+	xio_stat_text(out, sizeof(out));
+	cr_expect(strchr(out, '\033') == NULL && strchr(out, '\007') == NULL,
+		  "xio stat printed a control byte of a program name");
+	cr_expect(strstr(out, "?]2;owned?x") != NULL, "the name is not shown tamed:\n%s", out);
+	release(&h);
 	a_monitor_stop();
 }

@@ -114,6 +114,18 @@ static void totals(struct table *t)
 	qsort(t->p, t->np, sizeof(*t->p), by_pid);
 }
 
+/* A program name is whatever its process chose to call itself (prctl,
+ * /proc/PID/comm): shown, never obeyed. Bytes that are not printable ASCII
+ * (an escape sequence aimed at the terminal of whoever runs xio stat,
+ * root's included) become '?'. */
+static void tame(char name[16])
+{
+	name[15] = 0;
+	for (char *q = name; *q; q++)
+		if (*q < 0x20 || *q > 0x7e)
+			*q = '?';
+}
+
 static int fetch(const char *sock, struct table *t, uint32_t *mon_uid)
 {
 	memset(t, 0, sizeof(*t));
@@ -124,6 +136,9 @@ static int fetch(const char *sock, struct table *t, uint32_t *mon_uid)
 	if (e == 0)
 		e = xio_tool_ctl_conns(fd, &t->c, &t->n);
 	close(fd);
+	for (size_t i = 0; e == 0 && i < t->n; i++)
+		for (int s = 0; s < 2; s++)
+			tame(t->c[i].comm[s]);
 	if (e == 0)
 		totals(t);
 	return e;
