@@ -1,7 +1,7 @@
 /*
  * test_euid.c - issue 15, item 5: the uid the rules name is the uid a
  * process acts as, its effective uid, on every message (docs/config.md,
- * "Which uid"). Before, the kernel's per-message credentials carried the
+ * "Which uid a rule names"). Before, the kernel's per-message credentials carried the
  * real uid, so a root daemon that dropped with seteuid() was judged as
  * root and escaped a rule naming the uid it had dropped to. And whatever
  * uid a process gives, it can be judged only as a uid it holds.

@@ -214,11 +214,13 @@ int xio_ctl_send_cred(int sock, const void *msg, int fd, int flags);
  */
 #define XIO_CTL_FD_LOST (-2)
 ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags);
-/* As xio_ctl_recv, and *uid is the sender's uid when it sent the message
- * (SCM_CREDENTIALS: the kernel attaches it when the receiver has set
- * SO_PASSCRED), or XIO_CTL_NO_CRED if none came. The monitor judges a
- * process by it: a process that dropped privileges after opening its
- * session is the uid it is now, not the one SO_PEERCRED recorded. */
+/* As xio_ctl_recv, and *uid is the uid the sender sent the message as
+ * (SCM_CREDENTIALS, delivered when the receiver has set SO_PASSCRED: the
+ * effective uid the sender attached with xio_ctl_send_cred, else its real
+ * uid, attached by the kernel), or XIO_CTL_NO_CRED if none came or the
+ * kernel attached none (pid 0). The monitor judges a process by it: a
+ * process that dropped privileges after opening its session is the uid it
+ * is now, not the one SO_PEERCRED recorded. */
 #define XIO_CTL_NO_CRED UINT32_MAX
 ssize_t xio_ctl_recv_cred(int sock, void *buf, int *fd, int flags, uint32_t *uid);
 /* How xio_ctl_recv closes the fds of a malformed message: NULL, close at
