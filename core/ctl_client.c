@@ -15,6 +15,14 @@
  * new monitor as soon as one answers, and has the listeners registered again,
  * the shim's and the native API's alike (docs/design.md, "A monitor that
  * restarts").
+ *
+ * A socket handed to the monitor is a copy the monitor can read and write:
+ * before the first message on a new connection (and on one inherited
+ * across exec), the monitor must be root or of this process's own uid
+ * (xio_ctl_peer_trusted). Any other is treated as no monitor at all: the
+ * connection is closed without a word and the process stays on the
+ * kernel's TCP. Every message carries the effective uid the process acts
+ * as (xio_ctl_send_cred), which is the uid the monitor's rules judge.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -229,6 +237,28 @@ static int recv_reply_locked(uint32_t want_seq, void *reply, int *reply_fd)
 	}
 }
 
+int xio_ctl_peer_trusted(int fd, uint32_t *uid)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	uid_t r, e, sv;
+	if (uid)
+		*uid = XIO_CTL_NO_CRED;
+	if (xio_sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || len < sizeof(cr))
+		return 0;
+	if (uid)
+		*uid = cr.uid;
+	if (cr.uid == 0)
+		return 1;
+	/* A user's monitor serves that user's processes only: not a process
+	 * that still holds another uid (a daemon that dropped with seteuid
+	 * and can return to root, a set-user-ID program), whose sockets may
+	 * carry what the user may not have. */
+	if (XIO__SC(SYS_getresuid, &r, &e, &sv, 0, 0, 0) < 0)
+		return 0;
+	return cr.uid == r && cr.uid == e && cr.uid == sv;
+}
+
 static int hello_locked(void)
 {
 	struct xio_msg_hello m;
@@ -240,7 +270,7 @@ static int hello_locked(void)
 	memset(&m, 0, sizeof(m));
 	xio_ctl_hdr(&m.h, XIO_MSG_HELLO, ++seq);
 	m.pid = (uint32_t)xio_sys_getpid();
-	int r = xio_ctl_send(sock, &m, -1, 0);
+	int r = xio_ctl_send_cred(sock, &m, -1, 0);
 	if (r == 0)
 		r = recv_reply_locked(m.h.seq, &rep, NULL);
 	if (r == 0 && rep.ok.h.type != XIO_MSG_OK)
@@ -270,7 +300,8 @@ static int ensure_locked(void)
 		return -ENOTCONN;
 	}
 	remember(move_high(fd));
-	if (xio_sys_connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0 || hello_locked() < 0) {
+	if (xio_sys_connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    !xio_ctl_peer_trusted(sock, NULL) || hello_locked() < 0) {
 		drop_locked();
 		return -ENOTCONN;
 	}
@@ -297,7 +328,7 @@ static int send_locked(void *msg, int send_fd)
 	if (r < 0)
 		return r;
 	h->seq = ++seq;
-	r = xio_ctl_send(sock, msg, send_fd, 0);
+	r = xio_ctl_send_cred(sock, msg, send_fd, 0);
 	if (peer_gone(r)) {
 		if (still_mine(sock))
 			xio_sys_close(sock);
@@ -306,7 +337,7 @@ static int send_locked(void *msg, int send_fd)
 		if (r < 0)
 			return r;
 		h->seq = ++seq;
-		r = xio_ctl_send(sock, msg, send_fd, 0);
+		r = xio_ctl_send_cred(sock, msg, send_fd, 0);
 	}
 	return r;
 }
@@ -408,6 +439,12 @@ int xio__ctl_sock_fd(void)
 void xio__ctl_adopt(int fd)
 {
 	pthread_once(&atfork_once, register_atfork);
+	/* The previous image checked this monitor against its own
+	 * credentials; exec may have changed them (set-user-ID). */
+	if (!xio_ctl_peer_trusted(fd, NULL)) {
+		xio_sys_close(fd);
+		return;
+	}
 	pthread_mutex_lock(&lock);
 	if (sock >= 0 && sock != fd && still_mine(sock))
 		xio_sys_close(sock);

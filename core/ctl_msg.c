@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "xio/ctl.h"
 #include "xio/sys.h"
@@ -72,25 +73,39 @@ void xio_ctl_hdr(struct xio_msg_hdr *h, uint16_t type, uint32_t seq)
 	h->reserved = 0;
 }
 
-int xio_ctl_send(int sock, const void *msg, int fd, int flags)
+/* cred: attach SCM_CREDENTIALS naming the effective uid and gid (see
+ * xio_ctl_send_cred). */
+static int send_msg(int sock, const void *msg, int fd, int flags, int cred)
 {
 	const struct xio_msg_hdr *h = msg;
 	struct iovec iov = { .iov_base = (void *)msg, .iov_len = h->len };
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
 		struct cmsghdr align;
 	} u;
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (fd >= 0) {
+	if (fd >= 0 || cred) {
 		memset(&u, 0, sizeof(u));
 		m.msg_control = u.buf;
-		m.msg_controllen = sizeof(u.buf);
+		m.msg_controllen = (fd >= 0 ? CMSG_SPACE(sizeof(int)) : 0) +
+				   (cred ? CMSG_SPACE(sizeof(struct ucred)) : 0);
 		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		if (fd >= 0) {
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(c), &fd, sizeof(int));
+			c = CMSG_NXTHDR(&m, c);
+		}
+		if (cred) {
+			struct ucred cr = { .pid = xio_sys_getpid(), .uid = geteuid(),
+					    .gid = getegid() };
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_CREDENTIALS;
+			c->cmsg_len = CMSG_LEN(sizeof(cr));
+			memcpy(CMSG_DATA(c), &cr, sizeof(cr));
+		}
 	}
 	for (;;) {
 		ssize_t r = xio_sys_sendmsg(sock, &m, flags | MSG_NOSIGNAL);
@@ -100,6 +115,24 @@ int xio_ctl_send(int sock, const void *msg, int fd, int flags)
 			return (int)r;
 		return r == (ssize_t)h->len ? 0 : -EMSGSIZE;
 	}
+}
+
+int xio_ctl_send(int sock, const void *msg, int fd, int flags)
+{
+	return send_msg(sock, msg, fd, flags, 0);
+}
+
+int xio_ctl_send_cred(int sock, const void *msg, int fd, int flags)
+{
+	int r = send_msg(sock, msg, fd, flags, 1);
+	/* The kernel refuses credentials that do not map into the
+	 * receiver's user namespace (-EINVAL: an effective uid or gid with
+	 * no mapping, as in a user namespace whose maps were never written)
+	 * or that it cannot check (-EPERM). Sent without, the message is
+	 * judged by the real uid, which the kernel attaches itself. */
+	if (r == -EINVAL || r == -EPERM)
+		r = send_msg(sock, msg, fd, flags, 0);
+	return r;
 }
 
 void (*xio_ctl_close_fd)(int fd);
@@ -161,7 +194,14 @@ ssize_t xio_ctl_recv_cred(int sock, void *buf, int *fd, int flags, uint32_t *uid
 			   c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
 			struct ucred cr;
 			memcpy(&cr, CMSG_DATA(c), sizeof(cr));
-			*uid = cr.uid;
+			/* pid 0: the kernel attached none when the message was
+			 * sent (the receiver asked for them later), and the
+			 * uid it reports then is nobody's (65534, or 0 on older
+			 * kernels), not the sender's. A sender in a pid
+			 * namespace the receiver cannot see shows pid 0 too:
+			 * it is judged by the uid its session opened with. */
+			if (cr.pid != 0)
+				*uid = cr.uid;
 		}
 	}
 	/* MSG_CTRUNC: the kernel dropped the fds it could not install here

@@ -89,6 +89,13 @@ static int open_socket(const char *path)
 	}
 	/* Any local user may ask; the rules decide what they get. */
 	chmod(path, 0666);
+	/* Each session inherits SO_PASSCRED when it is accepted: a message
+	 * sent between the accept and the session's own setsockopt still
+	 * carries its sender's credentials, rather than none (which the
+	 * kernel reports as uid 65534, or 0 on older kernels). */
+	int one = 1;
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0)
+		goto fail;
 	if (listen(fd, 128) < 0)
 		goto fail;
 	return fd;

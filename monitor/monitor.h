@@ -149,6 +149,7 @@ struct mon_recent {
 	int has_key;          /* 0: the socket could not be read */
 	struct mon_ckey key;
 	pid_t pid[2];
+	uid_t uid[2];         /* of pid[side], when answered: who may see it */
 	char comm[2][16];
 	int reason;           /* enum xio_fallback_reason */
 	uint64_t when_ms;
@@ -256,7 +257,8 @@ void mon_conn_sweep(struct monitor *m);
  * side is waiting. */
 int mon_gone_check(struct monitor *m);
 
-/* table.c: the connection table for xio stat (XIO_MSG_CONNS). */
+/* table.c: the connection table for xio stat (XIO_MSG_CONNS), each
+ * asker's own rows (root: all). */
 uint64_t mon_now_ms(void);
 void mon_recent_tcp(struct monitor *m, const struct mon_ckey *k, struct mon_proc *p,
 		    unsigned side, int reason);

@@ -4,6 +4,12 @@
  * their segments, and a short history of the connections answered
  * FALLBACK, which stay on the kernel's TCP where the monitor no longer
  * sees them.
+ *
+ * A process sees its own rows: those where a process at either end has its
+ * uid, as the monitor recorded it. Root (uid 0 as the monitor sees it; not
+ * the root of another user namespace) sees every row. Others' addresses,
+ * pids, program names and byte counts are theirs (docs/design.md, "What
+ * each process may see").
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -76,7 +82,31 @@ void mon_recent_tcp(struct monitor *m, const struct mon_ckey *k, struct mon_proc
 		}
 	}
 	r->pid[side] = p->pid;
+	r->uid[side] = p->uid;
 	proc_comm(p->pid, r->comm[side]);
+}
+
+/* A live connection is uid's if its client was of uid when the connection
+ * was decided, or if a process holding either side is of uid now (the uid
+ * of its last message). */
+static int conn_is_of(const struct mon_conn *c, uint32_t uid)
+{
+	if (c->client_uid == uid)
+		return 1;
+	for (int s = 0; s < 2; s++)
+		for (int i = 0; i < MON_OWNERS; i++)
+			if (c->side[s][i] && c->side[s][i]->uid == uid)
+				return 1;
+	return 0;
+}
+
+/* A FALLBACK row is uid's if a process it answered was of uid then. */
+static int recent_is_of(const struct mon_recent *r, uint32_t uid)
+{
+	for (int s = 0; s < 2; s++)
+		if (r->pid[s] && r->uid[s] == uid)
+			return 1;
+	return 0;
 }
 
 static void put_ep(struct xio_msg_ep *w, const struct xio_ep *ep)
@@ -182,16 +212,18 @@ void mon_conns_reply(struct monitor *m, struct mon_proc *p, const struct mon_msg
 		send_to(p, &end, XIO_MSG_CONNS_END, seq);
 		return;
 	}
+	/* The asker as of this very message (mon_handle took its uid). */
+	int all = p->uid == 0;
 	struct mon_conn *c, *tmp;
 	HASH_ITER(hh, m->conns, c, tmp)
 	{
 		/* An entry not (yet) accelerated is about to be answered
 		 * FALLBACK, and will show up among the recent ones. */
-		if (c->accel && c->id > req->after)
+		if (c->accel && c->id > req->after && (all || conn_is_of(c, p->uid)))
 			ents[n++] = (struct entry){ .id = c->id, .conn = c };
 	}
 	for (unsigned i = 0; i < XIO_CONNS_RECENT_TCP; i++)
-		if (m->recent[i].id > req->after)
+		if (m->recent[i].id > req->after && (all || recent_is_of(&m->recent[i], p->uid)))
 			ents[n++] = (struct entry){ .id = m->recent[i].id, .recent = &m->recent[i] };
 	qsort(ents, n, sizeof(*ents), by_id);
 

@@ -42,7 +42,22 @@ static void check_monitor(void)
 {
 	const char *sock = xio_tool_sock_path();
 	struct stat st;
-	int fd = xio_tool_ctl_open(sock);
+	char why[4200];
+	if (xio_tool_sock_dir_ok(sock, why, sizeof(why)) < 0) {
+		say("FAIL", "monitor: %s, so someone else could answer on %s; do: remove it, or "
+			    "set XIO_MONITOR_SOCK to a path in a directory of yours",
+		    why, sock);
+		return;
+	}
+	uint32_t mon_uid;
+	int fd = xio_tool_ctl_open(sock, &mon_uid);
+	if (fd < 0 && mon_uid != XIO_CTL_NO_CRED) {
+		say("FAIL", "monitor: the one on %s runs as uid %u, neither root nor you (uid %u): "
+			    "your programs do not use it and run on plain TCP; do: stop it, or set "
+			    "XIO_MONITOR_SOCK to a monitor of root or of yours",
+		    sock, (unsigned)mon_uid, (unsigned)geteuid());
+		return;
+	}
 	if (fd < 0) {
 		int e = -fd;
 		if (e == ENOENT)

@@ -29,10 +29,12 @@ union reply {
 
 static uint32_t seq;
 
-int xio_tool_ctl_open(const char *path)
+int xio_tool_ctl_open(const char *path, uint32_t *mon_uid)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = REPLY_TIMEOUT_S };
+	if (mon_uid)
+		*mon_uid = XIO_CTL_NO_CRED;
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, path);
@@ -44,6 +46,16 @@ int xio_tool_ctl_open(const char *path)
 		int e = errno;
 		close(fd);
 		return -e;
+	}
+	/* The rule of the shim's control client: a monitor the user's
+	 * programs would not use is not used here either, and is sent
+	 * nothing. */
+	uint32_t uid;
+	if (!xio_ctl_peer_trusted(fd, &uid)) {
+		close(fd);
+		if (mon_uid)
+			*mon_uid = uid;
+		return XIO_TOOL_UNTRUSTED;
 	}
 	return fd;
 }
@@ -72,7 +84,7 @@ int xio_tool_ctl_hello(int fd)
 	memset(&m, 0, sizeof(m));
 	xio_ctl_hdr(&m.h, XIO_MSG_HELLO, ++seq);
 	m.pid = (uint32_t)getpid();
-	int e = xio_ctl_send(fd, &m, -1, 0);
+	int e = xio_ctl_send_cred(fd, &m, -1, 0);
 	if (e == 0)
 		e = recv_reply(fd, m.h.seq, &r);
 	if (e == 0 && r.h.type != XIO_MSG_OK)
@@ -85,7 +97,7 @@ int xio_tool_ctl_status(int fd, struct xio_msg_status *st)
 	struct xio_msg_hdr m;
 	union reply r;
 	xio_ctl_hdr(&m, XIO_MSG_STATUS, ++seq);
-	int e = xio_ctl_send(fd, &m, -1, 0);
+	int e = xio_ctl_send_cred(fd, &m, -1, 0);
 	if (e == 0)
 		e = recv_reply(fd, m.seq, &r);
 	if (e == 0 && r.h.type != XIO_MSG_STATUS_REPLY)
@@ -108,7 +120,7 @@ int xio_tool_ctl_conns(int fd, struct xio_msg_conn_info **out, size_t *n)
 		memset(&m, 0, sizeof(m));
 		xio_ctl_hdr(&m.h, XIO_MSG_CONNS, ++seq);
 		m.after = after;
-		if ((e = xio_ctl_send(fd, &m, -1, 0)) < 0)
+		if ((e = xio_ctl_send_cred(fd, &m, -1, 0)) < 0)
 			break;
 		for (;;) {
 			if ((e = recv_reply(fd, m.h.seq, &r)) < 0)

@@ -65,14 +65,15 @@ const char *xio_tool_monitor_path(void)
 
 int xio_tool_monitor_answers(const char *path)
 {
-	int fd = xio_tool_ctl_open(path);
+	int fd = xio_tool_ctl_open(path, NULL);
 	if (fd < 0)
 		return 0;
 	close(fd);
 	return 1;
 }
 
-/* The user's own socket: a private directory of theirs. */
+/* The user's own socket: a private directory of theirs (which
+ * xio_tool_sock_dir_ok checks before it is used). */
 static const char *user_sock(void)
 {
 	static char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -94,32 +95,68 @@ const char *xio_tool_sock_path(void)
 	return user_sock();
 }
 
-/* The socket's directory must exist and be the caller's (or root's) and
- * not writable by others: whoever owns it could put their own monitor
- * there. Searchable by all: programs that drop privileges (nginx's
- * workers) must reach the socket. */
-static int ensure_dir(const char *who, const char *sock)
+/* The directory of the socket path, or "" for one in the current directory
+ * or in /. */
+static void sock_dir(const char *sock, char *dir, size_t len)
+{
+	snprintf(dir, len, "%s", sock);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		dir[0] = 0;
+	else
+		*slash = 0;
+}
+
+/* Whoever owns the socket's directory, or may write to it, could have put
+ * a monitor of theirs there first (/tmp/xio-UID made by another user). Only
+ * the user and root may. Searchable by all: programs that drop privileges
+ * (nginx's workers) must reach the socket. A directory swapped after this
+ * look is caught by the monitor's own credentials, checked on every
+ * connection (xio_tool_ctl_open, and the shim's control client). */
+int xio_tool_sock_dir_ok(const char *path, char *why, size_t len)
 {
 	char dir[PATH_MAX];
 	struct stat st;
-	snprintf(dir, sizeof(dir), "%s", sock);
-	char *slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
+	sock_dir(path, dir, sizeof(dir));
+	if (!dir[0])
 		return 0;
-	*slash = 0;
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+	if (lstat(dir, &st) < 0) {
+		if (errno == ENOENT)
+			return 0; /* made when a monitor is started there */
+		snprintf(why, len, "cannot look at %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, len, "%s is not a directory", dir);
+		return -1;
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		snprintf(why, len, "%s belongs to uid %u, not to you (uid %u) nor to root", dir,
+			 (unsigned)st.st_uid, (unsigned)geteuid());
+		return -1;
+	}
+	if (st.st_mode & 0022) {
+		snprintf(why, len, "%s may be written to by others (mode %03o)", dir,
+			 (unsigned)(st.st_mode & 0777));
+		return -1;
+	}
+	return 0;
+}
+
+/* The socket's directory must exist and pass xio_tool_sock_dir_ok. */
+static int ensure_dir(const char *who, const char *sock)
+{
+	char dir[PATH_MAX], why[PATH_MAX + 128];
+	sock_dir(sock, dir, sizeof(dir));
+	if (dir[0] && mkdir(dir, 0755) < 0 && errno != EEXIST) {
 		fprintf(stderr, "%s: cannot create %s: %s\n", who, dir, strerror(errno));
 		return -1;
 	}
-	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "%s: %s is not a directory\n", who, dir);
-		return -1;
-	}
-	if ((st.st_uid != getuid() && st.st_uid != 0) || (st.st_mode & 0022)) {
+	if (xio_tool_sock_dir_ok(sock, why, sizeof(why)) < 0) {
 		fprintf(stderr,
-			"%s: %s belongs to uid %u or is writable by others: not starting a "
-			"monitor there (set XIO_MONITOR_SOCK to a path in a directory of yours)\n",
-			who, dir, (unsigned)st.st_uid);
+			"%s: %s: not starting a monitor there (set XIO_MONITOR_SOCK to a path "
+			"in a directory of yours)\n",
+			who, why);
 		return -1;
 	}
 	return 0;

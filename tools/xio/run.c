@@ -131,7 +131,20 @@ int xio_cmd_run(int argc, char **argv)
 	}
 
 	const char *sock = xio_tool_sock_path();
-	if (!xio_tool_monitor_answers(sock)) {
+	char why[4200];
+	/* Whoever could have put a monitor there first would be handed every
+	 * socket the program makes: refuse, rather than run the program
+	 * unaccelerated and hide it. */
+	if (xio_tool_sock_dir_ok(sock, why, sizeof(why)) < 0) {
+		fprintf(stderr,
+			"xio run: %s: not using a monitor there (set XIO_MONITOR_SOCK to a path in "
+			"a directory of yours)\n",
+			why);
+		return XIO_RUN_FAILED;
+	}
+	uint32_t mon_uid;
+	int hold = xio_tool_ctl_open(sock, &mon_uid);
+	if (hold < 0 && mon_uid == XIO_CTL_NO_CRED) {
 		/* Its log next to its socket. */
 		char log[4096];
 		const char *slash = strrchr(sock, '/');
@@ -143,8 +156,16 @@ int xio_cmd_run(int argc, char **argv)
 			"xio run: no monitor answered; started one on %s (it stops %d s after the "
 			"last program using it)\n",
 			sock, IDLE_EXIT_S);
+		hold = xio_tool_ctl_open(sock, &mon_uid);
 	}
-	int hold = xio_tool_ctl_open(sock);
+	if (hold < 0 && mon_uid != XIO_CTL_NO_CRED) {
+		fprintf(stderr,
+			"xio run: the monitor on %s runs as uid %u, neither root nor you (uid %u): "
+			"your programs would not use it (stop it, or set XIO_MONITOR_SOCK to a "
+			"path in a directory of yours)\n",
+			sock, (unsigned)mon_uid, (unsigned)geteuid());
+		return XIO_RUN_FAILED;
+	}
 	if (hold < 0 || xio_tool_ctl_hello(hold) < 0) {
 		fprintf(stderr, "xio run: the monitor on %s does not answer: %s\n", sock,
 			strerror(hold < 0 ? -hold : EPROTO));

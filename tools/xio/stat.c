@@ -114,16 +114,31 @@ static void totals(struct table *t)
 	qsort(t->p, t->np, sizeof(*t->p), by_pid);
 }
 
-static int fetch(const char *sock, struct table *t)
+/* A program name is whatever its process chose to call itself (prctl,
+ * /proc/PID/comm): shown, never obeyed. Bytes that are not printable ASCII
+ * (an escape sequence aimed at the terminal of whoever runs xio stat,
+ * root's included) become '?'. */
+static void tame(char name[16])
+{
+	name[15] = 0;
+	for (char *q = name; *q; q++)
+		if (*q < 0x20 || *q > 0x7e)
+			*q = '?';
+}
+
+static int fetch(const char *sock, struct table *t, uint32_t *mon_uid)
 {
 	memset(t, 0, sizeof(*t));
-	int fd = xio_tool_ctl_open(sock);
+	int fd = xio_tool_ctl_open(sock, mon_uid);
 	if (fd < 0)
 		return fd;
 	int e = xio_tool_ctl_status(fd, &t->st);
 	if (e == 0)
 		e = xio_tool_ctl_conns(fd, &t->c, &t->n);
 	close(fd);
+	for (size_t i = 0; e == 0 && i < t->n; i++)
+		for (int s = 0; s < 2; s++)
+			tame(t->c[i].comm[s]);
 	if (e == 0)
 		totals(t);
 	return e;
@@ -390,7 +405,16 @@ int xio_cmd_stat(int argc, char **argv)
 			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 				;
 		}
-		int e = fetch(sock, &t);
+		uint32_t mon_uid;
+		int e = fetch(sock, &t, &mon_uid);
+		if (e < 0 && mon_uid != XIO_CTL_NO_CRED) {
+			fprintf(stderr,
+				"xio stat: the monitor on %s runs as uid %u, neither root nor you "
+				"(uid %u): your programs do not use it, and it is not asked\n",
+				sock, (unsigned)mon_uid, (unsigned)geteuid());
+			table_free(&t);
+			return XIO_EXIT_PROBLEM;
+		}
 		if (e < 0) {
 			fprintf(stderr,
 				"xio stat: no monitor answers on %s (%s): start one with `xio "

@@ -11,6 +11,7 @@
 #ifndef XIO_TOOL_H
 #define XIO_TOOL_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,8 +40,16 @@ const char *xio_tool_monitor_path(void);
  * /tmp/xio-UID/, where xio run starts one). */
 const char *xio_tool_sock_path(void);
 
-/* Whether a monitor accepts connections on path. */
+/* Whether a monitor accepts connections on path (1) that this user's
+ * programs would use (xio_tool_ctl_open). */
 int xio_tool_monitor_answers(const char *path);
+
+/* Whether the directory of the socket path may hold this user's monitor:
+ * if it exists, it is a directory (not a symbolic link) of this user or of
+ * root that nobody else may write to (else whoever owns it could put a
+ * monitor of theirs there). Returns 0, or -1 with why in why (a whole
+ * sentence, naming the directory and its owner). */
+int xio_tool_sock_dir_ok(const char *path, char *why, size_t len);
 
 /* Start a monitor on path that stops by itself idle_secs after the last
  * process left, and wait until it answers. Its log goes to log_path.
@@ -50,8 +59,12 @@ int xio_tool_monitor_spawn(const char *who, const char *path, unsigned idle_secs
 
 /* ctl.c: a control connection of the tool's own. */
 
-/* Connect to the monitor at path (close-on-exec). Returns the fd or -errno. */
-int xio_tool_ctl_open(const char *path);
+/* Connect to the monitor at path (close-on-exec). Returns the fd or -errno,
+ * or XIO_TOOL_UNTRUSTED if the monitor that answers is one this user's
+ * programs would not use (xio_ctl_peer_trusted: neither root nor this
+ * user), with its uid in *mon_uid (if not NULL); nothing is sent to it. */
+#define XIO_TOOL_UNTRUSTED (-EPERM)
+int xio_tool_ctl_open(const char *path, uint32_t *mon_uid);
 /* HELLO: from now on the monitor counts this process as one using it. */
 int xio_tool_ctl_hello(int fd);
 /* The monitor's counts. Returns 0 or -errno. */

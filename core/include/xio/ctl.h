@@ -187,6 +187,16 @@ void xio_ctl_hdr(struct xio_msg_hdr *h, uint16_t type, uint32_t seq);
  * Returns 0 or -errno. Never raises SIGPIPE.
  */
 int xio_ctl_send(int sock, const void *msg, int fd, int flags);
+/*
+ * xio_ctl_send_cred - as xio_ctl_send, with the credentials of the uid this
+ * process acts as attached (SCM_CREDENTIALS: pid, effective uid and gid).
+ * Without them, the kernel attaches the real uid, and a root daemon that
+ * dropped to another uid with seteuid() would be judged as root. The
+ * kernel lets a process attach only its own real, effective or saved uid
+ * (any, with CAP_SETUID). A process whose effective ids have no mapping in
+ * the receiver's user namespace sends without (judged by its real uid).
+ */
+int xio_ctl_send_cred(int sock, const void *msg, int fd, int flags);
 
 /*
  * xio_ctl_recv - receive one message into buf (XIO_CTL_MAX_MSG bytes) and
@@ -204,11 +214,13 @@ int xio_ctl_send(int sock, const void *msg, int fd, int flags);
  */
 #define XIO_CTL_FD_LOST (-2)
 ssize_t xio_ctl_recv(int sock, void *buf, int *fd, int flags);
-/* As xio_ctl_recv, and *uid is the sender's uid when it sent the message
- * (SCM_CREDENTIALS: the kernel attaches it when the receiver has set
- * SO_PASSCRED), or XIO_CTL_NO_CRED if none came. The monitor judges a
- * process by it: a process that dropped privileges after opening its
- * session is the uid it is now, not the one SO_PEERCRED recorded. */
+/* As xio_ctl_recv, and *uid is the uid the sender sent the message as
+ * (SCM_CREDENTIALS, delivered when the receiver has set SO_PASSCRED: the
+ * effective uid the sender attached with xio_ctl_send_cred, else its real
+ * uid, attached by the kernel), or XIO_CTL_NO_CRED if none came or the
+ * kernel attached none (pid 0). The monitor judges a process by it: a
+ * process that dropped privileges after opening its session is the uid it
+ * is now, not the one SO_PEERCRED recorded. */
 #define XIO_CTL_NO_CRED UINT32_MAX
 ssize_t xio_ctl_recv_cred(int sock, void *buf, int *fd, int flags, uint32_t *uid);
 /* How xio_ctl_recv closes the fds of a malformed message: NULL, close at
@@ -221,6 +233,20 @@ const char *xio_ctl_sock_path(void);
  * as nginx workers and setproctitle users clear or overwrite their
  * environment later. */
 void xio__ctl_capture_env(void);
+
+/*
+ * xio_ctl_peer_trusted - whether the monitor at the other end of the
+ * connected control socket sock may be handed this process's sockets: it
+ * runs as root, or as the uid this process wholly is (real, effective and
+ * saved uid all the same). Its uid is SO_PEERCRED's: the effective uid it
+ * had when it listened, as this process's user namespace sees it (root of
+ * another user namespace is that namespace owner's uid here; a uid with no
+ * mapping here is the overflow uid, 65534). Returns 1 or 0 (0 also when
+ * the credentials cannot be read); *uid (if not NULL) is the monitor's
+ * uid, or XIO_CTL_NO_CRED if unknown. docs/design.md, "Which monitor a
+ * process trusts".
+ */
+int xio_ctl_peer_trusted(int sock, uint32_t *uid);
 
 /*
  * The client: one control connection per process, opened on first use
