@@ -82,9 +82,11 @@ ssize_t xio__conn_rx_state(struct xio_conn *c)
 	if (xio__conn_peer_tx_done(c) || c->shut_rd) {
 		if (xio__chan_rx_pending(&c->rx))
 			return 1;
-		/* Gone without an orderly end (the monitor says so): a reset
-		 * the kernel received is the truer answer, as over TCP. */
-		if (!c->shut_rd && !atomic_load_explicit(&c->rx.g.ctl->tx_fin, memory_order_acquire)) {
+		/* Gone without an orderly end (the monitor says so), or a
+		 * stream the peer had to reset (leave.c: its tx_fin comes after
+		 * the RST): a reset the kernel received is the truer answer, as
+		 * over TCP. One look at the socket per end of stream. */
+		if (!c->shut_rd) {
 			xio__conn_drain(c);
 			if (c->kernel_err || c->kernel_errq)
 				return take_kernel_error(c);

@@ -69,9 +69,12 @@ void xio__sock_reset(int fd)
 
 static int reset(struct xio_conn *c)
 {
+	/* The RST first: a peer that sees tx_fin then finds the reset on its
+	 * socket (xio__conn_rx_state) and reports it, not a plain end of file
+	 * after a stream cut short. */
+	xio__sock_reset(c->fd);
 	atomic_store_explicit(&c->rx.g.ctl->rx_closed, XIO_RX_RESET, memory_order_release);
 	atomic_store_explicit(&c->tx.g.ctl->tx_fin, 1, memory_order_release);
-	xio__sock_reset(c->fd);
 	return -ECONNRESET;
 }
 
@@ -283,8 +286,12 @@ static int leave_side(struct xio_conn *c, unsigned reason)
 		return c->accel && !c->rx_raw ? reset(c) : 0;
 	}
 	/* Step 1. What the peer posted and we did not read must come again
-	 * from the peer: one that closed or died cannot send it. */
-	if (xio__chan_rx_pending(&c->rx) > 0 && (xio__conn_peer_tx_done(c) || peer_closed(c)))
+	 * from the peer: one that closed or died cannot send it. One that
+	 * only ended its stream (shutdown SHUT_WR: tx_fin without rx_closed)
+	 * is alive and follows like any other; taking its end of stream for a
+	 * close reset connections whose peer had simply finished writing. */
+	if (xio__chan_rx_pending(&c->rx) > 0 &&
+	    (atomic_load_explicit(&out->rx_closed, memory_order_acquire) || peer_closed(c)))
 		return reset(c);
 	uint64_t delivered = c->st.rx_bytes;
 	c->left_rx_off = delivered;

@@ -810,3 +810,60 @@ ST_TEST(leave, new_data_edge_after_peer_left)
 	close(r.left[0]);
 	close(r.count[1]);
 }
+
+/* --- a peer that has finished writing ------------------------------------ */
+
+#define HALF_CLOSED_BYTES (256u << 10)
+
+/* The peer of moved_after_peer_finished_writing: it writes its whole
+ * stream and ends it (shutdown SHUT_WR), says so on the pipe, then reads
+ * what comes back to the end and checks it. */
+static int write_all_then_read(int fd, void *arg)
+{
+	int *pipes = arg;
+	static char buf[HALF_CLOSED_BYTES];
+	st_pattern_fill(buf, sizeof(buf), 61, 0);
+	ST_CHECK(st_write_full(fd, buf, sizeof(buf)) == (ssize_t)sizeof(buf), "write: %s",
+		 strerror(errno));
+	ST_CHECK(shutdown(fd, SHUT_WR) == 0, "shutdown: %s", strerror(errno));
+	st_post(pipes[1]);
+	ssize_t n = st_read_to_eof(fd, buf, sizeof(buf));
+	ST_CHECK(n == (ssize_t)(HALF_CLOSED_BYTES / 2), "read %zd bytes back", n);
+	ST_CHECK(st_pattern_check(buf, (size_t)n, 62, 0) == -1, "wrong bytes back");
+	return 0;
+}
+
+/* This side has read part of what its peer wrote when it moves the
+ * connection to TCP (dup2 onto stdout); the peer had already ended its
+ * stream (shutdown SHUT_WR) but is alive and reading. The rest of the
+ * peer's stream arrives, then its end, and what this side writes after the
+ * move reaches the peer. Before, the move took the ended stream for a
+ * closed peer and reset the connection, and the peer read a plain end of
+ * file after half of what it was sent. */
+ST_TEST(leave, moved_after_peer_finished_writing)
+{
+	pid_t pid;
+	int pipes[2];
+	cr_assert_eq(pipe(pipes), 0);
+	int s = st_peer_start(&pid, write_all_then_read, pipes);
+	static char buf[HALF_CLOSED_BYTES];
+	cr_assert_eq(st_read_full(s, buf, 60000), 60000);
+	cr_assert(st_await(pipes[0], ST_WAIT_MS), "the peer did not end its stream");
+	fflush(stdout);
+	int saved = dup(1);
+	cr_assert(saved >= 0);
+	cr_assert_eq(dup2(s, 1), 1);
+	st_expect_left(getpid(), "stdio", 0, 60000);
+	cr_assert_eq(dup2(saved, 1), 1);
+	close(saved);
+	ssize_t n = st_read_to_eof(s, buf + 60000, sizeof(buf) - 60000);
+	cr_assert_eq(n, (ssize_t)(HALF_CLOSED_BYTES - 60000), "read %zd bytes after the move: %s", n,
+		     n < 0 ? strerror(errno) : "");
+	cr_assert_eq(st_pattern_check(buf, HALF_CLOSED_BYTES, 61, 0), -1);
+	st_pattern_fill(buf, HALF_CLOSED_BYTES / 2, 62, 0);
+	cr_assert_eq(st_write_full(s, buf, HALF_CLOSED_BYTES / 2), (ssize_t)(HALF_CLOSED_BYTES / 2));
+	close(s);
+	st_assert_child_ok(pid);
+	close(pipes[0]);
+	close(pipes[1]);
+}
