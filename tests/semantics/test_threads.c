@@ -581,6 +581,7 @@ ST_TEST(threads, reader_writer_threads_moved_to_tcp)
 		cr_assert_eq(pipe(peer), 0);
 		peer[2] = (int)round;
 		int s = st_peer_start(&pid, duplex_peer, peer);
+		st_expect_left(pid, "stdio", -1, -1);
 		struct stream in = { .fd = s, .seed = 900 + round, .pause_mask = 15 };
 		struct stream out = { .fd = s, .seed = 500 + round, .pause_mask = 7 };
 		pthread_t rt, wt;
