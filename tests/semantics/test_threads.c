@@ -617,3 +617,105 @@ ST_TEST(threads, reader_writer_threads_moved_to_tcp)
 	cr_assert_lt(cpu, wall + wall / 4, "%lu us of CPU in %lu us", (unsigned long)cpu,
 		     (unsigned long)wall);
 }
+
+/* --- a reader and a writer thread that sleep often ------------------------ */
+
+struct churn {
+	int fd;
+	atomic_int stop;
+	size_t bytes;
+	int err;
+};
+
+static void *churn_write(void *arg)
+{
+	struct churn *c = arg;
+	static char buf[1 << 16];
+	memset(buf, 'w', sizeof(buf));
+	while (!atomic_load(&c->stop)) {
+		ssize_t r = write(c->fd, buf, sizeof(buf));
+		if (r < 0) {
+			c->err = errno;
+			return NULL;
+		}
+		c->bytes += (size_t)r;
+	}
+	return NULL;
+}
+
+static void *churn_read(void *arg)
+{
+	struct churn *c = arg;
+	char buf[256];
+	for (;;) {
+		ssize_t r = read(c->fd, buf, sizeof(buf));
+		if (r <= 0) {
+			c->err = r < 0 ? errno : 0;
+			return NULL;
+		}
+		for (ssize_t i = 0; i < r; i++)
+			if (buf[i] != 'p') {
+				c->err = -1;
+				return NULL;
+			}
+		c->bytes += (size_t)r;
+	}
+}
+
+/* The peer of reader_and_writer_sleep_often: it reads a slice of what
+ * comes (making room: a wake-up for the writer thread), then at once
+ * writes a few bytes (one for the reader thread), for a while; then it
+ * stays idle, and ends. */
+static int slice_and_answer(int fd, void *arg)
+{
+	(void)arg;
+	static char buf[1 << 14];
+	memset(buf, 'p', 64);
+	uint64_t t0 = st_now_us();
+	while (st_now_us() - t0 < 500000) {
+		ssize_t r = read(fd, buf + 64, sizeof(buf) - 64);
+		ST_CHECK(r > 0, "read: %s", r < 0 ? strerror(errno) : "end of file");
+		ST_CHECK(write(fd, buf, 16) == 16, "write: %s", strerror(errno));
+	}
+	st_sleep_ms(400); /* idle: the other side must not spin meanwhile */
+	shutdown(fd, SHUT_WR);
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	return 0;
+}
+
+/* A writer thread that keeps the socket full and a reader thread that
+ * waits for small answers sleep and wake thousands of times on one
+ * connection, each woken by a doorbell of its own; then the peer goes
+ * idle. No wake-up is lost (both go on), and none is left behind: a
+ * doorbell claimed while the other thread's sleep ended, and not read,
+ * stayed in the socket, and every later sleep on it spun (issue 15, item
+ * 1: 200% CPU while idle). */
+ST_TEST(threads, reader_and_writer_sleep_often)
+{
+	setenv("XIO_SPIN_US", "0", 1); /* sleep in the kernel at once */
+	setenv("XIO_YIELD_US", "0", 1);
+	pid_t pid;
+	int s = st_peer_start(&pid, slice_and_answer, NULL);
+	struct churn w = { .fd = s }, r = { .fd = s };
+	pthread_t wt, rt;
+	cr_assert_eq(pthread_create(&rt, NULL, churn_read, &r), 0);
+	cr_assert_eq(pthread_create(&wt, NULL, churn_write, &w), 0);
+	/* The peer's idle time (500 to 900 ms): the writer waits for room,
+	 * the reader for data, both asleep. */
+	st_sleep_ms(600);
+	atomic_store(&w.stop, 1);
+	uint64_t cpu0 = st_cpu_us(), t0 = st_now_us();
+	st_sleep_ms(250);
+	uint64_t cpu = st_cpu_us() - cpu0, wall = st_now_us() - t0;
+	join_within(wt, 3000, "the writer");
+	shutdown(s, SHUT_WR);
+	join_within(rt, 3000, "the reader");
+	cr_assert_eq(w.err, 0, "writer: %s", strerror(w.err));
+	cr_assert_eq(r.err, 0, "reader: %s", r.err < 0 ? "wrong byte" : strerror(r.err));
+	cr_assert_gt(r.bytes, 0u);
+	cr_assert_lt(cpu, wall / 4, "%lu us of CPU in %lu us idle: a sleep spins",
+		     (unsigned long)cpu, (unsigned long)wall);
+	st_assert_child_ok(pid);
+	close(s);
+}
