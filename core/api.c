@@ -468,6 +468,14 @@ int xio_shutdown(xio_conn *c, int how)
 		if (xio_wait_claim(&c->rx.g.ctl->tx_waiting))
 			xio__conn_doorbell(c);
 	}
+	/* Threads of this process waiting on the socket are woken, as the
+	 * kernel wakes them: one asleep in a read through the kernel socket
+	 * itself (both ways shut, no doorbell is needed any more), those in
+	 * poll, select or epoll_wait through the shim. */
+	if (how == SHUT_RDWR)
+		xio_sys_shutdown(c->fd, SHUT_RDWR);
+	if (xio__conn_wake_others)
+		xio__conn_wake_others(c);
 	return 0;
 }
 

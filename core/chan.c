@@ -392,6 +392,36 @@ int xio__chan_next(struct xio_chan_rx *rx, uint32_t *off, uint32_t *skip, uint32
 	return 1;
 }
 
+size_t xio__chan_readable_upto(struct xio_chan_rx *rx, size_t want)
+{
+	size_t bytes = xio__chan_readable(rx);
+	if (bytes >= want || rx->err || rx->n >= XIO_RX_BURST)
+		return bytes;
+	/* Take more descriptors behind those cached (moved to the front), as
+	 * many as fit: an SO_RCVLOWAT above the first message's size. */
+	if (rx->pos > 0) {
+		memmove(rx->cache, rx->cache + rx->pos, (rx->n - rx->pos) * sizeof(rx->cache[0]));
+		rx->n -= rx->pos;
+		rx->pos = 0;
+	}
+	struct xio_spsc q = data_q(&rx->g, &rx->data_cons);
+	int64_t got = xio_spsc_dequeue(&q, rx->cache + rx->n, XIO_RX_BURST - rx->n);
+	if (got < 0) {
+		rx->err = (int)got;
+		return bytes;
+	}
+	for (unsigned i = rx->n; i < rx->n + (unsigned)got; i++) {
+		if (!desc_ok(&rx->g, &rx->cache[i])) {
+			rx->err = -EPROTO;
+			got = i - rx->n;
+			break;
+		}
+		bytes += rx->cache[i].len;
+	}
+	rx->n += (unsigned)got;
+	return bytes;
+}
+
 size_t xio__chan_readable(struct xio_chan_rx *rx)
 {
 	size_t bytes = 0;

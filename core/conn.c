@@ -71,6 +71,23 @@ int xio__conn_attach(struct xio_conn *c, const struct xio_msg_attach *a, int seg
 	if (xio_sys_getsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &c->app_nodelay, &ol) < 0)
 		c->app_nodelay = 0;
 	xio_sys_setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	/* The program's readiness thresholds are the shim's to apply while
+	 * the kernel socket carries one-byte doorbells: with SO_RCVLOWAT above
+	 * 1 it would never call a doorbell readable. Given back to the kernel
+	 * socket if the connection leaves (xio__conn_give_back_opts). */
+	int v = 0;
+	ol = sizeof(v);
+	c->rcvlowat = 1;
+	if (xio_sys_getsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &v, &ol) == 0 && v > 1) {
+		c->rcvlowat = v;
+		xio_sys_setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &on, sizeof(on));
+	}
+	unsigned nl = 0;
+	ol = sizeof(nl);
+	c->notsent_lowat = 0;
+	if (xio_sys_getsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &nl, &ol) == 0 &&
+	    nl < 0x7fffffffu)
+		c->notsent_lowat = nl;
 	c->base = base;
 	c->hdr = base;
 	c->params = a->params;

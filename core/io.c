@@ -315,14 +315,22 @@ static short readiness(struct xio_conn *c)
 	 * reports them (a program may ask for those alone). */
 	if (err) /* as a reset TCP socket reports */
 		rev |= POLLERR | POLLIN | POLLRDNORM | POLLRDHUP | POLLHUP;
-	if (xio__chan_rx_pending(&c->rx) || peer_done || c->shut_rd)
+	int have = c->rcvlowat > 1 ? xio__chan_readable_upto(&c->rx, (size_t)c->rcvlowat) >=
+					     (size_t)c->rcvlowat
+				   : xio__chan_rx_pending(&c->rx) > 0;
+	if (have || peer_done || c->shut_rd)
 		rev |= POLLIN | POLLRDNORM;
 	if (peer_done)
 		rev |= POLLRDHUP;
 	if (peer_done && (c->shut_wr || rx_gone))
 		rev |= POLLHUP;
+	/* Unread by the peer: what we posted less what it says it took (its
+	 * count is only ever compared, for this connection's own readiness). */
+	int below = !c->notsent_lowat ||
+		    c->st.tx_bytes - atomic_load_explicit(&c->tx.g.ctl->rx_bytes, memory_order_relaxed) <
+			    c->notsent_lowat;
 	if (err || c->shut_wr || rx_gone || c->kernel_eof ||
-	    xio_bufalloc_max_contig(&c->tx.ba) > 0 || xio__chan_tx_can_reclaim(&c->tx))
+	    (below && (xio_bufalloc_max_contig(&c->tx.ba) > 0 || xio__chan_tx_can_reclaim(&c->tx))))
 		rev |= POLLOUT | POLLWRNORM;
 	return rev;
 }

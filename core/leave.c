@@ -384,10 +384,20 @@ static int follow_side(struct xio_conn *c)
 	return 0;
 }
 
+void xio__conn_give_back_opts(struct xio_conn *c)
+{
+	if (c->left && c->rcvlowat > 1) {
+		xio_sys_setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &c->rcvlowat,
+				   sizeof(c->rcvlowat));
+		c->rcvlowat = 1;
+	}
+}
+
 int xio__conn_leave(struct xio_conn *c, unsigned reason)
 {
 	int r = leave_side(c, reason);
 	tell_siblings(c);
+	xio__conn_give_back_opts(c);
 	return r;
 }
 
@@ -395,6 +405,7 @@ int xio__conn_follow(struct xio_conn *c)
 {
 	int r = follow_side(c);
 	tell_siblings(c);
+	xio__conn_give_back_opts(c);
 	return r;
 }
 

@@ -367,6 +367,12 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 	if (ps && level == SOL_SOCKET && name == SO_ERROR &&
 	    atomic_load(&ps->kind) == PS_CONNECTING)
 		psock_finish_connect(ps, fd, 0);
+	if (ps && level == SOL_SOCKET && name == SO_RCVLOWAT && val && len && *len >= sizeof(int) &&
+	    atomic_load(&ps->kind) == PS_CONN && !ps->conn->left) {
+		*(int *)val = ps->conn->rcvlowat; /* the shim applies it (conn.h) */
+		*len = sizeof(int);
+		return 0;
+	}
 	int r = REAL(getsockopt)(fd, level, name, val, len);
 	/* TCP_NODELAY is on under an accelerated socket for its doorbells
 	 * (conn.h); the program sees what it set. */
@@ -384,6 +390,23 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
 	    atomic_load(&ps->kind) == PS_CONN) {
 		ps->conn->app_nodelay = *(const int *)val != 0;
 		return 0; /* the doorbells keep TCP_NODELAY on */
+	}
+	if (ps && level == SOL_SOCKET && name == SO_RCVLOWAT && val && len >= sizeof(int) &&
+	    atomic_load(&ps->kind) == PS_CONN && !ps->conn->left) {
+		/* Kept by the shim: on the kernel socket it would hide the
+		 * one-byte doorbells. As the kernel does, 0 means 1. */
+		int v = *(const int *)val;
+		ps->conn->rcvlowat = v < 1 ? 1 : v;
+		return 0;
+	}
+	if (ps && level == IPPROTO_TCP && name == TCP_NOTSENT_LOWAT && val && len >= sizeof(int) &&
+	    atomic_load(&ps->kind) == PS_CONN) {
+		int r = REAL(setsockopt)(fd, level, name, val, len);
+		if (r == 0) {
+			unsigned v = *(const unsigned *)val;
+			ps->conn->notsent_lowat = v < 0x7fffffffu ? v : 0;
+		}
+		return r;
 	}
 	int r = REAL(setsockopt)(fd, level, name, val, len);
 	if (r == 0 && ps && level == IPPROTO_TCP && name == TCP_DEFER_ACCEPT && val &&

@@ -270,3 +270,115 @@ ST_TEST(events, defer_accept_data_after_timeout)
 	close(s);
 	close(l);
 }
+
+/* --- options that change when a socket is ready --------------------------- */
+
+/* SO_RCVLOWAT 10: poll does not call the socket readable with 5 bytes,
+ * and does with 10; a non-blocking read still returns the 5 that are
+ * there. */
+ST_TEST(events, rcvlowat_poll)
+{
+	int c, s, lowat = 10;
+	st_pair(&c, &s);
+	cr_assert_eq(setsockopt(s, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)), 0);
+	cr_assert_eq(write(c, "12345", 5), 5);
+	cr_assert_eq(poll1(s, POLLIN, 200), 0, "readable below SO_RCVLOWAT");
+	cr_assert_eq(write(c, "67890", 5), 5);
+	cr_assert_eq(poll1(s, POLLIN, ST_WAIT_MS), POLLIN, "not readable at SO_RCVLOWAT");
+	char b[16];
+	cr_assert_eq(st_read_full(s, b, 10), 10);
+	cr_assert_eq(memcmp(b, "1234567890", 10), 0);
+	cr_assert_eq(write(c, "abc", 3), 3);
+	cr_assert_eq(poll1(s, POLLIN, 100), 0, "readable below SO_RCVLOWAT");
+	st_set_nonblock(s, 1);
+	cr_assert_eq(read(s, b, sizeof(b)), 3, "a non-blocking read below SO_RCVLOWAT");
+	close(c);
+	close(s);
+}
+
+/* SO_RCVLOWAT in epoll: not ready with fewer bytes, ready with enough. */
+ST_TEST(events, rcvlowat_epoll)
+{
+	int c, s, lowat = 8, ep = epoll_create1(0);
+	st_pair(&c, &s);
+	cr_assert_eq(setsockopt(s, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)), 0);
+	struct epoll_event e = { .events = EPOLLIN, .data.u64 = 1 }, got;
+	cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, s, &e), 0);
+	cr_assert_eq(write(c, "abc", 3), 3);
+	cr_assert_eq(epoll_wait(ep, &got, 1, 200), 0, "ready below SO_RCVLOWAT");
+	cr_assert_eq(write(c, "defgh", 5), 5);
+	cr_assert_eq(epoll_wait(ep, &got, 1, ST_WAIT_MS), 1, "not ready at SO_RCVLOWAT");
+	char b[8];
+	cr_assert_eq(st_read_full(s, b, 8), 8);
+	close(c);
+	close(s);
+	close(ep);
+}
+
+/* SO_SNDLOWAT cannot be changed on Linux (ENOPROTOOPT), and reads back as
+ * 1. */
+ST_TEST(events, sndlowat_fixed)
+{
+	int c, s, v = 4096;
+	st_pair(&c, &s);
+	cr_assert_eq(setsockopt(s, SOL_SOCKET, SO_SNDLOWAT, &v, sizeof(v)), -1);
+	cr_assert_eq(errno, ENOPROTOOPT);
+	socklen_t len = sizeof(v);
+	cr_assert_eq(getsockopt(s, SOL_SOCKET, SO_SNDLOWAT, &v, &len), 0);
+	cr_assert_eq(v, 1);
+	close(c);
+	close(s);
+}
+
+/* TCP_FASTOPEN: a server that allows it and a client that connects with
+ * sendto(MSG_FASTOPEN) exchange data as with connect and write. */
+ST_TEST(events, tcp_fastopen)
+{
+	uint16_t port;
+	int l = st_listen(&port), qlen = 16;
+	cr_assert_eq(setsockopt(l, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen)), 0);
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ssize_t r = sendto(c, "hello", 5, MSG_FASTOPEN, (struct sockaddr *)&a, sizeof(a));
+	cr_assert_eq(r, 5, "sendto(MSG_FASTOPEN): %s", strerror(errno));
+	int s = st_accept(l);
+	char b[5];
+	cr_assert_eq(st_read_full(s, b, 5), 5);
+	cr_assert_eq(memcmp(b, "hello", 5), 0);
+	cr_assert_eq(write(s, "world", 5), 5);
+	cr_assert_eq(st_read_full(c, b, 5), 5);
+	cr_assert_eq(memcmp(b, "world", 5), 0);
+	close(c);
+	close(s);
+	close(l);
+}
+
+/* TCP_NOTSENT_LOWAT 64 KiB: with more than that written and unread by the
+ * peer, the socket is not writable; once the peer reads, it is. */
+ST_TEST(events, notsent_lowat)
+{
+	int c, s, lowat = 65536;
+	st_pair(&c, &s);
+	cr_assert_eq(setsockopt(c, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat)), 0);
+	cr_assert_eq(poll1(c, POLLOUT, 0), POLLOUT);
+	static char buf[1 << 20];
+	st_set_nonblock(c, 1);
+	size_t sent = 0;
+	for (int i = 0; i < 1000; i++) {
+		ssize_t r = write(c, buf, 65536);
+		if (r < 0)
+			break;
+		sent += (size_t)r;
+	}
+	cr_assert_gt(sent, (size_t)lowat);
+	cr_assert_eq(poll1(c, POLLOUT, 100), 0, "writable with %zu bytes unsent", sent);
+	for (size_t got = 0; got < sent;) {
+		ssize_t r = read(s, buf, sizeof(buf));
+		cr_assert_gt(r, 0);
+		got += (size_t)r;
+	}
+	cr_assert_eq(poll1(c, POLLOUT, ST_WAIT_MS), POLLOUT, "not writable once all was read");
+	close(c);
+	close(s);
+}

@@ -719,3 +719,111 @@ ST_TEST(threads, reader_and_writer_sleep_often)
 	st_assert_child_ok(pid);
 	close(s);
 }
+
+/* --- another thread ends what one thread waits on ------------------------- */
+
+static void *read_until_end(void *arg)
+{
+	struct blockread *r = arg;
+	r->n = read(r->fd, r->b, sizeof(r->b));
+	return NULL;
+}
+
+/* shutdown(SHUT_RDWR) by another thread wakes a thread blocked in read on
+ * the socket with end of file (how runtimes interrupt a blocked reader).
+ * SHUT_RD alone does too over the kernel; under the shim it does not yet
+ * (docs/compatibility.md, "Known limits"). */
+static void shutdown_wakes_reader(int how)
+{
+	int c, s;
+	st_pair(&c, &s);
+	struct blockread r = { .fd = s, .n = -2 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, read_until_end, &r), 0);
+	st_sleep_ms(50);
+	cr_assert_eq(shutdown(s, how), 0, "shutdown: %s", strerror(errno));
+	join_within(t, 3000, "the reader blocked in read");
+	cr_assert_eq(r.n, 0, "read returned %zd", r.n);
+	close(c);
+	close(s);
+}
+
+ST_TEST(threads, shutdown_rdwr_wakes_blocked_reader)
+{
+	shutdown_wakes_reader(SHUT_RDWR);
+}
+
+
+/* A thread blocked in epoll_wait on a socket another thread shuts down is
+ * told (EPOLLIN|EPOLLRDHUP|EPOLLHUP for SHUT_RDWR). */
+ST_TEST(threads, shutdown_wakes_epoll_waiter)
+{
+	int c, s, ep = ep_new();
+	st_pair(&c, &s);
+	ep_ctl(ep, EPOLL_CTL_ADD, s, EPOLLIN | EPOLLRDHUP, 9);
+	struct waiter w = { .ep = ep, .timeout_ms = 3000 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, wait_once, &w), 0);
+	st_sleep_ms(50);
+	cr_assert_eq(shutdown(s, SHUT_RDWR), 0);
+	join_within(t, 5000, "the waiter");
+	cr_assert_eq(w.n, 1, "not woken (%d)", w.n);
+	cr_assert(w.events & EPOLLIN, "events %#x", w.events);
+	cr_assert_lt(w.waited_us, 2500000u);
+	close(c);
+	close(s);
+	close(ep);
+}
+
+/* Two threads, each with its own epoll set holding the same socket with
+ * EPOLLEXCLUSIVE, wait for data: at least one is woken when it comes. */
+ST_TEST(threads, epollexclusive_two_sets)
+{
+	int c, s, ep1 = ep_new(), ep2 = ep_new();
+	st_pair(&c, &s);
+	ep_ctl(ep1, EPOLL_CTL_ADD, s, EPOLLIN | EPOLLEXCLUSIVE, 1);
+	ep_ctl(ep2, EPOLL_CTL_ADD, s, EPOLLIN | EPOLLEXCLUSIVE, 2);
+	struct waiter w1 = { .ep = ep1, .timeout_ms = 2000 }, w2 = { .ep = ep2, .timeout_ms = 2000 };
+	pthread_t t1, t2;
+	cr_assert_eq(pthread_create(&t1, NULL, wait_once, &w1), 0);
+	cr_assert_eq(pthread_create(&t2, NULL, wait_once, &w2), 0);
+	st_sleep_ms(50);
+	cr_assert_eq(write(c, "e", 1), 1);
+	join_within(t1, 4000, "waiter 1");
+	join_within(t2, 4000, "waiter 2");
+	cr_assert_geq(w1.n + w2.n, 1, "neither waiter was woken");
+	if (w1.n == 1)
+		cr_assert_lt(w1.waited_us, 1500000u);
+	if (w2.n == 1)
+		cr_assert_lt(w2.waited_us, 1500000u);
+	char b;
+	cr_assert_eq(read(s, &b, 1), 1);
+	close(c);
+	close(s);
+	close(ep1);
+	close(ep2);
+}
+
+/* A thread waits in poll on a socket that another thread's epoll set also
+ * watches; data comes: both are told. */
+ST_TEST(threads, poll_and_epoll_on_one_socket)
+{
+	int c, s, ep = ep_new();
+	st_pair(&c, &s);
+	ep_ctl(ep, EPOLL_CTL_ADD, s, EPOLLIN, 4);
+	struct waiter w = { .ep = ep, .timeout_ms = 3000 };
+	struct pollwait p = { .fd = s, .events = POLLIN };
+	pthread_t t1, t2;
+	cr_assert_eq(pthread_create(&t1, NULL, wait_once, &w), 0);
+	cr_assert_eq(pthread_create(&t2, NULL, poll_once, &p), 0);
+	st_sleep_ms(50);
+	cr_assert_eq(write(c, "d", 1), 1);
+	join_within(t1, 5000, "the epoll waiter");
+	join_within(t2, 5000, "the poller");
+	cr_assert_eq(w.n, 1, "the epoll waiter was not told");
+	cr_assert_eq(p.n, 1, "the poller was not told");
+	cr_assert(p.revents & POLLIN);
+	close(c);
+	close(s);
+	close(ep);
+}

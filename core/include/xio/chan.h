@@ -122,6 +122,9 @@ void xio__chan_release(struct xio_chan_rx *rx, uint32_t off);
 int xio__chan_flush(struct xio_chan_rx *rx);
 int xio__chan_rx_pending(struct xio_chan_rx *rx);
 size_t xio__chan_readable(struct xio_chan_rx *rx);
+/* The same, taking more descriptors off the ring while fewer than want
+ * bytes are cached (SO_RCVLOWAT). */
+size_t xio__chan_readable_upto(struct xio_chan_rx *rx, size_t want);
 static inline const void *xio__chan_rx_ptr(const struct xio_chan_rx *rx, uint32_t off)
 {
 	return rx->g.buf + off;

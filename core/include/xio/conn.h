@@ -39,6 +39,12 @@ struct xio_conn {
 	 * until the peer's delayed ACK (40 ms). The shim shows the program
 	 * its own setting. */
 	int app_nodelay;
+	/* SO_RCVLOWAT and TCP_NOTSENT_LOWAT as the program set them (1 and 0:
+	 * not set): poll and epoll report POLLIN only once that much is there
+	 * to read, and POLLOUT only while less than notsent_lowat bytes are
+	 * unread by the peer, as tcp_poll does. */
+	int rcvlowat;
+	unsigned notsent_lowat;
 	/* Leaving shared memory (leave.c). left: why this side posts no
 	 * more and writes to the kernel socket (enum xio_leave_reason;
 	 * XIO_LEAVE_PEER when it followed the peer). Reads take what is left
@@ -131,6 +137,9 @@ size_t xio__conn_nread(struct xio_conn *c);
  * left: follow, then call again.
  */
 int xio__conn_leave(struct xio_conn *c, unsigned reason);
+/* After a leave or follow: the kernel socket serves the program now, with
+ * the thresholds it set (SO_RCVLOWAT). */
+void xio__conn_give_back_opts(struct xio_conn *c);
 int xio__conn_follow(struct xio_conn *c);
 /* A copy of a side shared through fork whose private state is stale: leave
  * with the counts the last user published (it must not be inside a call). */
