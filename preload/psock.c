@@ -16,6 +16,7 @@ struct psock *psock_new(int fd, int kind, int nonblock)
 	if (!ps)
 		return NULL;
 	atomic_init(&ps->refs, 1);
+	atomic_init(&ps->close_fd, -1);
 	atomic_init(&ps->kind, kind);
 	atomic_init(&ps->nonblock, nonblock);
 	ps->fd = fd;
@@ -208,6 +209,80 @@ static void teardown(struct psock *ps, int fd)
 		break;
 	}
 	psock_free(ps);
+}
+
+/* The fds whose close waits for a call in progress: closed to the
+ * program (a second close is EBADF), open to the kernel until then. */
+#define CLOSING_MAX 64
+static pthread_mutex_t closing_mu = PTHREAD_MUTEX_INITIALIZER;
+static int closing[CLOSING_MAX];
+static _Atomic int nclosing;
+
+int psock_closing_fd(int fd)
+{
+	if (!atomic_load_explicit(&nclosing, memory_order_acquire))
+		return 0;
+	int found = 0;
+	pthread_mutex_lock(&closing_mu);
+	for (int i = 0; i < CLOSING_MAX && !found; i++)
+		found = closing[i] == fd + 1;
+	pthread_mutex_unlock(&closing_mu);
+	return found;
+}
+
+static int closing_add(int fd)
+{
+	int ok = 0;
+	pthread_mutex_lock(&closing_mu);
+	for (int i = 0; i < CLOSING_MAX && !ok; i++)
+		if (!closing[i]) {
+			closing[i] = fd + 1;
+			ok = 1;
+		}
+	if (ok)
+		atomic_fetch_add(&nclosing, 1);
+	pthread_mutex_unlock(&closing_mu);
+	return ok;
+}
+
+static void closing_del(int fd)
+{
+	pthread_mutex_lock(&closing_mu);
+	for (int i = 0; i < CLOSING_MAX; i++)
+		if (closing[i] == fd + 1) {
+			closing[i] = 0;
+			atomic_fetch_sub(&nclosing, 1);
+			break;
+		}
+	pthread_mutex_unlock(&closing_mu);
+}
+
+int psock_close_later(struct psock *ps, int fd)
+{
+	if (atomic_load(&ps->calls) == 0 || atomic_load(&ps->refs) != 1 || !closing_add(fd))
+		return 0;
+	atomic_store(&ps->close_fd, fd);
+	if (atomic_load(&ps->calls) > 0)
+		return 1;
+	/* The calls ended meanwhile: whoever takes close_fd back closes. */
+	int want = fd;
+	if (atomic_compare_exchange_strong(&ps->close_fd, &want, -1)) {
+		closing_del(fd);
+		return 0;
+	}
+	return 1;
+}
+
+void psock_call_end(struct psock *ps)
+{
+	int fd = atomic_load(&ps->close_fd);
+	if (fd < 0 || !atomic_compare_exchange_strong(&ps->close_fd, &fd, -1))
+		return;
+	int saved = errno;
+	psock_unref(ps, fd);
+	REAL(close)(fd);
+	closing_del(fd);
+	errno = saved;
 }
 
 void psock_unref(struct psock *ps, int fd)

@@ -43,6 +43,10 @@ struct psock {
 	pthread_mutex_t lock;  /* state changes */
 	pthread_mutex_t rlock, wlock; /* one reader, one writer at a time */
 	struct pepoll *ep;     /* PS_EPOLL: the shadow set */
+	/* Calls in progress on it (reads, writes, polls), and the fd whose
+	 * close waits for them to end (-1: none): see psock_call_enter. */
+	_Atomic int calls;
+	_Atomic int close_fd;
 	struct pepoll *member_of[PS_MAX_EPOLL];
 };
 
@@ -85,6 +89,29 @@ void psock_ref(struct psock *ps);
 /* Drop fd's reference; the last one tears the socket down (without closing
  * fd itself). */
 void psock_unref(struct psock *ps, int fd);
+/*
+ * A thread may close a socket's last fd while another is blocked in a read,
+ * write or poll on it. The kernel keeps the socket open until that call
+ * returns (it returns what comes, and the peer sees no FIN before); so does
+ * the shim: a close with calls in progress leaves the fd open and the
+ * socket whole, and the last call to end closes it (psock_close_later).
+ */
+static inline void psock_call_enter(struct psock *ps)
+{
+	atomic_fetch_add_explicit(&ps->calls, 1, memory_order_seq_cst);
+}
+void psock_call_end(struct psock *ps);
+static inline void psock_call_exit(struct psock *ps)
+{
+	if (atomic_fetch_sub_explicit(&ps->calls, 1, memory_order_seq_cst) == 1 &&
+	    __builtin_expect(atomic_load_explicit(&ps->close_fd, memory_order_seq_cst) >= 0, 0))
+		psock_call_end(ps);
+}
+/* close(fd) of ps's last fd: 1 if calls are in progress and the close is
+ * theirs to finish (fd stays open until then), 0 to close now. */
+int psock_close_later(struct psock *ps, int fd);
+/* 1 if fd is such a closed fd, still open for a call in progress. */
+int psock_closing_fd(int fd);
 /* 1 if an epoll set follows ps (epoll.c). */
 static inline int psock_in_epoll(const struct psock *ps)
 {

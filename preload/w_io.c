@@ -104,7 +104,7 @@ static ssize_t ps_readv_once(struct psock *ps, const struct iovec *iov, int n, i
 	return r;
 }
 
-static ssize_t ps_readv(struct psock *ps, const struct iovec *iov, int n, int msgflags)
+static ssize_t readv_call(struct psock *ps, const struct iovec *iov, int n, int msgflags)
 {
 	ssize_t r;
 	if (msgflags & MSG_OOB) {
@@ -128,7 +128,7 @@ static ssize_t ps_readv(struct psock *ps, const struct iovec *iov, int n, int ms
 	return r;
 }
 
-static ssize_t ps_writev(struct psock *ps, const struct iovec *iov, int n, int msgflags)
+static ssize_t writev_call(struct psock *ps, const struct iovec *iov, int n, int msgflags)
 {
 	ssize_t r;
 	if (msgflags & MSG_OOB) {
@@ -160,6 +160,24 @@ static ssize_t ps_writev(struct psock *ps, const struct iovec *iov, int n, int m
 		/* As the kernel does for a write to a closed TCP connection. */
 		raise(SIGPIPE);
 	}
+	return r;
+}
+
+/* A call in progress keeps the socket whole if another thread closes its
+ * fd meanwhile (psock_call_enter). */
+static ssize_t ps_readv(struct psock *ps, const struct iovec *iov, int n, int msgflags)
+{
+	psock_call_enter(ps);
+	ssize_t r = readv_call(ps, iov, n, msgflags);
+	psock_call_exit(ps);
+	return r;
+}
+
+static ssize_t ps_writev(struct psock *ps, const struct iovec *iov, int n, int msgflags)
+{
+	psock_call_enter(ps);
+	ssize_t r = writev_call(ps, iov, n, msgflags);
+	psock_call_exit(ps);
 	return r;
 }
 

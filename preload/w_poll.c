@@ -59,8 +59,11 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 		ret = -ENOMEM;
 		goto out;
 	}
-	for (nfds_t i = 0; i < n; i++)
+	for (nfds_t i = 0; i < n; i++) {
 		ps[i] = fds[i].fd >= 0 ? pollable(fds[i].fd) : NULL;
+		if (ps[i])
+			psock_call_enter(ps[i]); /* kept whole if closed meanwhile */
+	}
 
 	/* A short look at the accelerated sockets before anything else: the
 	 * peer usually answers within microseconds (see epoll.c). */
@@ -148,6 +151,9 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 	}
 out:
 	xio__poll_wait_end(listed);
+	for (nfds_t i = 0; ps && i < n; i++)
+		if (ps[i])
+			psock_call_exit(ps[i]);
 	/* A connection that followed its peer in this call is on its kernel
 	 * socket: settle it here, where no epoll set is locked, so that an
 	 * epoll set that follows it too waits for what its program asked. */

@@ -221,9 +221,14 @@ EXPORT int close(int fd)
 	SHIM_INIT();
 	struct psock *ps = fdtab_lookup(fd) ? fdtab_exchange(fd, NULL) : NULL;
 	if (ps) {
+		if (psock_close_later(ps, fd))
+			return 0; /* the call in progress closes it when it ends */
 		int saved = errno;
 		psock_unref(ps, fd);
 		errno = saved;
+	} else if (psock_closing_fd(fd)) {
+		errno = EBADF; /* closed already, as far as the program knows */
+		return -1;
 	}
 	return REAL(close)(fd);
 }

@@ -827,3 +827,37 @@ ST_TEST(threads, poll_and_epoll_on_one_socket)
 	close(s);
 	close(ep);
 }
+
+/* The peer of close_while_another_thread_reads: a reply 200 ms after it
+ * connects, then end of file is what it waits for. */
+static int late_reply(int fd, void *arg)
+{
+	(void)arg;
+	char b[16];
+	st_sleep_ms(200);
+	ST_CHECK(write(fd, "reply", 5) == 5, "reply: %s", strerror(errno));
+	ST_CHECK(st_read_to_eof(fd, b, sizeof(b)) == 0, "data or an error instead of end of file");
+	return 0;
+}
+
+/* A thread blocked in read on a socket that another thread closes stays
+ * blocked (the kernel keeps the socket open for the call in progress) and
+ * returns what the peer sends next; the peer sees the end of the stream
+ * once that call has returned. Nothing crashes (under the shim the close
+ * used to free the connection under the blocked read). */
+ST_TEST(threads, close_while_another_thread_reads)
+{
+	pid_t pid;
+	int s = st_peer_start(&pid, late_reply, NULL);
+	struct blockread r = { .fd = s, .n = -2 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, read_once, &r), 0);
+	st_sleep_ms(50);
+	cr_assert_eq(close(s), 0);
+	cr_assert_eq(close(s), -1, "a second close");
+	cr_assert_eq(errno, EBADF);
+	join_within(t, 5000, "the reader blocked in read");
+	cr_assert_eq(r.n, 5, "read returned %zd", r.n);
+	cr_assert_eq(memcmp(r.b, "reply", 5), 0);
+	st_assert_child_ok(pid);
+}
