@@ -319,7 +319,10 @@ void xio__conn_drain_ready(struct xio_conn *c, unsigned revents)
 			xio__conn_take_owed(c, owed, 10);
 			took = 1;
 		}
-		if (revents & POLLIN)
+		/* Only on a wake-up with nothing owed: one that had bytes owed
+		 * is the common case, and a stray byte beside them is found at
+		 * the next look, when the socket is still readable. */
+		if ((revents & POLLIN) && !took)
 			drop_stray(c);
 	}
 	pthread_mutex_unlock(&c->wait_mu);
