@@ -2,6 +2,7 @@
  * psock.c - the shim's socket objects: creation, sharing between dup()ed
  * fds, pairing through the monitor, listener registration, and teardown.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +272,21 @@ int psock_close_later(struct psock *ps, int fd)
 		return 0;
 	}
 	return 1;
+}
+
+int psock_keep_for_calls(struct psock *ps, int fd)
+{
+	if (atomic_load(&ps->calls) == 0 || atomic_load(&ps->refs) != 1 ||
+	    atomic_load(&ps->kind) != PS_CONN)
+		return -1;
+	int keep = (int)XIO__SC(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 3, 0, 0, 0);
+	if (keep < 0)
+		return -1;
+	pthread_mutex_lock(&ps->lock);
+	ps->fd = keep;
+	ps->conn->fd = keep;
+	pthread_mutex_unlock(&ps->lock);
+	return keep;
 }
 
 void psock_call_end(struct psock *ps)

@@ -110,6 +110,10 @@ static inline void psock_call_exit(struct psock *ps)
 /* close(fd) of ps's last fd: 1 if calls are in progress and the close is
  * theirs to finish (fd stays open until then), 0 to close now. */
 int psock_close_later(struct psock *ps, int fd);
+/* Before dup2 replaces fd, ps's last fd, with calls in progress on it: a
+ * private copy of the socket's fd (returned, or -1 if none is needed or
+ * can be made) that the calls go on with, closed when they end. */
+int psock_keep_for_calls(struct psock *ps, int fd);
 /* 1 if fd is such a closed fd, still open for a call in progress. */
 int psock_closing_fd(int fd);
 /* 1 if an epoll set follows ps (epoll.c). */

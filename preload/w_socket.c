@@ -274,17 +274,44 @@ EXPORT int dup(int fd)
 	return dup_to(fd, REAL(dup)(fd));
 }
 
+/*
+ * dup2 onto a socket's last fd while another thread is blocked in a call on
+ * it (the JVM closes sockets so: a dead socket dup2()ed over the fd, then
+ * close): the kernel keeps the socket until the call returns. The shim
+ * moves the socket to a private fd first; the calls go on with it, and the
+ * last one closes it, as close() does (psock_close_later).
+ */
+static void keep_before_replace(int oldfd, int newfd)
+{
+	struct psock *victim = fdtab_lookup(newfd);
+	if (!victim || victim == fdtab_lookup(oldfd))
+		return;
+	int saved = errno;
+	int keep = psock_keep_for_calls(victim, newfd);
+	if (keep >= 0) {
+		fdtab_exchange(newfd, NULL);
+		if (!psock_close_later(victim, keep)) {
+			psock_unref(victim, keep);
+			REAL(close)(keep);
+		}
+	}
+	errno = saved;
+}
+
 EXPORT int dup2(int oldfd, int newfd)
 {
 	SHIM_INIT();
 	if (oldfd == newfd)
 		return REAL(dup2)(oldfd, newfd);
+	keep_before_replace(oldfd, newfd);
 	return dup_to(oldfd, REAL(dup2)(oldfd, newfd));
 }
 
 EXPORT int dup3(int oldfd, int newfd, int flags)
 {
 	SHIM_INIT();
+	if (oldfd != newfd)
+		keep_before_replace(oldfd, newfd);
 	return dup_to(oldfd, REAL(dup3)(oldfd, newfd, flags));
 }
 

@@ -861,3 +861,28 @@ ST_TEST(threads, close_while_another_thread_reads)
 	cr_assert_eq(memcmp(r.b, "reply", 5), 0);
 	st_assert_child_ok(pid);
 }
+
+/* The JVM's way to close a socket other threads are blocked on: dup2 of a
+ * dead socket onto its fd, then close. The blocked read goes on with the
+ * socket, as the kernel keeps it for the call in progress, and returns the
+ * peer's data when it comes; the peer then sees an orderly end of stream;
+ * nothing crashes. */
+ST_TEST(threads, dup2_over_socket_while_another_thread_reads)
+{
+	pid_t pid;
+	int s = st_peer_start(&pid, late_reply, NULL);
+	struct blockread r = { .fd = s, .n = -2 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, read_once, &r), 0);
+	st_sleep_ms(50);
+	int pre[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, pre), 0);
+	close(pre[1]); /* pre[0] now reads end of file */
+	cr_assert_eq(dup2(pre[0], s), s);
+	join_within(t, 5000, "the reader blocked in read");
+	cr_assert_eq(r.n, 5, "read returned %zd", r.n);
+	cr_assert_eq(memcmp(r.b, "reply", 5), 0);
+	cr_assert_eq(close(s), 0);
+	close(pre[0]);
+	st_assert_child_ok(pid);
+}
