@@ -244,6 +244,27 @@ static void *wait_once(void *arg)
 	return NULL;
 }
 
+/* A thread that sleeps in epoll_wait on ep (3 s at most): started, then
+ * given 50 ms to be asleep in the kernel. */
+static pthread_t waiter_start(struct waiter *w, int ep)
+{
+	pthread_t t;
+	*w = (struct waiter){ .ep = ep, .timeout_ms = 3000 };
+	cr_assert_eq(pthread_create(&t, NULL, wait_once, w), 0);
+	st_sleep_ms(50);
+	return t;
+}
+
+/* It was told, soon, of tag with (at least) events. */
+static void waiter_told(struct waiter *w, pthread_t t, uint64_t tag, uint32_t events)
+{
+	join_within(t, 5000, "the waiter");
+	cr_assert_eq(w->n, 1, "not woken (%d)", w->n);
+	cr_assert_eq(w->tag, tag, "told of tag %lu", (unsigned long)w->tag);
+	cr_assert_eq(w->events & events, events, "events %#x", w->events);
+	cr_assert_lt(w->waited_us, 2500000u, "told only after %lu us", (unsigned long)w->waited_us);
+}
+
 enum add_case { DATA_BEFORE, DATA_AFTER };
 
 /* A thread sleeps in epoll_wait on a set (empty, or with many members that
@@ -339,16 +360,10 @@ ST_TEST(threads, mod_while_waiting)
 	int c, s, ep = ep_new();
 	st_pair(&c, &s);
 	ep_ctl(ep, EPOLL_CTL_ADD, s, EPOLLIN, 5);
-	struct waiter w = { .ep = ep, .timeout_ms = 3000 };
-	pthread_t t;
-	cr_assert_eq(pthread_create(&t, NULL, wait_once, &w), 0);
-	st_sleep_ms(50);
+	struct waiter w;
+	pthread_t t = waiter_start(&w, ep);
 	ep_ctl(ep, EPOLL_CTL_MOD, s, EPOLLOUT, 6);
-	join_within(t, 5000, "the waiter");
-	cr_assert_eq(w.n, 1, "not woken (%d)", w.n);
-	cr_assert_eq(w.tag, 6u);
-	cr_assert(w.events & EPOLLOUT);
-	cr_assert_lt(w.waited_us, 2500000u, "told only after %lu us", (unsigned long)w.waited_us);
+	waiter_told(&w, t, 6, EPOLLOUT);
 	close(c);
 	close(s);
 	close(ep);
@@ -362,16 +377,12 @@ ST_TEST(threads, readd_while_waiting)
 	st_pair(&c, &s);
 	ep_ctl(ep, EPOLL_CTL_ADD, s, EPOLLIN, 5);
 	ep_ctl(ep, EPOLL_CTL_DEL, s, 0, 0);
-	struct waiter w = { .ep = ep, .timeout_ms = 3000 };
-	pthread_t t;
-	cr_assert_eq(pthread_create(&t, NULL, wait_once, &w), 0);
-	st_sleep_ms(50);
+	struct waiter w;
+	pthread_t t = waiter_start(&w, ep);
 	cr_assert_eq(write(c, "x", 1), 1);
 	st_sleep_ms(10);
 	ep_ctl(ep, EPOLL_CTL_ADD, s, EPOLLIN, 8);
-	join_within(t, 5000, "the waiter");
-	cr_assert_eq(w.n, 1, "not woken (%d)", w.n);
-	cr_assert_eq(w.tag, 8u);
+	waiter_told(&w, t, 8, EPOLLIN);
 	close(c);
 	close(s);
 	close(ep);
@@ -761,15 +772,10 @@ ST_TEST(threads, shutdown_wakes_epoll_waiter)
 	int c, s, ep = ep_new();
 	st_pair(&c, &s);
 	ep_ctl(ep, EPOLL_CTL_ADD, s, EPOLLIN | EPOLLRDHUP, 9);
-	struct waiter w = { .ep = ep, .timeout_ms = 3000 };
-	pthread_t t;
-	cr_assert_eq(pthread_create(&t, NULL, wait_once, &w), 0);
-	st_sleep_ms(50);
+	struct waiter w;
+	pthread_t t = waiter_start(&w, ep);
 	cr_assert_eq(shutdown(s, SHUT_RDWR), 0);
-	join_within(t, 5000, "the waiter");
-	cr_assert_eq(w.n, 1, "not woken (%d)", w.n);
-	cr_assert(w.events & EPOLLIN, "events %#x", w.events);
-	cr_assert_lt(w.waited_us, 2500000u);
+	waiter_told(&w, t, 9, EPOLLIN);
 	close(c);
 	close(s);
 	close(ep);
