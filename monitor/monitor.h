@@ -212,8 +212,12 @@ int mon_diag_cookie(int ref_fd, uint64_t netns, const struct xio_ep *local,
 int mon_sock_cookie(int fd, uint64_t *cookie);
 /* 1 if a process still holds the TCP socket at local, talking to remote,
  * in namespace netns (its file is open: the kernel has not closed it); 0
- * if it is closed or gone; -errno if the namespace cannot be asked. */
-int mon_diag_held(uint64_t netns, const struct xio_ep *local, const struct xio_ep *remote);
+ * if it is closed or gone; -errno if the namespace cannot be asked now
+ * (-EAGAIN: it is not among the few the monitor keeps a socket for, and
+ * none of pids, processes that may be in it, is): not an answer, ask
+ * again later. */
+int mon_diag_held(uint64_t netns, const pid_t *pids, unsigned npids, const struct xio_ep *local,
+		  const struct xio_ep *remote);
 
 /* limits.c: take one listener or pending slot for p (and its uid), or say
  * which limit is in the way: -EMFILE (p's), -EDQUOT (its uid's), -ENFILE

@@ -78,18 +78,20 @@ static int acl_allows(struct monitor *m, const struct mon_ckey *k, uint32_t clie
 }
 
 /* The registrations of the socket the kernel itself would hand a
- * connection to k->server from k->client's address: a registration counts
- * only while its socket listens there, with its own options (an
- * IPV6_V6ONLY wildcard takes no IPv4 client, an exact address wins over a
- * wildcard). ref_fd is a socket in k's namespace. */
-static struct mon_lsock *listener_for(struct monitor *m, int ref_fd, const struct mon_ckey *k)
+ * connection to k->server from k->client's address (*ls, NULL if none): a
+ * registration counts only while its socket listens there, with its own
+ * options (an IPV6_V6ONLY wildcard takes no IPv4 client, an exact address
+ * wins over a wildcard). ref_fd is a socket in k's namespace. Returns 0,
+ * or -errno if the kernel could not be asked there. */
+static int listener_for(struct monitor *m, int ref_fd, const struct mon_ckey *k,
+			struct mon_lsock **ls)
 {
 	struct xio_ep from = k->client;
 	uint64_t cookie;
 	from.port = 0; /* no established socket has it: the lookup falls to listeners */
-	if (mon_diag_cookie(ref_fd, k->netns, &k->server, &from, &cookie) < 0)
-		return NULL;
-	return mon_lsock_find(m, cookie);
+	int r = mon_diag_cookie(ref_fd, k->netns, &k->server, &from, &cookie);
+	*ls = r == 0 ? mon_lsock_find(m, cookie) : NULL;
+	return r == -ENOENT ? 0 : r;
 }
 
 /* Decide a new connection between client and the server side: the process
@@ -310,10 +312,18 @@ static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *
 		reply_fallback(m, p, seq, orphaned ? XIO_FB_NOT_XIO : XIO_FB_BAD_SOCKET, NULL, 0);
 		return;
 	}
-	if (!c) {
+	if (!c)
 		HASH_FIND(hh, m->conns, &k, sizeof(k), c);
-		if (!c)
-			c = conn_decide(m, &k, p, NULL, listener_for(m, fd, &k));
+	if (!c) {
+		struct mon_lsock *ls;
+		if (listener_for(m, fd, &k, &ls) < 0) {
+			/* Its namespace may not be entered (diag.c): this
+			 * pairing stays on TCP, nothing else is refused. */
+			mon_close_handed(fd);
+			reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET, &k, 0);
+			return;
+		}
+		c = conn_decide(m, &k, p, NULL, ls);
 	}
 	mon_close_handed(fd);
 	if (!c) {
@@ -452,12 +462,17 @@ static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 		 * intents are parked. */
 		struct mon_intent *in = NULL;
 		uint64_t cookie;
-		if (mon_diag_cookie(msg->fd, k.netns, &k.client, &k.server, &cookie) == 0) {
+		r = mon_diag_cookie(msg->fd, k.netns, &k.client, &k.server, &cookie);
+		if (r == 0) {
 			in = mon_intent_by_cookie(m, cookie);
 			if (!in) {
 				settle_intents(m);
 				in = mon_intent_by_cookie(m, cookie);
 			}
+		} else if (r != -ENOENT) {
+			/* The kernel could not be asked in that namespace. */
+			reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET, &k, 1);
+			goto out;
 		}
 		if (!in || in->conn) {
 			reply_fallback(m, p, seq, XIO_FB_NOT_XIO, &k, 1);

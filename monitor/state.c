@@ -182,11 +182,23 @@ int mon_side_add(struct mon_conn *c, unsigned side, struct mon_proc *p)
 	return -ENOSPC;
 }
 
+/* 1 if a process holds the socket of side, 0 if none does, -errno if the
+ * kernel cannot be asked now (never taken for "none": a side wrongly
+ * marked gone ends a connection that a forked child still uses). The
+ * processes that hold either side are in the connection's namespace, or
+ * were: through them the monitor can ask there again if its socket for
+ * that namespace was given up for others. */
 static int side_held(const struct mon_conn *c, unsigned side)
 {
 	const struct xio_ep *me = side ? &c->key.server : &c->key.client;
 	const struct xio_ep *peer = side ? &c->key.client : &c->key.server;
-	return mon_diag_held(c->key.netns, me, peer) > 0;
+	pid_t pids[2 * MON_OWNERS];
+	unsigned n = 0;
+	for (unsigned s = 0; s < 2; s++)
+		for (unsigned i = 0; i < MON_OWNERS; i++)
+			if (c->side[s][i] && !c->side[s][i]->dead)
+				pids[n++] = c->side[s][i]->pid;
+	return mon_diag_held(c->key.netns, pids, n, me, peer);
 }
 
 /* Room for one more waiting side; 0 if memory is short. */
@@ -210,16 +222,17 @@ static int gone_room(struct monitor *m)
  * may go on using it, and its peer must see no end before the child's.
  * The kernel knows who holds it (diag.c), but when the hang-up of the
  * control socket reaches us the dying process's other files are often
- * still being released. So a side still held is asked about again 1 ms
- * later, then at doubling intervals up to a second, while its entry lives
- * and no owner came back. When no process holds it, the kernel's FIN or
- * RST is on its way to the peer too.
+ * still being released. So a side still held, or one the kernel cannot be
+ * asked about now, is asked about again 1 ms later, then at doubling
+ * intervals up to a second, while its entry lives and no owner came back.
+ * When no process holds it, the kernel's FIN or RST is on its way to the
+ * peer too (and is what the peer goes by while the monitor cannot ask).
  */
 static void side_dead(struct monitor *m, struct mon_conn *c, unsigned side)
 {
 	if (!c->accel || c->segfd < 0)
 		return;
-	if (!side_held(c, side) || !gone_room(m)) {
+	if (side_held(c, side) == 0 || !gone_room(m)) {
 		mon_seg_mark_gone(m, c, side);
 		return;
 	}
@@ -239,7 +252,7 @@ int mon_gone_check(struct monitor *m)
 		if (c && g->due_ms <= now) {
 			if (mon_side_any(c, g->side)) {
 				c = NULL; /* an owner came back (REATTACH after exec) */
-			} else if (!side_held(c, g->side)) {
+			} else if (side_held(c, g->side) == 0) {
 				mon_seg_mark_gone(m, c, g->side);
 				c = NULL;
 			} else {
