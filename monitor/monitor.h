@@ -180,13 +180,18 @@ struct monitor {
 	unsigned idle_exit;         /* seconds without a process, then stop (0 never) */
 };
 
-/* closer.c: sockets clients handed over are closed off the event loop (a
- * lingering close must not stall it). mon_close_handed queues fd;
- * mon_closer_flush passes the queue on, never waiting. */
+/* closer.c: sockets clients handed over are closed without any thread of
+ * the monitor waiting on one (a lingering close must stall nothing, and
+ * hold no fd for long). mon_close_handed closes fd, or queues it if its
+ * close could wait; mon_closer_flush passes the queue on, never waiting. */
 int mon_closer_start(void);
 void mon_close_handed(int fd);
 void mon_closer_flush(void);
 void mon_closer_stop(void);
+/* 1 while the closer could not take everything yet: the loop comes back
+ * for it soon (mon_gone_check's timeout) rather than when a client next
+ * speaks. */
+int mon_closer_backlog(void);
 
 /* seg_access.c: run fn on segment segfd, mapped for the call, under a
  * SIGBUS guard (a client may punch a hole in a hugetlb segment and take
@@ -256,8 +261,8 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 void mon_conn_free(struct monitor *m, struct mon_conn *c);
 void mon_conn_sweep(struct monitor *m);
 /* Mark the sides whose socket has closed since their last owner died
- * (side_gone); returns the milliseconds until the next look, or -1 if no
- * side is waiting. */
+ * (side_gone); returns the milliseconds until the next look (at a side, or
+ * at the closer's backlog), or -1 if nothing is waiting. */
 int mon_gone_check(struct monitor *m);
 
 /* table.c: the connection table for xio stat (XIO_MSG_CONNS). */

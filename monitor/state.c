@@ -269,6 +269,11 @@ int mon_gone_check(struct monitor *m)
 			next = left;
 		i++;
 	}
+	/* Sockets the closer thread could not take on the last turn (its
+	 * socket was full) are offered again within 10 ms, whether or not a
+	 * client speaks meanwhile: they hold fds until then. */
+	if (mon_closer_backlog() && (next < 0 || next > 10))
+		next = 10;
 	return next;
 }
 
