@@ -36,6 +36,7 @@
 #include <linux/sock_diag.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -252,9 +253,15 @@ int mon_diag_held(uint64_t netns, const pid_t *pids, unsigned npids, const struc
 	int r = s < 0 ? s : lookup(s, local, remote, &d);
 	if (r == -ENOENT)
 		return 0;
+	if (r < 0)
+		return r;
+	/* With no socket of that connection left, the kernel's lookup falls
+	 * back to the listener at local: that one is not the side's. */
+	if (d.idiag_state == TCP_LISTEN || d.id.idiag_dport != htons(remote->port))
+		return 0;
 	/* A socket no file refers to (closed, lingering in FIN_WAIT or
 	 * TIME_WAIT) has no inode. */
-	return r < 0 ? r : d.idiag_inode != 0;
+	return d.idiag_inode != 0;
 }
 
 int mon_sock_cookie(int fd, uint64_t *cookie)
