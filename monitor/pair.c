@@ -134,15 +134,19 @@ static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
 			xio_ep_str(&k->server, ss, sizeof(ss)));
 		return c;
 	}
+	/* The segment is the client's for the entry's life; until its server
+	 * side is answered it is also pending, the client's too. */
+	int r = mon_limit_take(m, client, MON_LIMIT_CONNS);
+	if (r == 0 && !server && (r = mon_limit_take(m, client, MON_LIMIT_WAITING)) < 0)
+		mon_limit_put(m, client, client->u, MON_LIMIT_CONNS);
+	if (r < 0) {
+		c->reason = XIO_FB_LIMIT;
+		c->err = r;
+		return c;
+	}
+	c->owner = client;
+	c->owner_uid = client->u;
 	if (!server) {
-		/* Until its server side is answered the entry holds a
-		 * segment for the client: count it against the client. */
-		int r = mon_limit_take(m, client, MON_LIMIT_PENDING);
-		if (r < 0) {
-			c->reason = XIO_FB_LIMIT;
-			c->err = r;
-			return c;
-		}
 		c->charged = client;
 		c->charged_uid = client->u;
 		c->lcookie = ls->cookie;
@@ -150,17 +154,31 @@ static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
 	/* Never hugepages between two uids: a peer could punch a hole in a
 	 * hugetlb segment (the seals allow it) and take every free hugepage,
 	 * and the other side's next touch would be a SIGBUS. An ordinary
-	 * memfd page is simply allocated again. */
-	int fd = xio_seg_create(&m->params, c->id, same_uid ? m->huge : 0, &c->huge);
+	 * memfd page is simply allocated again. Nor for a uid that holds its
+	 * share of them already (limits.c): it gets ordinary pages, as two
+	 * uids do. With none free, `on` fails the segment as before. */
+	int huge = 0;
+	if (same_uid && m->huge) {
+		int h = mon_huge_allowed(m, client->u);
+		huge = h > 0 || (h == 0 && m->huge > 0) ? m->huge : 0;
+	}
+	int fd = xio_seg_create(&m->params, c->id, huge, &c->huge);
 	if (fd < 0) {
 		c->reason = XIO_FB_RESOURCES;
 		mon_conn_uncharge(m, c);
+		mon_limit_put(m, c->owner, c->owner_uid, MON_LIMIT_CONNS);
+		c->owner = NULL;
+		c->owner_uid = NULL;
 		mon_log(MON_WARN, "no segment for %s -> %s: %s",
 			xio_ep_str(&k->client, cs, sizeof(cs)),
 			xio_ep_str(&k->server, ss, sizeof(ss)), strerror(-fd));
 		return c;
 	}
 	c->segfd = fd;
+	if (c->huge) {
+		c->huge_pages = m->huge_pps;
+		client->u->huge_pages += c->huge_pages;
+	}
 	c->accel = 1;
 	m->accel_total++;
 	if (c->huge)
@@ -263,12 +281,12 @@ static void on_intent(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 		r = mon_sock_cookie(msg->fd, &cookie);
 	if (r == 0 && (mon_intent_find(m, p, im->intent) || mon_intent_by_cookie(m, cookie)))
 		r = -EEXIST; /* the same number or the same socket twice */
-	if (r == 0 && (r = mon_limit_take(m, p, MON_LIMIT_PENDING)) < 0) {
+	if (r == 0 && (r = mon_limit_take(m, p, MON_LIMIT_INTENT)) < 0) {
 		p->refused_intent = im->intent;
 		p->refused_err = r;
 	}
 	if (r == 0 && !(in = calloc(1, sizeof(*in)))) {
-		mon_limit_put(m, p, p->u, MON_LIMIT_PENDING);
+		mon_limit_put(m, p, p->u, MON_LIMIT_INTENT);
 		r = -ENOMEM;
 	}
 	if (r < 0) {

@@ -31,11 +31,10 @@ struct mon_proc *mon_proc_add(struct monitor *m, int sock)
 	p->pid = cr.pid;
 	p->uid = cr.uid;
 	p->gid = cr.gid;
-	if (!mon_session_allowed(m, p)) {
+	if (!mon_session_take(m, p)) {
 		free(p); /* the caller closes sock: the process stays on TCP */
 		return NULL;
 	}
-	p->u->sessions++;
 	HASH_ADD_INT(m->procs, sock, p);
 	return p;
 }
@@ -110,7 +109,7 @@ void mon_intent_drop(struct monitor *m, struct mon_intent *in)
 	/* Our copy of the client's socket must go at once: while we hold it
 	 * the kernel will not send FIN when the client closes. */
 	mon_close_handed(in->fd);
-	mon_limit_put(m, in->proc, in->proc->u, MON_LIMIT_PENDING);
+	mon_limit_put(m, in->proc, in->proc->u, MON_LIMIT_INTENT);
 	m->nintents--;
 	free(in);
 }
@@ -133,7 +132,7 @@ void mon_conn_uncharge(struct monitor *m, struct mon_conn *c)
 {
 	if (!c->charged_uid)
 		return;
-	mon_limit_put(m, c->charged, c->charged_uid, MON_LIMIT_PENDING);
+	mon_limit_put(m, c->charged, c->charged_uid, MON_LIMIT_WAITING);
 	c->charged = NULL;
 	c->charged_uid = NULL;
 }
@@ -147,6 +146,10 @@ void mon_conn_free(struct monitor *m, struct mon_conn *c)
 		c->intent->orphaned = 1;
 	}
 	mon_conn_uncharge(m, c);
+	if (c->owner_uid) {
+		c->owner_uid->huge_pages -= c->huge_pages;
+		mon_limit_put(m, c->owner, c->owner_uid, MON_LIMIT_CONNS);
+	}
 	HASH_DELETE(hh, m->conns, c);
 	HASH_DELETE(hh_id, m->conns_by_id, c);
 	if (c->segfd >= 0)
@@ -300,6 +303,34 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 		mon_conn_free(m, c);
 }
 
+/*
+ * A connection both of whose sockets are closed, in every process, after
+ * both sides were answered: its processes closed them without CLOSE (a
+ * raw close(2), close_range, an exec that dropped them), or were never
+ * going to say it. Nobody can read or write it, or prove it holds it
+ * again; its peer would be told the same at its process's exit. Sides the
+ * kernel cannot be asked about now are left alone.
+ */
+unsigned mon_conns_reap(struct monitor *m, struct mon_uid *u)
+{
+	struct mon_conn *c, *tmp;
+	unsigned n = 0;
+	HASH_ITER(hh, m->conns, c, tmp)
+	{
+		if (c->owner_uid != u || !c->accel || c->intent || !c->decided[0] ||
+		    !c->decided[1] || side_held(c, 0) != 0 || side_held(c, 1) != 0)
+			continue;
+		mon_seg_mark_gone(m, c, 0);
+		mon_seg_mark_gone(m, c, 1);
+		mon_conn_free(m, c);
+		n++;
+	}
+	if (n)
+		mon_log(MON_INFO, "uid %u: %u connection(s) closed without a word, reclaimed",
+			(unsigned)u->uid, n);
+	return n;
+}
+
 /* Free the entries nobody can still ask for: both sides gone or answered,
  * or the server side unanswered with no registration of its listening
  * socket left (lcookie is 0 when the server side came first). */
@@ -355,8 +386,11 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 	HASH_ITER(hh, m->conns, c, ctmp)
 	{
 		int mine0 = mon_side_has(c, 0, p), mine1 = mon_side_has(c, 1, p);
+		/* Its uid stays charged until the entry goes. */
 		if (c->charged == p)
-			c->charged = NULL; /* its uid stays charged until the entry goes */
+			c->charged = NULL;
+		if (c->owner == p)
+			c->owner = NULL;
 		if (mine0 && mine1) {
 			/* Both ends in this process (it connected to itself). */
 			for (int i = 0; i < MON_OWNERS; i++)
@@ -383,7 +417,7 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 		"process %d (uid %u) gone: %u connection(s) reclaimed", (int)p->pid, (unsigned)p->uid,
 		nconns);
 	epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->sock, NULL);
-	p->u->sessions--;
+	mon_session_put(m, p->u);
 	HASH_DEL(m->procs, p);
 	xio_sys_close(p->sock);
 	free(p);
