@@ -4,7 +4,10 @@
  * client over a limit is told which one and stays on TCP, parked intents
  * cost nothing to later pairings, and running out of fds neither spins the
  * monitor nor stops it from serving others, nor cuts off a process whose
- * message lost its fd.
+ * message lost its fd. Issue 15, item 6: established connections count
+ * too, each uid is held to a share of the monitor's fds and of the free
+ * hugepages, and the limits come from the monitor's own fd limit, whatever
+ * the configuration says.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -677,6 +680,34 @@ Test(exhaustion, established_connections_are_bounded, .timeout = 90)
 Test(exhaustion, connections_closed_without_close_are_bounded, .timeout = 90)
 {
 	self_pairs_bounded(0);
+}
+
+/* A limit written above what the monitor's fds allow is lowered to it (a
+ * quarter of them per process), and said: with 1,024 fds and
+ * "limit-process-pending 1000000", one process's 193rd intent is told
+ * -EMFILE (before, a process could fill the monitor). */
+Test(exhaustion, configured_limits_are_capped_by_fds, .timeout = 60)
+{
+	t_monitor_pre_exec = fd_limit_1024;
+	a_monitor_with_config("limit-process-pending 1000000\n");
+	t_monitor_pre_exec = NULL;
+	struct limited l = { .n = 192, .want_err = -EMFILE };
+	cr_assert_eq(pipe(l.done), 0);
+	pid_t pid = a_fork(limited_main, &l);
+	struct xio_msg_status st = t_monitor_status();
+	for (int i = 0; i < 500 && st.intents < 192; i++) {
+		usleep(10000);
+		st = t_monitor_status();
+	}
+	t_post(l.done[1]);
+	int r = t_wait(pid, 20000);
+	if (r)
+		t_monitor_dump_log(&a_mon);
+	cr_expect_eq(r, 0, "the 193rd intent was not told the per-process limit");
+	cr_expect(log_has("limit-process-pending 1000000 is more than the monitor's 768 fds "
+			  "allow: 192"),
+		  "the lowered limit is not said");
+	a_monitor_stop();
 }
 
 struct capped {
