@@ -35,7 +35,7 @@ struct parser {
 	/* Line and token of each setting seen, for duplicates and for the
 	 * segment-size/max-msg check that can only run at the end. */
 	unsigned seg_line, msg_line, huge_line, default_line;
-	unsigned limit_line[5]; /* the limit-* settings, in limit_keywords order */
+	unsigned limit_line[7]; /* the limit-* settings, in limit_keywords order */
 	const char *seg_tok, *msg_tok;
 };
 
@@ -227,16 +227,20 @@ static int kw_default(struct parser *p, const char *kw)
 }
 
 /* What one process, and all processes of one uid, may hold in the monitor
- * at once (docs/config.md, "Limits"). */
+ * at once (docs/config.md, "Limits"). Those that hold fds may be "auto":
+ * from the monitor's own fd limit, as when not written. */
 static const struct limit_keyword {
 	const char *name;
 	size_t offset;
+	int holds_fds;
 } limit_keywords[] = {
-	{ "limit-process-listeners", offsetof(struct xio_config, limit_process_listeners) },
-	{ "limit-process-pending", offsetof(struct xio_config, limit_process_pending) },
-	{ "limit-uid-listeners", offsetof(struct xio_config, limit_uid_listeners) },
-	{ "limit-uid-pending", offsetof(struct xio_config, limit_uid_pending) },
-	{ "limit-uid-sessions", offsetof(struct xio_config, limit_uid_sessions) },
+	{ "limit-process-listeners", offsetof(struct xio_config, limit_process_listeners), 0 },
+	{ "limit-process-pending", offsetof(struct xio_config, limit_process_pending), 1 },
+	{ "limit-process-connections", offsetof(struct xio_config, limit_process_connections), 1 },
+	{ "limit-uid-listeners", offsetof(struct xio_config, limit_uid_listeners), 0 },
+	{ "limit-uid-pending", offsetof(struct xio_config, limit_uid_pending), 1 },
+	{ "limit-uid-connections", offsetof(struct xio_config, limit_uid_connections), 1 },
+	{ "limit-uid-sessions", offsetof(struct xio_config, limit_uid_sessions), 1 },
 };
 
 static int kw_limit(struct parser *p, const char *kw)
@@ -250,6 +254,10 @@ static int kw_limit(struct parser *p, const char *kw)
 		i++;
 	if ((r = once(p, &p->limit_line[i], kw)) || (r = take_value(p, kw, &val)))
 		return r;
+	if (limit_keywords[i].holds_fds && !strcmp(val, "auto")) {
+		*(unsigned *)((char *)&p->cfg + limit_keywords[i].offset) = 0;
+		return expect_end(p);
+	}
 	if (parse_digits(val, val + strlen(val), &v))
 		return fail(p, "bad number", val);
 	if (v < 1 || v > 1000000)
@@ -477,8 +485,10 @@ static const struct keyword {
 	{ "default", kw_default },
 	{ "limit-process-listeners", kw_limit },
 	{ "limit-process-pending", kw_limit },
+	{ "limit-process-connections", kw_limit },
 	{ "limit-uid-listeners", kw_limit },
 	{ "limit-uid-pending", kw_limit },
+	{ "limit-uid-connections", kw_limit },
 	{ "limit-uid-sessions", kw_limit },
 	{ "allow", kw_allow },
 	{ "deny", kw_deny },
@@ -546,10 +556,15 @@ void xio_config_defaults(struct xio_config *cfg)
 		.hugepages = XIO_HUGE_AUTO,
 		.default_allow = 1,
 		.limit_process_listeners = 1024,
-		.limit_process_pending = 4096,
 		.limit_uid_listeners = 4096,
-		.limit_uid_pending = 16384,
-		.limit_uid_sessions = 1024,
+		/* The limits on what holds fds come from the monitor's own fd
+		 * limit (limits.c): a fixed number is too many for a monitor
+		 * with 1024 fds, and needlessly few for one with a million. */
+		.limit_process_pending = 0,
+		.limit_process_connections = 0,
+		.limit_uid_pending = 0,
+		.limit_uid_connections = 0,
+		.limit_uid_sessions = 0,
 		.rules = NULL,
 		.nrules = 0,
 	};

@@ -71,14 +71,19 @@ struct xio_config {
 	enum xio_hugepages_mode hugepages; /* default XIO_HUGE_AUTO */
 	int default_allow;          /* 1 unless "default deny" */
 	/* Most a process / all processes of one uid may hold at once:
-	 * registered listeners, and pending connections (intents not yet
-	 * answered, and connections one side has not taken yet), each of which
-	 * holds an fd and a segment in the monitor. */
-	unsigned limit_process_listeners; /* default 1024 */
-	unsigned limit_process_pending;   /* default 4096 */
-	unsigned limit_uid_listeners;     /* default 4096 */
-	unsigned limit_uid_pending;       /* default 16384 */
-	unsigned limit_uid_sessions;      /* control sessions (processes), default 1024 */
+	 * registered listeners; pending connections (intents not yet
+	 * answered, and connections one side has not taken yet); connections
+	 * (each segment the monitor keeps, from pairing to the last close);
+	 * control sessions. All but listeners hold fds in the monitor: 0, the
+	 * default, means "from the monitor's own fd limit" (limits.c), which
+	 * also caps a number written here. */
+	unsigned limit_process_listeners;   /* default 1024 */
+	unsigned limit_process_pending;     /* default 0: from the fd limit */
+	unsigned limit_process_connections; /* default 0: from the fd limit */
+	unsigned limit_uid_listeners;       /* default 4096 */
+	unsigned limit_uid_pending;         /* default 0: from the fd limit */
+	unsigned limit_uid_connections;     /* default 0: from the fd limit */
+	unsigned limit_uid_sessions;        /* default 0: from the fd limit */
 	struct xio_acl_rule *rules; /* in file order; first match wins */
 	size_t nrules;
 };

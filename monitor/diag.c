@@ -15,8 +15,19 @@
  * some process (a forked child): only a side nobody holds is gone.
  *
  * A netlink socket answers for the namespace it was made in: one for ours,
- * made at start, and a few more made on demand by entering another
- * namespace for a moment (setns with the fd SIOCGSKNS gives).
+ * made at start, and a few more made on demand in another namespace. Only
+ * a short-lived thread enters that namespace (setns with the fd SIOCGSKNS
+ * gives, which needs CAP_SYS_ADMIN there), makes the socket and exits: the
+ * event loop's thread never leaves ours, so a namespace the monitor may not
+ * enter (a monitor with CAP_NET_ADMIN alone, and a namespace a user made
+ * with `unshare -Urn`) costs that one pairing, which stays on TCP, never
+ * the monitor (issue 15, item 9: it failed to enter, then failed to come
+ * back, and aborted).
+ *
+ * The cache holds a few such sockets. A namespace evicted from it is
+ * entered again through a process known to be in it (/proc/PID/ns/net,
+ * checked to be that very namespace); when none is, the question has no
+ * answer now, which is never taken for "no" (issue 15, item 10).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +36,10 @@
 #include <linux/sock_diag.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -43,7 +57,6 @@ static struct {
 	int fd;
 } cache[NS_CACHE];
 static unsigned ncache, evict;
-static int own_nsfd = -1;
 static uint64_t own_netns;
 static uint32_t seq;
 
@@ -56,8 +69,7 @@ static int open_diag(void)
 int mon_diag_init(void)
 {
 	struct stat st;
-	own_nsfd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (own_nsfd < 0 || fstat(own_nsfd, &st) < 0)
+	if (stat("/proc/self/ns/net", &st) < 0)
 		return -errno;
 	own_netns = (uint64_t)st.st_ino;
 	/* Ours is made now, not at the first lookup: the monitor's fd count
@@ -70,30 +82,48 @@ int mon_diag_init(void)
 	return 0;
 }
 
-/* A netlink socket in namespace netns, which is ref_fd's. */
-static int diag_sock(int ref_fd, uint64_t netns)
+struct ns_open {
+	int nsfd;
+	int result; /* the netlink socket, or -errno */
+};
+
+static void *open_in_ns(void *arg)
+{
+	struct ns_open *o = arg;
+	/* This thread alone moves; it ends here, and its namespace with it. */
+	o->result = setns(o->nsfd, CLONE_NEWNET) < 0 ? -errno : open_diag();
+	return NULL;
+}
+
+/* A netlink socket made in the namespace nsfd refers to. */
+static int open_diag_in(int nsfd)
+{
+	static uint64_t refused;
+	struct ns_open o = { .nsfd = nsfd, .result = -EAGAIN };
+	pthread_t t;
+	int r = pthread_create(&t, NULL, open_in_ns, &o);
+	if (r)
+		return -r;
+	pthread_join(t, NULL);
+	if (o.result < 0 && refused++ % 1000 == 0)
+		mon_log(MON_WARN, "cannot ask the kernel in another network namespace (%s%s): its "
+				  "connections stay on TCP (%llu so far)",
+			strerror(-o.result),
+			o.result == -EPERM ? "; entering it needs CAP_SYS_ADMIN" : "",
+			(unsigned long long)refused);
+	return o.result;
+}
+
+static int cache_find(uint64_t netns)
 {
 	for (unsigned i = 0; i < ncache; i++)
 		if (cache[i].netns == netns)
 			return cache[i].fd;
-	int s;
-	if (netns == own_netns) {
-		s = open_diag();
-	} else {
-		int nsfd = ioctl(ref_fd, SIOCGSKNS);
-		if (nsfd < 0)
-			return -errno;
-		s = setns(nsfd, CLONE_NEWNET) < 0 ? -errno : open_diag();
-		if (setns(own_nsfd, CLONE_NEWNET) < 0) {
-			/* Sockets we make later would land in the wrong place. */
-			mon_log(MON_ERR, "cannot return to our network namespace: %s",
-				strerror(errno));
-			abort();
-		}
-		close(nsfd);
-	}
-	if (s < 0)
-		return s;
+	return -ESRCH;
+}
+
+static int cache_put(uint64_t netns, int s)
+{
 	unsigned i;
 	if (ncache < NS_CACHE) {
 		i = ncache++;
@@ -104,6 +134,51 @@ static int diag_sock(int ref_fd, uint64_t netns)
 	cache[i].netns = netns;
 	cache[i].fd = s;
 	return s;
+}
+
+/* A netlink socket in namespace netns, which is ref_fd's. */
+static int diag_sock(int ref_fd, uint64_t netns)
+{
+	int s = cache_find(netns);
+	if (s >= 0)
+		return s;
+	if (netns == own_netns) {
+		s = open_diag();
+	} else {
+		int nsfd = ioctl(ref_fd, SIOCGSKNS);
+		if (nsfd < 0)
+			return -errno;
+		s = open_diag_in(nsfd);
+		close(nsfd);
+	}
+	return s < 0 ? s : cache_put(netns, s);
+}
+
+/* A netlink socket in namespace netns, entered through the first of pids
+ * found in it; -EAGAIN if none is (or none may be looked at). */
+static int diag_sock_via(uint64_t netns, const pid_t *pids, unsigned npids)
+{
+	int s = cache_find(netns); /* ours is always there (slot 0) */
+	if (s >= 0)
+		return s;
+	for (unsigned i = 0; i < npids; i++) {
+		char path[64];
+		struct stat st;
+		if (pids[i] <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pids[i]);
+		int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (nsfd < 0)
+			continue;
+		/* The pid may have been reused by a process elsewhere: only
+		 * that very namespace will do. */
+		if (fstat(nsfd, &st) == 0 && (uint64_t)st.st_ino == netns)
+			s = open_diag_in(nsfd);
+		close(nsfd);
+		if (s >= 0)
+			return cache_put(netns, s);
+	}
+	return -EAGAIN;
 }
 
 static void put_addr(__be32 dst[4], const struct xio_ep *ep)
@@ -170,22 +245,23 @@ int mon_diag_cookie(int ref_fd, uint64_t netns, const struct xio_ep *local,
 	return r;
 }
 
-int mon_diag_held(uint64_t netns, const struct xio_ep *local, const struct xio_ep *remote)
+int mon_diag_held(uint64_t netns, const pid_t *pids, unsigned npids, const struct xio_ep *local,
+		  const struct xio_ep *remote)
 {
-	/* A namespace we have no netlink socket for cannot be entered
-	 * without an fd of it; it was asked about when the connection was
-	 * paired, so it is in the cache unless evicted since. */
 	struct inet_diag_msg d;
-	int s = -ESRCH;
-	for (unsigned i = 0; i < ncache; i++)
-		if (cache[i].netns == netns)
-			s = cache[i].fd;
+	int s = diag_sock_via(netns, pids, npids);
 	int r = s < 0 ? s : lookup(s, local, remote, &d);
 	if (r == -ENOENT)
 		return 0;
+	if (r < 0)
+		return r;
+	/* With no socket of that connection left, the kernel's lookup falls
+	 * back to the listener at local: that one is not the side's. */
+	if (d.idiag_state == TCP_LISTEN || d.id.idiag_dport != htons(remote->port))
+		return 0;
 	/* A socket no file refers to (closed, lingering in FIN_WAIT or
 	 * TIME_WAIT) has no inode. */
-	return r < 0 ? r : d.idiag_inode != 0;
+	return d.idiag_inode != 0;
 }
 
 int mon_sock_cookie(int fd, uint64_t *cookie)

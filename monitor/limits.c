@@ -1,60 +1,183 @@
 /*
- * limits.c - what one process, and all processes of one uid, may hold in
- * the monitor (issue 8, item 9). Each intent and each connection waiting
- * for its server side holds an fd and a segment here; without a bound, one
- * client could pin a segment per connection it never accepts, run the
- * monitor out of fds and break everyone's pairing. A refusal is never an
- * error for the program: the connection falls back to TCP, and the client
- * is told which limit it hit (XIO_FB_LIMIT with -EMFILE, -EDQUOT or
- * -ENFILE; LISTEN's ERROR carries the same).
+ * limits.c - what one process, and all processes of one uid, may make the
+ * monitor hold (issue 8, item 9; issue 15, item 6).
+ *
+ * Every session, every intent and every segment holds an fd here, from its
+ * start to its end: a segment from pairing until both sides closed (the
+ * monitor marks a dead side gone in it, gives it again after exec, reads
+ * its counters for xio stat), not only while its server side is awaited.
+ * Uncounted, one user who paired with itself and closed without CLOSE held
+ * 1,023 of the monitor's 1,024 fds, and nobody else was accelerated. So:
+ *
+ *  - the monitor's budget is its fd limit less a reserve (messages in
+ *    flight, the closer's batches, its own few);
+ *  - a uid takes one more fd only while it holds fewer than are left free:
+ *    whatever it does, others keep at least as many as it holds, and a
+ *    second uid as greedy leaves a third a quarter, and so on;
+ *  - fixed caps on top, from the configuration or, by default, from the
+ *    budget (a process a quarter of it, a uid half), so that no setting
+ *    lets one process take what the others need;
+ *  - hugepages, a pool of the whole machine, follow the same rule: a uid's
+ *    segments go on hugepages only while what it holds stays within what
+ *    is left free (else on ordinary pages, which every uid has).
+ *
+ * A refusal is never an error for the program: the connection falls back
+ * to TCP, and the client is told which limit it hit (XIO_FB_LIMIT with
+ * -EMFILE, -EDQUOT or -ENFILE; LISTEN's ERROR carries the same); the
+ * fallback is counted (fallback_total, xio stat's recent table) and the
+ * first of each kind per process is logged.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 
 #include "monitor.h"
 
+#define REAP_EVERY_MS 1000 /* a uid's dead connections are looked for at most this often */
+
+/* Hugepages of the size memfd_create(MFD_HUGETLB) uses: free and not
+ * promised to a mapping already (HugePages_Free - HugePages_Rsvd), and the
+ * page size in bytes. Returns 0 or -errno. */
+static int meminfo_hugepages(unsigned long *avail, unsigned long *size)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[128];
+	unsigned long free_pages = 0, rsvd = 0, kb = 0;
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		sscanf(line, "HugePages_Free: %lu", &free_pages);
+		sscanf(line, "HugePages_Rsvd: %lu", &rsvd);
+		sscanf(line, "Hugepagesize: %lu kB", &kb);
+	}
+	fclose(f);
+	*avail = free_pages > rsvd ? free_pages - rsvd : 0;
+	*size = kb * 1024;
+	return 0;
+}
+
+/* The same two counts for that size, from sysfs: cheaper than meminfo,
+ * for every pairing that could be on hugepages. */
+static char huge_dir[96];
+
+static int read_count(const char *name, unsigned long *v)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/%s", huge_dir, name);
+	FILE *f = fopen(path, "re");
+	int ok = f && fscanf(f, "%lu", v) == 1;
+	if (f)
+		fclose(f);
+	return ok ? 0 : -ENOENT;
+}
+
+static int hugepages_avail(unsigned long *avail)
+{
+	unsigned long free_pages, rsvd, size;
+	if (huge_dir[0] && read_count("free_hugepages", &free_pages) == 0 &&
+	    read_count("resv_hugepages", &rsvd) == 0) {
+		*avail = free_pages > rsvd ? free_pages - rsvd : 0;
+		return 0;
+	}
+	return meminfo_hugepages(avail, &size);
+}
+
+static unsigned cap_limit(const char *name, unsigned configured, unsigned cap, unsigned budget)
+{
+	if (!configured)
+		return cap;
+	if (configured > cap) {
+		mon_log(MON_WARN, "%s %u is more than the monitor's %u fds allow: %u", name,
+			configured, budget, cap);
+		return cap;
+	}
+	return configured;
+}
+
 void mon_limits_init(struct monitor *m)
 {
 	struct rlimit rl;
-	/* Sessions and pending entries (one fd each) may use what the fd
+	/* Sessions, intents and segments (one fd each) may use what the fd
 	 * limit leaves after a reserve for the messages read ahead (their
-	 * fds), segments being handed out, the closer's backlog and our own
+	 * fds), segments being handed out, the closer's batches and our own
 	 * few: at the limit a message's fd would be lost (MSG_CTRUNC). */
 	rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
 	if (n == RLIM_INFINITY || n > 1u << 30)
 		n = 1u << 30;
 	unsigned reserve = n >= 4 * MON_FD_RESERVE ? MON_FD_RESERVE : (unsigned)n / 4;
-	m->fd_budget = (unsigned)n - reserve;
+	unsigned b = m->fd_budget = (unsigned)n - reserve;
+	unsigned proc = b / 4 ? b / 4 : 1, uid = b / 2 ? b / 2 : 1;
+	const struct xio_config *c = &m->cfg;
+	m->lim.proc_listeners = c->limit_process_listeners;
+	m->lim.uid_listeners = c->limit_uid_listeners;
+	m->lim.proc_pending = cap_limit("limit-process-pending", c->limit_process_pending, proc, b);
+	m->lim.proc_conns =
+		cap_limit("limit-process-connections", c->limit_process_connections, proc, b);
+	m->lim.uid_pending = cap_limit("limit-uid-pending", c->limit_uid_pending, uid, b);
+	m->lim.uid_conns = cap_limit("limit-uid-connections", c->limit_uid_connections, uid, b);
+	m->lim.uid_sessions = cap_limit("limit-uid-sessions", c->limit_uid_sessions, uid, b);
+	unsigned long avail, size;
+	m->huge_pps = 0;
+	if (meminfo_hugepages(&avail, &size) == 0 && size && m->params.seg_size % size == 0) {
+		m->huge_pps = (unsigned)(m->params.seg_size / size);
+		snprintf(huge_dir, sizeof(huge_dir), "/sys/kernel/mm/hugepages/hugepages-%lukB",
+			 size / 1024);
+	}
+	mon_log(MON_INFO, "limits: %u fds for clients; per process %u pending, %u connections; "
+			  "per uid %u pending, %u connections, %u sessions, and never more than "
+			  "are left free",
+		b, m->lim.proc_pending, m->lim.proc_conns, m->lim.uid_pending, m->lim.uid_conns,
+		m->lim.uid_sessions);
 }
 
-/* Sessions and pending entries hold one fd each. */
-static int fds_left(const struct monitor *m)
+/* Whether u may take one more fd: the monitor has one, and u holds fewer
+ * than would be left free for everyone else. */
+static int fd_for(const struct monitor *m, const struct mon_uid *u, int *err)
 {
-	return HASH_COUNT(m->procs) + m->npending < m->fd_budget;
+	if (m->fds_used >= m->fd_budget) {
+		*err = -ENFILE;
+		return 0;
+	}
+	if (u->fds >= m->fd_budget - m->fds_used - 1) {
+		*err = -EDQUOT;
+		return 0;
+	}
+	return 1;
 }
 
-int mon_session_allowed(struct monitor *m, struct mon_proc *p)
+int mon_session_take(struct monitor *m, struct mon_proc *p)
 {
 	static uint64_t refused;
-	if (!fds_left(m)) {
+	struct mon_uid *u = p->u;
+	int err = 0;
+	if (u->sessions >= m->lim.uid_sessions)
+		err = -EDQUOT;
+	else
+		fd_for(m, u, &err);
+	if (err) {
 		if (refused++ % 1000 == 0)
-			mon_log(MON_WARN, "process %d (uid %u) refused: the monitor holds its limit of "
-					  "%u fds (%llu refused so far)",
-				(int)p->pid, (unsigned)p->uid, m->fd_budget,
+			mon_log(MON_WARN, "process %d (uid %u) refused: %s (%llu refused so far)",
+				(int)p->pid, (unsigned)p->uid,
+				err == -ENFILE ? "the monitor holds its limit of fds"
+				: u->sessions >= m->lim.uid_sessions
+					? "its uid is at the per-uid limit of sessions"
+					: "its uid holds its share of the monitor's fds",
 				(unsigned long long)refused);
 		return 0;
 	}
-	if (p->u->sessions >= m->cfg.limit_uid_sessions) {
-		if (!p->u->warned)
-			mon_log(MON_WARN, "process %d (uid %u) refused: its uid is at the per-uid "
-					  "limit of %u sessions",
-				(int)p->pid, (unsigned)p->uid, m->cfg.limit_uid_sessions);
-		p->u->warned = 1;
-		return 0;
-	}
-	p->u->warned = 0;
+	u->sessions++;
+	u->fds++;
+	m->fds_used++;
 	return 1;
+}
+
+void mon_session_put(struct monitor *m, struct mon_uid *u)
+{
+	u->sessions--;
+	u->fds--;
+	m->fds_used--;
 }
 
 struct mon_uid *mon_uid_get(struct monitor *m, uint32_t uid)
@@ -80,52 +203,142 @@ void mon_uids_free(struct monitor *m)
 	}
 }
 
-static void refused(struct mon_proc *p, int kind, int err, unsigned limit)
+static const char *kind_name(int kind)
 {
-	unsigned bit = 1u << (kind * 3 + (err == -EMFILE ? 0 : err == -EDQUOT ? 1 : 2));
+	return kind == MON_LIMIT_LISTENERS ? "listeners"
+	       : kind == MON_LIMIT_CONNS   ? "connections"
+				           : "pending connections";
+}
+
+static void refused(struct monitor *m, struct mon_proc *p, int kind, int err, unsigned limit,
+		    int share)
+{
+	unsigned bit = 1u << (kind * 4 + (err == -EMFILE ? 0 : err == -ENFILE ? 1 : share ? 2 : 3));
 	if (p->warned & bit)
 		return;
 	p->warned |= bit;
-	mon_log(MON_WARN, "process %d (uid %u) is over the %s limit of %u %s: falling back to TCP",
-		(int)p->pid, (unsigned)p->uid,
-		err == -EMFILE ? "per-process" : err == -EDQUOT ? "per-uid" : "monitor's fd",
-		limit, kind == MON_LIMIT_LISTENERS ? "listeners" : "pending connections");
+	if (share)
+		mon_log(MON_WARN, "process %d (uid %u) is over its uid's share of the monitor's "
+				  "fds (the uid holds %u, %u are free): %s fall back to TCP",
+			(int)p->pid, (unsigned)p->uid, p->u->fds, m->fd_budget - m->fds_used,
+			kind_name(kind));
+	else
+		mon_log(MON_WARN, "process %d (uid %u) is over the %s limit of %u %s: falling back "
+				  "to TCP",
+			(int)p->pid, (unsigned)p->uid,
+			err == -EMFILE ? "per-process" : err == -EDQUOT ? "per-uid" : "monitor's fd",
+			limit, kind_name(kind));
+}
+
+/* The counters and limits of one kind. */
+struct slot {
+	unsigned *pc, *uc;
+	unsigned plim, ulim;
+	int fd;
+};
+
+static struct slot slot_of(struct monitor *m, struct mon_proc *p, struct mon_uid *u, int kind)
+{
+	static unsigned none;
+	struct slot s = { &none, &none, 0, 0, 0 };
+	switch (kind) {
+	case MON_LIMIT_LISTENERS:
+		s = (struct slot){ p ? &p->listeners : &none, &u->listeners, m->lim.proc_listeners,
+				   m->lim.uid_listeners, 0 };
+		break;
+	case MON_LIMIT_INTENT:
+	case MON_LIMIT_WAITING:
+		s = (struct slot){ p ? &p->pending : &none, &u->pending, m->lim.proc_pending,
+				   m->lim.uid_pending, kind == MON_LIMIT_INTENT };
+		break;
+	case MON_LIMIT_CONNS:
+		s = (struct slot){ p ? &p->conns : &none, &u->conns, m->lim.proc_conns,
+				   m->lim.uid_conns, 1 };
+		break;
+	}
+	return s;
+}
+
+/* Why kind cannot be taken for p now (0: it can); *limit, *share for the
+ * log. */
+static int over(struct monitor *m, struct mon_proc *p, int kind, unsigned *limit, int *share)
+{
+	struct slot s = slot_of(m, p, p->u, kind);
+	int err = 0;
+	*share = 0;
+	if (*s.pc >= s.plim) {
+		*limit = s.plim;
+		return -EMFILE;
+	}
+	if (*s.uc >= s.ulim) {
+		*limit = s.ulim;
+		return -EDQUOT;
+	}
+	if (s.fd && !fd_for(m, p->u, &err)) {
+		*limit = m->fd_budget;
+		*share = err == -EDQUOT;
+		return err;
+	}
+	return 0;
 }
 
 int mon_limit_take(struct monitor *m, struct mon_proc *p, int kind)
 {
-	struct mon_uid *u = p->u;
-	int listeners = kind == MON_LIMIT_LISTENERS;
-	unsigned *pc = listeners ? &p->listeners : &p->pending;
-	unsigned *uc = listeners ? &u->listeners : &u->pending;
-	unsigned plim = listeners ? m->cfg.limit_process_listeners : m->cfg.limit_process_pending;
-	unsigned ulim = listeners ? m->cfg.limit_uid_listeners : m->cfg.limit_uid_pending;
-	if (*pc >= plim) {
-		refused(p, kind, -EMFILE, plim);
-		return -EMFILE;
+	unsigned limit = 0;
+	int share, err = over(m, p, kind, &limit, &share);
+	/* Connections its processes closed without a word (CLOSE) hold
+	 * nothing anybody can use: the uid gets them back before it is
+	 * refused (looked for at most once a second: it costs a kernel
+	 * lookup per connection of the uid). */
+	uint64_t now;
+	if (err && err != -ENFILE && kind == MON_LIMIT_CONNS &&
+	    (now = mon_now_ms()) - p->u->reaped_ms >= REAP_EVERY_MS) {
+		p->u->reaped_ms = now;
+		if (mon_conns_reap(m, p->u))
+			err = over(m, p, kind, &limit, &share);
 	}
-	if (*uc >= ulim) {
-		refused(p, kind, -EDQUOT, ulim);
-		return -EDQUOT;
+	if (err) {
+		refused(m, p, kind, err, limit, share);
+		return err;
 	}
-	if (!listeners && !fds_left(m)) {
-		refused(p, kind, -ENFILE, m->fd_budget);
-		return -ENFILE;
+	struct slot s = slot_of(m, p, p->u, kind);
+	(*s.pc)++;
+	(*s.uc)++;
+	if (s.fd) {
+		p->u->fds++;
+		m->fds_used++;
 	}
-	(*pc)++;
-	(*uc)++;
-	if (!listeners)
-		m->npending++;
 	return 0;
 }
 
 void mon_limit_put(struct monitor *m, struct mon_proc *p, struct mon_uid *u, int kind)
 {
-	int listeners = kind == MON_LIMIT_LISTENERS;
+	struct slot s = slot_of(m, p, u, kind);
 	if (p)
-		(*(listeners ? &p->listeners : &p->pending))--;
-	if (u)
-		(*(listeners ? &u->listeners : &u->pending))--;
-	if (!listeners)
-		m->npending--;
+		(*s.pc)--;
+	(*s.uc)--;
+	if (s.fd) {
+		u->fds--;
+		m->fds_used--;
+	}
+}
+
+int mon_huge_allowed(struct monitor *m, struct mon_uid *u)
+{
+	unsigned long avail;
+	unsigned pps = m->huge_pps;
+	if (!pps || hugepages_avail(&avail) < 0 || avail < pps)
+		return 0;
+	/* It holds no more than is left free once this segment is made. */
+	if (u->huge_pages <= avail - pps) {
+		u->warned &= ~1u;
+		return 1;
+	}
+	if (!(u->warned & 1u)) {
+		u->warned |= 1u;
+		mon_log(MON_INFO, "uid %u holds %u hugepages, %lu are free: its next segments are "
+				  "on ordinary pages",
+			(unsigned)u->uid, u->huge_pages, avail);
+	}
+	return -EDQUOT;
 }

@@ -20,7 +20,7 @@
 
 #define MON_FIFO 32        /* messages read ahead per process */
 #define MON_OWNERS 4       /* processes that may hold one side */
-#define MON_FD_RESERVE 256 /* fds kept free for sessions and messages in flight */
+#define MON_FD_RESERVE 256 /* fds kept free for messages in flight and our own */
 
 struct mon_msg {
 	int fd; /* passed fd or -1 */
@@ -32,12 +32,16 @@ struct mon_msg {
 	} u;
 };
 
-/* What all processes of one uid hold, against the limit-uid-* settings.
- * Kept once made (one small entry per uid ever seen). */
+/* What all processes of one uid hold, against the limit-uid-* settings
+ * and its share of the monitor (limits.c). Kept once made (one small entry
+ * per uid ever seen). */
 struct mon_uid {
 	uint32_t uid;
-	unsigned listeners, pending, sessions;
-	int warned;                 /* the session limit was logged */
+	unsigned listeners, pending, conns, sessions;
+	unsigned fds;               /* sessions, intents and segments: fds we hold for it */
+	unsigned huge_pages;        /* hugepages its segments hold */
+	unsigned warned;            /* refusals already logged for this uid */
+	uint64_t reaped_ms;         /* when its dead connections were last looked for */
 	UT_hash_handle hh;
 };
 
@@ -48,10 +52,10 @@ struct mon_proc {
 	uid_t uid;
 	gid_t gid;
 	struct mon_uid *u;
-	/* Held against the limit-process-* settings: registrations, and
-	 * pending connections (intents, and connections whose server side
-	 * has not been answered yet, which hold a segment). */
-	unsigned listeners, pending;
+	/* Held against the limit-process-* settings: registrations, pending
+	 * connections (intents, and connections whose server side has not been
+	 * answered yet), and connections (the segments of those it connected). */
+	unsigned listeners, pending, conns;
 	unsigned warned;   /* refusals already logged for this process */
 	/* The last INTENT refused for a limit, so that its CONNECTED is told
 	 * which limit rather than "unknown intent". */
@@ -125,6 +129,12 @@ struct mon_conn {
 	 * counted as pending against the client and its uid. */
 	struct mon_proc *charged;
 	struct mon_uid *charged_uid;
+	/* The segment (segfd, and its hugepages) is counted against the
+	 * client and its uid for the life of the entry; the process's part
+	 * ends with the process (owner NULL), its uid's with the entry. */
+	struct mon_proc *owner;
+	struct mon_uid *owner_uid;
+	unsigned huge_pages;
 	/* The processes holding each side: the one that paired it, and others
 	 * that proved they hold the socket too (REATTACH after fork + exec). */
 	struct mon_proc *side[2][MON_OWNERS];
@@ -170,8 +180,15 @@ struct monitor {
 	struct mon_lsock *lsocks;
 	struct mon_intent *intents, *intents_by_cookie;
 	unsigned nintents;
-	unsigned npending;          /* intents and charged connections, all uids */
-	unsigned fd_budget;         /* sessions + pending: the fd limit less a reserve */
+	/* What clients make the monitor hold (one fd each: sessions, intents
+	 * and segments, all uids), against the fd limit less a reserve; and
+	 * the limits in force, from the configuration and that budget. */
+	unsigned fds_used, fd_budget;
+	struct {
+		unsigned proc_listeners, proc_pending, proc_conns;
+		unsigned uid_listeners, uid_pending, uid_conns, uid_sessions;
+	} lim;
+	unsigned huge_pps;          /* hugepages per segment (0: a segment cannot be huge) */
 	struct mon_conn *conns, *conns_by_id;
 	struct mon_gone *gone;      /* sides waiting for their socket to close */
 	unsigned ngone, gone_cap;
@@ -181,13 +198,18 @@ struct monitor {
 	unsigned idle_exit;         /* seconds without a process, then stop (0 never) */
 };
 
-/* closer.c: sockets clients handed over are closed off the event loop (a
- * lingering close must not stall it). mon_close_handed queues fd;
- * mon_closer_flush passes the queue on, never waiting. */
+/* closer.c: sockets clients handed over are closed without any thread of
+ * the monitor waiting on one (a lingering close must stall nothing, and
+ * hold no fd for long). mon_close_handed closes fd, or queues it if its
+ * close could wait; mon_closer_flush passes the queue on, never waiting. */
 int mon_closer_start(void);
 void mon_close_handed(int fd);
 void mon_closer_flush(void);
 void mon_closer_stop(void);
+/* 1 while the closer could not take everything yet: the loop comes back
+ * for it soon (mon_gone_check's timeout) rather than when a client next
+ * speaks. */
+int mon_closer_backlog(void);
 
 /* seg_access.c: run fn on segment segfd, mapped for the call, under a
  * SIGBUS guard (a client may punch a hole in a hugetlb segment and take
@@ -213,22 +235,40 @@ int mon_diag_cookie(int ref_fd, uint64_t netns, const struct xio_ep *local,
 int mon_sock_cookie(int fd, uint64_t *cookie);
 /* 1 if a process still holds the TCP socket at local, talking to remote,
  * in namespace netns (its file is open: the kernel has not closed it); 0
- * if it is closed or gone; -errno if the namespace cannot be asked. */
-int mon_diag_held(uint64_t netns, const struct xio_ep *local, const struct xio_ep *remote);
+ * if it is closed or gone; -errno if the namespace cannot be asked now
+ * (-EAGAIN: it is not among the few the monitor keeps a socket for, and
+ * none of pids, processes that may be in it, is): not an answer, ask
+ * again later. */
+int mon_diag_held(uint64_t netns, const pid_t *pids, unsigned npids, const struct xio_ep *local,
+		  const struct xio_ep *remote);
 
-/* limits.c: take one listener or pending slot for p (and its uid), or say
- * which limit is in the way: -EMFILE (p's), -EDQUOT (its uid's), -ENFILE
- * (the monitor's fds); the first refusal of each kind is logged with p's
- * pid, uid and the limit. Give back with the matching put. */
-enum { MON_LIMIT_LISTENERS, MON_LIMIT_PENDING };
+/* limits.c: take one listener, pending or connection slot for p (and
+ * its uid), or say which limit is in the way: -EMFILE (p's), -EDQUOT (its
+ * uid's, or its uid's share of the monitor), -ENFILE (the monitor's fds);
+ * the first refusal of each kind is logged with p's pid, uid and the
+ * limit. Give back with the matching put (p NULL: the process is gone, its
+ * uid's part only). Kinds: a listener (no fd); an intent (pending, and the
+ * fd of the client's socket); a client-first connection waiting for its
+ * server side (pending; its segment is counted as a connection); a
+ * connection (its segment's fd). */
+enum { MON_LIMIT_LISTENERS, MON_LIMIT_INTENT, MON_LIMIT_WAITING, MON_LIMIT_CONNS };
 int mon_limit_take(struct monitor *m, struct mon_proc *p, int kind);
 void mon_limit_put(struct monitor *m, struct mon_proc *p, struct mon_uid *u, int kind);
 struct mon_uid *mon_uid_get(struct monitor *m, uint32_t uid);
 void mon_uids_free(struct monitor *m); /* at shutdown, after every process */
+/* The budget and limits from the fd limit (after it was raised) and the
+ * configuration; a configured limit above what the budget allows is
+ * lowered, and said. */
 void mon_limits_init(struct monitor *m);
-/* Whether p (just connected) may keep a session: within its uid's limit
- * and the monitor's fds; a refusal is logged (rate-limited). */
-int mon_session_allowed(struct monitor *m, struct mon_proc *p);
+/* Take a session for p (just connected): within its uid's limit, its
+ * uid's share and the monitor's fds; a refusal is logged (rate-limited).
+ * Returns 1 if taken; mon_session_put gives it back. */
+int mon_session_take(struct monitor *m, struct mon_proc *p);
+void mon_session_put(struct monitor *m, struct mon_uid *u);
+/* Whether a new segment for uid u may be on hugepages: 1 if some are free
+ * and what its segments hold stays within what is left free for others
+ * (issue 15, item 6); 0 if none are free; -EDQUOT if it holds its share. */
+int mon_huge_allowed(struct monitor *m, struct mon_uid *u);
 
 /* state.c */
 struct mon_proc *mon_proc_add(struct monitor *m, int sock);
@@ -243,6 +283,9 @@ void mon_intent_drop(struct monitor *m, struct mon_intent *in);
 struct mon_conn *mon_conn_new(struct monitor *m, const struct mon_ckey *k);
 /* The server side of c was answered: it no longer counts as pending. */
 void mon_conn_uncharge(struct monitor *m, struct mon_conn *c);
+/* Free u's connections whose two sockets no process holds any more
+ * (closed without CLOSE): nobody can use them. Returns how many. */
+unsigned mon_conns_reap(struct monitor *m, struct mon_uid *u);
 /* Owners of a side (state.c). */
 int mon_side_has(const struct mon_conn *c, unsigned side, const struct mon_proc *p);
 int mon_side_any(const struct mon_conn *c, unsigned side);
@@ -253,8 +296,8 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 void mon_conn_free(struct monitor *m, struct mon_conn *c);
 void mon_conn_sweep(struct monitor *m);
 /* Mark the sides whose socket has closed since their last owner died
- * (side_gone); returns the milliseconds until the next look, or -1 if no
- * side is waiting. */
+ * (side_gone); returns the milliseconds until the next look (at a side, or
+ * at the closer's backlog), or -1 if nothing is waiting. */
 int mon_gone_check(struct monitor *m);
 
 /* table.c: the connection table for xio stat (XIO_MSG_CONNS), each

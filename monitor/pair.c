@@ -78,18 +78,20 @@ static int acl_allows(struct monitor *m, const struct mon_ckey *k, uint32_t clie
 }
 
 /* The registrations of the socket the kernel itself would hand a
- * connection to k->server from k->client's address: a registration counts
- * only while its socket listens there, with its own options (an
- * IPV6_V6ONLY wildcard takes no IPv4 client, an exact address wins over a
- * wildcard). ref_fd is a socket in k's namespace. */
-static struct mon_lsock *listener_for(struct monitor *m, int ref_fd, const struct mon_ckey *k)
+ * connection to k->server from k->client's address (*ls, NULL if none): a
+ * registration counts only while its socket listens there, with its own
+ * options (an IPV6_V6ONLY wildcard takes no IPv4 client, an exact address
+ * wins over a wildcard). ref_fd is a socket in k's namespace. Returns 0,
+ * or -errno if the kernel could not be asked there. */
+static int listener_for(struct monitor *m, int ref_fd, const struct mon_ckey *k,
+			struct mon_lsock **ls)
 {
 	struct xio_ep from = k->client;
 	uint64_t cookie;
 	from.port = 0; /* no established socket has it: the lookup falls to listeners */
-	if (mon_diag_cookie(ref_fd, k->netns, &k->server, &from, &cookie) < 0)
-		return NULL;
-	return mon_lsock_find(m, cookie);
+	int r = mon_diag_cookie(ref_fd, k->netns, &k->server, &from, &cookie);
+	*ls = r == 0 ? mon_lsock_find(m, cookie) : NULL;
+	return r == -ENOENT ? 0 : r;
 }
 
 /* Decide a new connection between client and the server side: the process
@@ -132,15 +134,19 @@ static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
 			xio_ep_str(&k->server, ss, sizeof(ss)));
 		return c;
 	}
+	/* The segment is the client's for the entry's life; until its server
+	 * side is answered it is also pending, the client's too. */
+	int r = mon_limit_take(m, client, MON_LIMIT_CONNS);
+	if (r == 0 && !server && (r = mon_limit_take(m, client, MON_LIMIT_WAITING)) < 0)
+		mon_limit_put(m, client, client->u, MON_LIMIT_CONNS);
+	if (r < 0) {
+		c->reason = XIO_FB_LIMIT;
+		c->err = r;
+		return c;
+	}
+	c->owner = client;
+	c->owner_uid = client->u;
 	if (!server) {
-		/* Until its server side is answered the entry holds a
-		 * segment for the client: count it against the client. */
-		int r = mon_limit_take(m, client, MON_LIMIT_PENDING);
-		if (r < 0) {
-			c->reason = XIO_FB_LIMIT;
-			c->err = r;
-			return c;
-		}
 		c->charged = client;
 		c->charged_uid = client->u;
 		c->lcookie = ls->cookie;
@@ -148,17 +154,31 @@ static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
 	/* Never hugepages between two uids: a peer could punch a hole in a
 	 * hugetlb segment (the seals allow it) and take every free hugepage,
 	 * and the other side's next touch would be a SIGBUS. An ordinary
-	 * memfd page is simply allocated again. */
-	int fd = xio_seg_create(&m->params, c->id, same_uid ? m->huge : 0, &c->huge);
+	 * memfd page is simply allocated again. Nor for a uid that holds its
+	 * share of them already (limits.c): it gets ordinary pages, as two
+	 * uids do. With none free, `on` fails the segment as before. */
+	int huge = 0;
+	if (same_uid && m->huge) {
+		int h = mon_huge_allowed(m, client->u);
+		huge = h > 0 || (h == 0 && m->huge > 0) ? m->huge : 0;
+	}
+	int fd = xio_seg_create(&m->params, c->id, huge, &c->huge);
 	if (fd < 0) {
 		c->reason = XIO_FB_RESOURCES;
 		mon_conn_uncharge(m, c);
+		mon_limit_put(m, c->owner, c->owner_uid, MON_LIMIT_CONNS);
+		c->owner = NULL;
+		c->owner_uid = NULL;
 		mon_log(MON_WARN, "no segment for %s -> %s: %s",
 			xio_ep_str(&k->client, cs, sizeof(cs)),
 			xio_ep_str(&k->server, ss, sizeof(ss)), strerror(-fd));
 		return c;
 	}
 	c->segfd = fd;
+	if (c->huge) {
+		c->huge_pages = m->huge_pps;
+		client->u->huge_pages += c->huge_pages;
+	}
 	c->accel = 1;
 	m->accel_total++;
 	if (c->huge)
@@ -261,12 +281,12 @@ static void on_intent(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 		r = mon_sock_cookie(msg->fd, &cookie);
 	if (r == 0 && (mon_intent_find(m, p, im->intent) || mon_intent_by_cookie(m, cookie)))
 		r = -EEXIST; /* the same number or the same socket twice */
-	if (r == 0 && (r = mon_limit_take(m, p, MON_LIMIT_PENDING)) < 0) {
+	if (r == 0 && (r = mon_limit_take(m, p, MON_LIMIT_INTENT)) < 0) {
 		p->refused_intent = im->intent;
 		p->refused_err = r;
 	}
 	if (r == 0 && !(in = calloc(1, sizeof(*in)))) {
-		mon_limit_put(m, p, p->u, MON_LIMIT_PENDING);
+		mon_limit_put(m, p, p->u, MON_LIMIT_INTENT);
 		r = -ENOMEM;
 	}
 	if (r < 0) {
@@ -310,10 +330,18 @@ static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *
 		reply_fallback(m, p, seq, orphaned ? XIO_FB_NOT_XIO : XIO_FB_BAD_SOCKET, NULL, 0);
 		return;
 	}
-	if (!c) {
+	if (!c)
 		HASH_FIND(hh, m->conns, &k, sizeof(k), c);
-		if (!c)
-			c = conn_decide(m, &k, p, NULL, listener_for(m, fd, &k));
+	if (!c) {
+		struct mon_lsock *ls;
+		if (listener_for(m, fd, &k, &ls) < 0) {
+			/* Its namespace may not be entered (diag.c): this
+			 * pairing stays on TCP, nothing else is refused. */
+			mon_close_handed(fd);
+			reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET, &k, 0);
+			return;
+		}
+		c = conn_decide(m, &k, p, NULL, ls);
 	}
 	mon_close_handed(fd);
 	if (!c) {
@@ -452,12 +480,17 @@ static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 		 * intents are parked. */
 		struct mon_intent *in = NULL;
 		uint64_t cookie;
-		if (mon_diag_cookie(msg->fd, k.netns, &k.client, &k.server, &cookie) == 0) {
+		r = mon_diag_cookie(msg->fd, k.netns, &k.client, &k.server, &cookie);
+		if (r == 0) {
 			in = mon_intent_by_cookie(m, cookie);
 			if (!in) {
 				settle_intents(m);
 				in = mon_intent_by_cookie(m, cookie);
 			}
+		} else if (r != -ENOENT) {
+			/* The kernel could not be asked in that namespace. */
+			reply_fallback(m, p, seq, XIO_FB_BAD_SOCKET, &k, 1);
+			goto out;
 		}
 		if (!in || in->conn) {
 			reply_fallback(m, p, seq, XIO_FB_NOT_XIO, &k, 1);

@@ -31,11 +31,10 @@ struct mon_proc *mon_proc_add(struct monitor *m, int sock)
 	p->pid = cr.pid;
 	p->uid = cr.uid;
 	p->gid = cr.gid;
-	if (!mon_session_allowed(m, p)) {
+	if (!mon_session_take(m, p)) {
 		free(p); /* the caller closes sock: the process stays on TCP */
 		return NULL;
 	}
-	p->u->sessions++;
 	HASH_ADD_INT(m->procs, sock, p);
 	return p;
 }
@@ -110,7 +109,7 @@ void mon_intent_drop(struct monitor *m, struct mon_intent *in)
 	/* Our copy of the client's socket must go at once: while we hold it
 	 * the kernel will not send FIN when the client closes. */
 	mon_close_handed(in->fd);
-	mon_limit_put(m, in->proc, in->proc->u, MON_LIMIT_PENDING);
+	mon_limit_put(m, in->proc, in->proc->u, MON_LIMIT_INTENT);
 	m->nintents--;
 	free(in);
 }
@@ -133,7 +132,7 @@ void mon_conn_uncharge(struct monitor *m, struct mon_conn *c)
 {
 	if (!c->charged_uid)
 		return;
-	mon_limit_put(m, c->charged, c->charged_uid, MON_LIMIT_PENDING);
+	mon_limit_put(m, c->charged, c->charged_uid, MON_LIMIT_WAITING);
 	c->charged = NULL;
 	c->charged_uid = NULL;
 }
@@ -147,6 +146,10 @@ void mon_conn_free(struct monitor *m, struct mon_conn *c)
 		c->intent->orphaned = 1;
 	}
 	mon_conn_uncharge(m, c);
+	if (c->owner_uid) {
+		c->owner_uid->huge_pages -= c->huge_pages;
+		mon_limit_put(m, c->owner, c->owner_uid, MON_LIMIT_CONNS);
+	}
 	HASH_DELETE(hh, m->conns, c);
 	HASH_DELETE(hh_id, m->conns_by_id, c);
 	if (c->segfd >= 0)
@@ -182,11 +185,23 @@ int mon_side_add(struct mon_conn *c, unsigned side, struct mon_proc *p)
 	return -ENOSPC;
 }
 
+/* 1 if a process holds the socket of side, 0 if none does, -errno if the
+ * kernel cannot be asked now (never taken for "none": a side wrongly
+ * marked gone ends a connection that a forked child still uses). The
+ * processes that hold either side are in the connection's namespace, or
+ * were: through them the monitor can ask there again if its socket for
+ * that namespace was given up for others. */
 static int side_held(const struct mon_conn *c, unsigned side)
 {
 	const struct xio_ep *me = side ? &c->key.server : &c->key.client;
 	const struct xio_ep *peer = side ? &c->key.client : &c->key.server;
-	return mon_diag_held(c->key.netns, me, peer) > 0;
+	pid_t pids[2 * MON_OWNERS];
+	unsigned n = 0;
+	for (unsigned s = 0; s < 2; s++)
+		for (unsigned i = 0; i < MON_OWNERS; i++)
+			if (c->side[s][i] && !c->side[s][i]->dead)
+				pids[n++] = c->side[s][i]->pid;
+	return mon_diag_held(c->key.netns, pids, n, me, peer);
 }
 
 /* Room for one more waiting side; 0 if memory is short. */
@@ -210,16 +225,17 @@ static int gone_room(struct monitor *m)
  * may go on using it, and its peer must see no end before the child's.
  * The kernel knows who holds it (diag.c), but when the hang-up of the
  * control socket reaches us the dying process's other files are often
- * still being released. So a side still held is asked about again 1 ms
- * later, then at doubling intervals up to a second, while its entry lives
- * and no owner came back. When no process holds it, the kernel's FIN or
- * RST is on its way to the peer too.
+ * still being released. So a side still held, or one the kernel cannot be
+ * asked about now, is asked about again 1 ms later, then at doubling
+ * intervals up to a second, while its entry lives and no owner came back.
+ * When no process holds it, the kernel's FIN or RST is on its way to the
+ * peer too (and is what the peer goes by while the monitor cannot ask).
  */
 static void side_dead(struct monitor *m, struct mon_conn *c, unsigned side)
 {
 	if (!c->accel || c->segfd < 0)
 		return;
-	if (!side_held(c, side) || !gone_room(m)) {
+	if (side_held(c, side) == 0 || !gone_room(m)) {
 		mon_seg_mark_gone(m, c, side);
 		return;
 	}
@@ -239,7 +255,7 @@ int mon_gone_check(struct monitor *m)
 		if (c && g->due_ms <= now) {
 			if (mon_side_any(c, g->side)) {
 				c = NULL; /* an owner came back (REATTACH after exec) */
-			} else if (!side_held(c, g->side)) {
+			} else if (side_held(c, g->side) == 0) {
 				mon_seg_mark_gone(m, c, g->side);
 				c = NULL;
 			} else {
@@ -256,6 +272,11 @@ int mon_gone_check(struct monitor *m)
 			next = left;
 		i++;
 	}
+	/* Sockets the closer thread could not take on the last turn (its
+	 * socket was full) are offered again within 10 ms, whether or not a
+	 * client speaks meanwhile: they hold fds until then. */
+	if (mon_closer_backlog() && (next < 0 || next > 10))
+		next = 10;
 	return next;
 }
 
@@ -280,6 +301,34 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 		mon_conn_uncharge(m, c);
 	if (!mon_side_any(c, 1 - side) && c->decided[1 - side])
 		mon_conn_free(m, c);
+}
+
+/*
+ * A connection both of whose sockets are closed, in every process, after
+ * both sides were answered: its processes closed them without CLOSE (a
+ * raw close(2), close_range, an exec that dropped them), or were never
+ * going to say it. Nobody can read or write it, or prove it holds it
+ * again; its peer would be told the same at its process's exit. Sides the
+ * kernel cannot be asked about now are left alone.
+ */
+unsigned mon_conns_reap(struct monitor *m, struct mon_uid *u)
+{
+	struct mon_conn *c, *tmp;
+	unsigned n = 0;
+	HASH_ITER(hh, m->conns, c, tmp)
+	{
+		if (c->owner_uid != u || !c->accel || c->intent || !c->decided[0] ||
+		    !c->decided[1] || side_held(c, 0) != 0 || side_held(c, 1) != 0)
+			continue;
+		mon_seg_mark_gone(m, c, 0);
+		mon_seg_mark_gone(m, c, 1);
+		mon_conn_free(m, c);
+		n++;
+	}
+	if (n)
+		mon_log(MON_INFO, "uid %u: %u connection(s) closed without a word, reclaimed",
+			(unsigned)u->uid, n);
+	return n;
 }
 
 /* Free the entries nobody can still ask for: both sides gone or answered,
@@ -337,8 +386,11 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 	HASH_ITER(hh, m->conns, c, ctmp)
 	{
 		int mine0 = mon_side_has(c, 0, p), mine1 = mon_side_has(c, 1, p);
+		/* Its uid stays charged until the entry goes. */
 		if (c->charged == p)
-			c->charged = NULL; /* its uid stays charged until the entry goes */
+			c->charged = NULL;
+		if (c->owner == p)
+			c->owner = NULL;
 		if (mine0 && mine1) {
 			/* Both ends in this process (it connected to itself). */
 			for (int i = 0; i < MON_OWNERS; i++)
@@ -365,7 +417,7 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 		"process %d (uid %u) gone: %u connection(s) reclaimed", (int)p->pid, (unsigned)p->uid,
 		nconns);
 	epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->sock, NULL);
-	p->u->sessions--;
+	mon_session_put(m, p->u);
 	HASH_DEL(m->procs, p);
 	xio_sys_close(p->sock);
 	free(p);

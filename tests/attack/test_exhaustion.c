@@ -4,7 +4,10 @@
  * client over a limit is told which one and stays on TCP, parked intents
  * cost nothing to later pairings, and running out of fds neither spins the
  * monitor nor stops it from serving others, nor cuts off a process whose
- * message lost its fd.
+ * message lost its fd. Issue 15, item 6: established connections count
+ * too, each uid is held to a share of the monitor's fds and of the free
+ * hugepages, and the limits come from the monitor's own fd limit, whatever
+ * the configuration says.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -17,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "attack.h"
@@ -59,13 +63,14 @@ static int connected(int ctl, uint64_t intent, int *err)
 
 struct parker {
 	int n;
+	uid_t uid;
 	int ready[2], done[2];
 };
 
 static int parker_main(void *arg)
 {
 	struct parker *pk = arg;
-	a_become(A_UID_ATTACKER);
+	a_become(pk->uid);
 	int ctl = a_ctl_open();
 	T_CHECK(ctl >= 0, "session: %s", strerror(-ctl));
 	T_CHECK(park_intents(ctl, 1, pk->n) == 0, "park");
@@ -96,28 +101,33 @@ static int accepter_main(void *arg)
 	return 0;
 }
 
-/* 16,000 parked intents of one uid, and a stream of ACCEPTs from it: a
- * bystander's STATUS is answered promptly, and its own connection is
- * still accelerated. */
+/* 16,000 parked intents, and a stream of ACCEPTs: a bystander's STATUS is
+ * answered promptly, and its own connection is still accelerated. (Seven
+ * uids park them: one uid may hold fewer of the monitor's fds, here under
+ * 20,000, than are left free.) */
 Test(exhaustion, parked_intents_do_not_stall_others, .timeout = 90)
 {
-	enum { PARKERS = 4, PER = 4000, ACCEPTS = 300 };
-	struct parker pk = { .n = PER };
+	enum { PARKERS = 7, PER = 2286, ACCEPTS = 300 };
+	struct parker pk[PARKERS];
 	pid_t pids[PARKERS + 1];
 	t_monitor_start(&a_mon, NULL);
-	cr_assert_eq(pipe(pk.ready), 0);
-	cr_assert_eq(pipe(pk.done), 0);
+	cr_assert_eq(pipe(pk[0].ready), 0);
+	cr_assert_eq(pipe(pk[0].done), 0);
+	for (int i = 0; i < PARKERS; i++) {
+		pk[i] = pk[0];
+		pk[i].n = PER;
+		pk[i].uid = A_UID_VICTIM + (uid_t)i; /* 1001 to 1007 */
+		pids[i] = a_fork(parker_main, &pk[i]);
+	}
 	for (int i = 0; i < PARKERS; i++)
-		pids[i] = a_fork(parker_main, &pk);
-	for (int i = 0; i < PARKERS; i++)
-		cr_assert(t_await(pk.ready[0], 30000), "parker %d not ready", i);
+		cr_assert(t_await(pk[0].ready[0], 30000), "parker %d not ready", i);
 	struct xio_msg_status st = t_monitor_status();
 	cr_assert_geq(st.intents, PARKERS * PER, "only %u intents parked", st.intents);
 
-	struct parker acc = pk;
+	struct parker acc = pk[0];
 	acc.n = ACCEPTS;
 	pids[PARKERS] = a_fork(accepter_main, &acc);
-	cr_assert(t_await(pk.ready[0], 10000), "accepter not ready");
+	cr_assert(t_await(pk[0].ready[0], 10000), "accepter not ready");
 	unsigned ms = a_status_ms(60000);
 	cr_expect_lt(ms, 1000, "a bystander's STATUS took %u ms", ms);
 
@@ -133,7 +143,7 @@ Test(exhaustion, parked_intents_do_not_stall_others, .timeout = 90)
 		     (unsigned long long)(t_now_ms() - t0));
 	t_reap(srv, 10000);
 	for (int i = 0; i <= PARKERS; i++)
-		t_post(pk.done[1]);
+		t_post(pk[0].done[1]);
 	for (int i = 0; i <= PARKERS; i++)
 		t_reap(pids[i], 30000);
 	a_monitor_stop();
@@ -511,5 +521,329 @@ Test(exhaustion, fd_lost_is_over_the_limit)
 	if (log_has("malformed"))
 		t_monitor_dump_log(&a_mon);
 	cr_expect(!log_has("malformed"), "a sender was cut off as malformed");
+	a_monitor_stop();
+}
+
+/* --- issue 15, item 6: established connections count too ---------------- */
+
+/* One connection of this process to itself, paired over ctl server side
+ * first (INTENT, ACCEPT, CONNECTED) from a fresh kernel connection to the
+ * listener lsock. *c, *s: its two ends. Returns 1 if both ends were
+ * answered ATTACH (with the client's segment in *seg, or closed if seg is
+ * NULL), 0 if both fell back (the client's reason and err), -1 if the
+ * answers do not agree. */
+static int pair_self(int ctl, int lsock, uint64_t intent, int *c, int *s, int *reason, int *err,
+		     int *seg)
+{
+	char reply[XIO_CTL_MAX_MSG];
+	struct sockaddr_in a = t_loopback(a_local_port(lsock));
+	*c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*c < 0 || connect(*c, (struct sockaddr *)&a, sizeof(a)) < 0)
+		return -1;
+	*s = accept4(lsock, NULL, NULL, SOCK_CLOEXEC);
+	if (*s < 0)
+		return -1;
+	struct xio_msg_intent im;
+	memset(&im, 0, sizeof(im));
+	im.intent = intent;
+	if (a_ctl_post(ctl, XIO_MSG_INTENT, &im, sizeof(im), *c) < 0)
+		return -1;
+	struct xio_msg_hdr ah;
+	int sfd = -1, cfd = -1;
+	int t1 = a_ctl_call(ctl, XIO_MSG_ACCEPT, &ah, sizeof(ah), *s, reply, &sfd, 5000);
+	if (sfd >= 0)
+		close(sfd);
+	int t2 = a_ctl_call(ctl, XIO_MSG_CONNECTED, &im, sizeof(im), -1, reply, &cfd, 5000);
+	if (t2 == XIO_MSG_FALLBACK) {
+		*reason = ((struct xio_msg_fallback *)reply)->reason;
+		*err = ((struct xio_msg_fallback *)reply)->err;
+	}
+	if (t1 == XIO_MSG_ATTACH && t2 == XIO_MSG_ATTACH && cfd >= 0) {
+		if (seg)
+			*seg = cfd;
+		else
+			close(cfd);
+		return 1;
+	}
+	if (cfd >= 0)
+		close(cfd);
+	return t1 == XIO_MSG_FALLBACK && t2 == XIO_MSG_FALLBACK ? 0 : -1;
+}
+
+struct selfpair {
+	int n;          /* connections to pair */
+	int keep;       /* keep both ends open (else close them, without CLOSE) */
+	uid_t uid;
+	int report[2];  /* accelerated count, then the count told XIO_FB_LIMIT */
+	int done[2];
+};
+
+static int selfpair_main(void *arg)
+{
+	struct selfpair *sp = arg;
+	/* Room for both ends of every connection kept. */
+	struct rlimit rl = { 4096, 4096 };
+	setrlimit(RLIMIT_NOFILE, &rl);
+	a_become(sp->uid);
+	int ctl = a_ctl_open();
+	T_CHECK(ctl >= 0, "session: %s", strerror(-ctl));
+	uint16_t port;
+	int lsock = a_listen_loopback(0, &port);
+	T_CHECK(lsock >= 0, "listen: %s", strerror(-lsock));
+	int accel = 0, limited = 0;
+	for (int i = 0; i < sp->n; i++) {
+		int c, s, reason = 0, err = 0;
+		int r = pair_self(ctl, lsock, (uint64_t)i + 1, &c, &s, &reason, &err, NULL);
+		T_CHECK(r >= 0, "connection %d: the two ends were answered differently", i);
+		accel += r;
+		limited += r == 0 && reason == XIO_FB_LIMIT;
+		if (!sp->keep) {
+			/* No CLOSE: the monitor is not told. */
+			close(c);
+			close(s);
+		}
+	}
+	T_CHECK(write(sp->report[1], &accel, sizeof(accel)) == sizeof(accel), "report");
+	T_CHECK(write(sp->report[1], &limited, sizeof(limited)) == sizeof(limited), "report");
+	t_await(sp->done[0], 60000);
+	return 0;
+}
+
+static void fd_limit_1024(void)
+{
+	struct rlimit rl = { 1024, 1024 };
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+static int read_int(int fd, int timeout_ms)
+{
+	int v = -1;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, timeout_ms) != 1 || read(fd, &v, sizeof(v)) != sizeof(v))
+		return -1;
+	return v;
+}
+
+/* The issue's case: a monitor with 1,024 fds and limits of 64 and 128
+ * pending connections; one process of uid 1002 pairs 1,008 connections
+ * with itself, and keeps them (keep) or closes them without CLOSE. The
+ * monitor holds at most half of its fds for it, and a process of uid 1003
+ * is still accelerated (before, the monitor held 1,023 of its 1,024 fds,
+ * and uid 1003 stayed on TCP). */
+static void self_pairs_bounded(int keep)
+{
+	struct selfpair sp = { .n = 1008, .keep = keep, .uid = A_UID_ATTACKER };
+	t_monitor_pre_exec = fd_limit_1024;
+	a_monitor_with_config("limit-process-pending 64\nlimit-uid-pending 128\n");
+	t_monitor_pre_exec = NULL;
+	cr_assert_eq(pipe(sp.report), 0);
+	cr_assert_eq(pipe(sp.done), 0);
+	pid_t pid = a_fork(selfpair_main, &sp);
+	int accel = read_int(sp.report[0], 60000), limited = read_int(sp.report[0], 1000);
+	cr_assert(accel >= 0, "the attacker did not finish");
+	int fds = t_count_fds(a_mon.pid);
+	cr_log_info("uid %u: %d of %d accelerated, %d told a limit; the monitor holds %d fds",
+		    A_UID_ATTACKER, accel, sp.n, limited, fds);
+	cr_expect_leq(fds, 512, "the monitor holds %d of its 1024 fds (%d connections of uid %u "
+				"accelerated, %d told the limit)",
+		      fds, accel, A_UID_ATTACKER, limited);
+	if (keep)
+		cr_expect(limited > 0, "no connection was told a limit (%d accelerated)", accel);
+	else /* the monitor took them back, and paired more (its limit is 192) */
+		cr_expect_gt(accel, 192, "only %d accelerated: closed ones were not given back",
+			     accel);
+
+	int rep[2];
+	uint16_t port;
+	cr_assert_eq(pipe(rep), 0);
+	struct a_server s = { .uid = A_UID_THIRD, .n = 1, .go_fd = -1, .report_fd = rep[1] };
+	pid_t srv = a_server_start(&s, &port);
+	int cst = t_wait(a_client(A_UID_THIRD, port), 15000);
+	cr_expect_eq(cst, A_CLIENT_ACCEL, "uid %u's connection: exit %d (the monitor holds %d fds)",
+		     A_UID_THIRD, cst, t_count_fds(a_mon.pid));
+	t_reap(srv, 10000);
+	if (cst != A_CLIENT_ACCEL)
+		t_monitor_dump_log(&a_mon);
+	t_post(sp.done[1]);
+	t_reap(pid, 20000);
+	a_monitor_stop();
+}
+
+/* Connections kept open by the one who paired them count against it. */
+Test(exhaustion, established_connections_are_bounded, .timeout = 90)
+{
+	self_pairs_bounded(1);
+}
+
+/* Connections closed without CLOSE count until the monitor sees that
+ * nobody holds their sockets; they never hold another uid out. */
+Test(exhaustion, connections_closed_without_close_are_bounded, .timeout = 90)
+{
+	self_pairs_bounded(0);
+}
+
+/* A limit written above what the monitor's fds allow is lowered to it (a
+ * quarter of them per process), and said: with 1,024 fds and
+ * "limit-process-pending 1000000", one process's 193rd intent is told
+ * -EMFILE (before, a process could fill the monitor). */
+Test(exhaustion, configured_limits_are_capped_by_fds, .timeout = 60)
+{
+	t_monitor_pre_exec = fd_limit_1024;
+	a_monitor_with_config("limit-process-pending 1000000\n");
+	t_monitor_pre_exec = NULL;
+	struct limited l = { .n = 192, .want_err = -EMFILE };
+	cr_assert_eq(pipe(l.done), 0);
+	pid_t pid = a_fork(limited_main, &l);
+	struct xio_msg_status st = t_monitor_status();
+	for (int i = 0; i < 500 && st.intents < 192; i++) {
+		usleep(10000);
+		st = t_monitor_status();
+	}
+	t_post(l.done[1]);
+	int r = t_wait(pid, 20000);
+	if (r)
+		t_monitor_dump_log(&a_mon);
+	cr_expect_eq(r, 0, "the 193rd intent was not told the per-process limit");
+	cr_expect(log_has("limit-process-pending 1000000 is more than the monitor's 768 fds "
+			  "allow: 192"),
+		  "the lowered limit is not said");
+	a_monitor_stop();
+}
+
+struct capped {
+	int n, want_accel, want_err;
+	int go[2], report[2];
+};
+
+static int capped_main(void *arg)
+{
+	struct capped *cp = arg;
+	a_become(A_UID_ATTACKER);
+	int ctl = a_ctl_open();
+	T_CHECK(ctl >= 0, "session: %s", strerror(-ctl));
+	T_CHECK(t_await(cp->go[0], 10000), "no go");
+	uint16_t port;
+	int lsock = a_listen_loopback(0, &port);
+	int accel = 0, c, s, reason = 0, err = 0;
+	for (int i = 0; i < cp->n; i++) {
+		int r = pair_self(ctl, lsock, (uint64_t)i + 1, &c, &s, &reason, &err, NULL);
+		T_CHECK(r >= 0, "connection %d: the two ends were answered differently", i);
+		accel += r;
+		if (i >= cp->want_accel)
+			T_CHECK(r == 0 && reason == XIO_FB_LIMIT && err == cp->want_err,
+				"connection %d: accelerated %d, reason %d err %d, not XIO_FB_LIMIT "
+				"(%d) with %d",
+				i, r, reason, err, XIO_FB_LIMIT, cp->want_err);
+	}
+	T_CHECK(accel == cp->want_accel, "%d accelerated, not %d", accel, cp->want_accel);
+	t_post(cp->report[1]);
+	t_await(cp->go[0], 20000);
+	return 0;
+}
+
+/* Live connections are capped per process and per uid (the new settings
+ * limit-process-connections and limit-uid-connections): over them a
+ * connection falls back, told -EMFILE or -EDQUOT, and it is logged. */
+Test(exhaustion, connections_are_capped, .timeout = 60)
+{
+	a_monitor_with_config("limit-process-connections 8\nlimit-uid-connections 12\n");
+	struct capped a = { .n = 10, .want_accel = 8, .want_err = -EMFILE };
+	struct capped b = { .n = 6, .want_accel = 4, .want_err = -EDQUOT };
+	cr_assert_eq(pipe(a.go), 0);
+	cr_assert_eq(pipe(b.go), 0);
+	cr_assert_eq(pipe(a.report), 0);
+	memcpy(b.report, a.report, sizeof(b.report));
+	pid_t pa = a_fork(capped_main, &a);
+	t_post(a.go[1]);
+	cr_assert(t_await(a.report[0], 20000), "the first process did not finish");
+	/* The first keeps its 8 while the second pairs. */
+	pid_t pb = a_fork(capped_main, &b);
+	t_post(b.go[1]);
+	cr_assert(t_await(a.report[0], 20000), "the second process did not finish");
+	t_post(a.go[1]);
+	t_post(b.go[1]);
+	int sa = t_wait(pa, 10000), sb = t_wait(pb, 10000);
+	if (sa || sb)
+		t_monitor_dump_log(&a_mon);
+	cr_expect_eq(sa, 0, "the per-process limit on connections");
+	cr_expect_eq(sb, 0, "the per-uid limit on connections");
+	char want[128];
+	snprintf(want, sizeof(want), "process %d (uid %u) is over the per-process limit of 8 "
+				     "connections",
+		 (int)pa, A_UID_ATTACKER);
+	cr_expect(log_has(want), "no log line '%s'", want);
+	snprintf(want, sizeof(want), "process %d (uid %u) is over the per-uid limit of 12 "
+				     "connections",
+		 (int)pb, A_UID_ATTACKER);
+	cr_expect(log_has(want), "no log line '%s'", want);
+	a_monitor_stop();
+}
+
+#define HUGE_2M (2u << 20)
+
+struct hugepair {
+	uid_t uid;
+	int n;
+	int report[2]; /* how many of its segments are on hugepages */
+	int done[2];
+};
+
+static int hugepair_main(void *arg)
+{
+	struct hugepair *hp = arg;
+	a_become(hp->uid);
+	int ctl = a_ctl_open();
+	T_CHECK(ctl >= 0, "session: %s", strerror(-ctl));
+	uint16_t port;
+	int lsock = a_listen_loopback(0, &port);
+	T_CHECK(lsock >= 0, "listen: %s", strerror(-lsock));
+	int huge = 0;
+	for (int i = 0; i < hp->n; i++) {
+		int c, s, seg = -1, reason = 0, err = 0;
+		int r = pair_self(ctl, lsock, (uint64_t)i + 1, &c, &s, &reason, &err, &seg);
+		T_CHECK(r == 1, "connection %d not accelerated: reason %d err %d", i, reason, err);
+		struct stat st;
+		T_CHECK(fstat(seg, &st) == 0, "fstat");
+		huge += st.st_blksize == HUGE_2M; /* hugetlbfs gives its page size */
+		close(seg);
+	}
+	T_CHECK(write(hp->report[1], &huge, sizeof(huge)) == sizeof(huge), "report");
+	t_await(hp->done[0], 30000);
+	return 0;
+}
+
+/* Every segment between two processes of one uid may be on hugepages, a
+ * pool of the whole machine: one user pairing with itself took all of
+ * them. Now a uid's segments go on hugepages only while it holds no more
+ * than are left free: the rest of its connections are accelerated on
+ * ordinary pages, and another uid still gets hugepages. */
+Test(exhaustion, hugepages_shared_fairly, .timeout = 60)
+{
+	unsigned free0 = t_hugepages_free_count();
+	if (free0 < 8)
+		cr_skip_test("fewer than 8 hugepages free (%u; tools/test reserves some)", free0);
+	t_monitor_start(&a_mon, NULL);
+	struct hugepair a = { .uid = A_UID_ATTACKER, .n = (int)free0 + 8 };
+	cr_assert_eq(pipe(a.report), 0);
+	cr_assert_eq(pipe(a.done), 0);
+	pid_t pa = a_fork(hugepair_main, &a);
+	int ahuge = read_int(a.report[0], 30000);
+	cr_assert(ahuge >= 0, "uid %u did not finish", A_UID_ATTACKER);
+	unsigned left = t_hugepages_free_count();
+	struct hugepair b = a;
+	b.uid = A_UID_THIRD;
+	b.n = 1;
+	pid_t pb = a_fork(hugepair_main, &b);
+	int bhuge = read_int(a.report[0], 30000);
+	cr_expect_leq(ahuge, (int)free0 / 2 + 1,
+		      "uid %u has %d of %u free hugepages in %d connections", A_UID_ATTACKER, ahuge,
+		      free0, a.n);
+	cr_expect_eq(bhuge, 1, "uid %u's connection is not on hugepages (%u were free, uid %u "
+			       "has %d)",
+		     A_UID_THIRD, left, A_UID_ATTACKER, ahuge);
+	t_post(a.done[1]);
+	t_post(a.done[1]);
+	t_reap(pa, 10000);
+	t_reap(pb, 10000);
 	a_monitor_stop();
 }

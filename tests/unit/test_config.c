@@ -598,21 +598,31 @@ Test(config, load_nul_byte)
 	cr_assert(strstr(err, ":2: NUL byte"), "%s", err);
 }
 
-/* The limits have their documented defaults, and a file sets each one. */
+/* The limits have their documented defaults (0: those that hold fds come
+ * from the monitor's fd limit), and a file sets each one, or sets one that
+ * holds fds back to "auto". */
 Test(config, limits)
 {
 	cr_assert_eq(cfg.limit_process_listeners, 1024);
-	cr_assert_eq(cfg.limit_process_pending, 4096);
+	cr_assert_eq(cfg.limit_process_pending, 0);
+	cr_assert_eq(cfg.limit_process_connections, 0);
 	cr_assert_eq(cfg.limit_uid_listeners, 4096);
-	cr_assert_eq(cfg.limit_uid_pending, 16384);
-	cr_assert_eq(cfg.limit_uid_sessions, 1024);
+	cr_assert_eq(cfg.limit_uid_pending, 0);
+	cr_assert_eq(cfg.limit_uid_connections, 0);
+	cr_assert_eq(cfg.limit_uid_sessions, 0);
 	parse_ok("limit-process-listeners 1\nlimit-process-pending 2\nlimit-uid-listeners 3\n"
-		 "limit-uid-pending 4\nlimit-uid-sessions 1000000\n");
+		 "limit-uid-pending 4\nlimit-uid-sessions 1000000\nlimit-process-connections 5\n"
+		 "limit-uid-connections 6\n");
 	cr_assert_eq(cfg.limit_process_listeners, 1);
 	cr_assert_eq(cfg.limit_process_pending, 2);
 	cr_assert_eq(cfg.limit_uid_listeners, 3);
 	cr_assert_eq(cfg.limit_uid_pending, 4);
 	cr_assert_eq(cfg.limit_uid_sessions, 1000000);
+	cr_assert_eq(cfg.limit_process_connections, 5);
+	cr_assert_eq(cfg.limit_uid_connections, 6);
+	parse_ok("limit-process-pending auto\nlimit-uid-connections auto\n");
+	cr_assert_eq(cfg.limit_process_pending, 0);
+	cr_assert_eq(cfg.limit_uid_connections, 0);
 }
 
 /* A limit is a number from 1 to 1000000, set once. */
@@ -625,4 +635,6 @@ Test(config, err_limits)
 	parse_err("limit-uid-sessions\n", "test.conf:1:", "'limit-uid-sessions'", "missing value");
 	parse_err("limit-process-listeners 5\nlimit-process-listeners 6\n", "test.conf:2:",
 		  "'limit-process-listeners'", "duplicate setting");
+	/* Listeners hold no fd: their limit is a number. */
+	parse_err("limit-uid-listeners auto\n", "test.conf:1:", "'auto'", "bad number");
 }
