@@ -110,18 +110,28 @@ static void settle_for_good(struct xio_conn *c, unsigned bell)
  * and set back once it is out, and applies to its close.
  */
 
-/* One thread pushes at a time. Only a writer waits for the flag (poll,
- * reads and the close take it only if free), and writers are serialized
- * by their callers: whoever holds it is about to let it go or is pushing
- * for that very writer. */
+/* One thread pushes at a time. Only a writer waits for the flag (poll
+ * and reads take it only if free), and writers are serialized by their
+ * callers: whoever holds it is about to let it go or is pushing for that
+ * very writer. The flag is the holder's pid: a copy inherited through
+ * fork from a thread that held it is nobody's, and is taken over. */
 static int resend_lock(struct xio_conn *c, int wait)
 {
-	while (atomic_exchange_explicit(&c->resend_busy, 1, memory_order_acquire)) {
+	int me = (int)xio_sys_getpid();
+	for (;;) {
+		int v = 0;
+		if (atomic_compare_exchange_strong_explicit(&c->resend_busy, &v, me,
+							    memory_order_acquire,
+							    memory_order_relaxed))
+			return 1;
+		if (v != me && atomic_compare_exchange_strong_explicit(
+				       &c->resend_busy, &v, me, memory_order_acquire,
+				       memory_order_relaxed))
+			return 1;
 		if (!wait)
 			return 0;
 		xio_sys_sleep_ms(1);
 	}
-	return 1;
 }
 
 static void resend_unlock(struct xio_conn *c)
@@ -186,6 +196,10 @@ static void tell_siblings(struct xio_conn *c);
 /* The resend is out (ok), or can never be: what the follow put off. */
 static void resend_finish(struct xio_conn *c, int ok)
 {
+	/* resend_left is 0: against xio__conn_left_shutdown and
+	 * xio__conn_ring_done, which store shut_wr or rx_raw and then look
+	 * at resend_left; one of each two sees the other. */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (ok) {
 		struct linger lg = { .l_onoff = c->app_linger_on, .l_linger = c->app_linger_s };
 		xio_sys_setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -193,7 +207,6 @@ static void resend_finish(struct xio_conn *c, int ok)
 			xio_sys_shutdown(c->fd, SHUT_WR); /* our end of stream, after it */
 	}
 	tell_siblings(c);
-	atomic_thread_fence(memory_order_seq_cst); /* xio__conn_ring_done */
 	if (c->rx_raw)
 		c->accel = 0; /* nothing of the connection is in the segment now */
 }
@@ -372,13 +385,12 @@ int xio__conn_left_shutdown(struct xio_conn *c, int how)
 {
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return -EINVAL;
-	if (how != SHUT_RD && xio__conn_resend_pending(c) && resend_lock(c, 1)) {
-		/* The FIN goes after the resend (resend_finish). */
-		int later = xio__conn_resend_pending(c);
-		if (later)
-			c->shut_wr = 1;
-		resend_unlock(c);
-		if (later) {
+	if (how != SHUT_RD && xio__conn_resend_pending(c)) {
+		/* The FIN goes after the resend: whoever pushes its last byte
+		 * sends it (resend_finish), or we do, if that was just now. */
+		c->shut_wr = 1;
+		atomic_thread_fence(memory_order_seq_cst);
+		if (xio__conn_resend_pending(c)) {
 			if (how == SHUT_WR)
 				return 0;
 			how = SHUT_RD;
@@ -405,9 +417,10 @@ static size_t norphans, orphans_cap, orphan_next;
 static uint32_t orphan_thread_pid; /* the process whose thread runs, or 0 */
 static pthread_once_t orphan_once = PTHREAD_ONCE_INIT;
 
-/* The last of an orphan: its copy of the socket closed (a FIN after the
- * resend if it is out, else the reset SO_LINGER {1, 0} makes), the
- * segment given back. */
+/* The last of an orphan: off the list, its copy of the socket closed (a
+ * FIN after the resend if it is out, else the reset SO_LINGER {1, 0}
+ * makes), both under orphan_mu, so that a fork sees it on the list, open,
+ * or neither; then the segment is given back. */
 static void orphan_end(struct xio_conn *c, int ok)
 {
 	if (ok) {
@@ -416,21 +429,16 @@ static void orphan_end(struct xio_conn *c, int ok)
 		struct linger lg = { 0, 0 };
 		xio_sys_setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
-	int fd = c->fd;
-	xio__conn_detach_quiet(c);
-	xio_sys_close(fd);
-	xio__conn_free(c);
-}
-
-static void orphan_remove(struct xio_conn *c)
-{
 	pthread_mutex_lock(&orphan_mu);
 	for (size_t i = 0; i < norphans; i++)
 		if (orphans[i] == c) {
 			orphans[i] = orphans[--norphans];
 			break;
 		}
+	xio_sys_close(c->fd);
 	pthread_mutex_unlock(&orphan_mu);
+	xio__conn_detach_quiet(c);
+	xio__conn_free(c);
 }
 
 /* Push c with the flag held; 1 if it is over (out, or failed). */
@@ -442,10 +450,8 @@ static int orphan_push(struct xio_conn *c)
 	if (over)
 		resend_finish(c, r == 0);
 	resend_unlock(c);
-	if (over) {
-		orphan_remove(c);
+	if (over)
 		orphan_end(c, r == 0);
-	}
 	return over;
 }
 
@@ -591,6 +597,15 @@ int xio__conn_close_resend(struct xio_conn *c)
 	if (!xio__conn_resend_pending(c) || c->resend_pid != (uint32_t)xio_sys_getpid())
 		return 0; /* a forked copy: the owner finishes it */
 	resend_lock(c, 1);
+	/* SO_LINGER set by the program since the resend began (it is not
+	 * our {1, 0} any more) is the one that applies. */
+	struct linger lg = { 1, 0 };
+	socklen_t l = sizeof(lg);
+	if (xio_sys_getsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, &l) == 0 &&
+	    !(lg.l_onoff && lg.l_linger == 0)) {
+		c->app_linger_on = lg.l_onoff;
+		c->app_linger_s = lg.l_linger;
+	}
 	int unread = 0;
 	if (xio_sys_ioctl(c->fd, FIONREAD, &unread) < 0)
 		unread = 0;

@@ -170,8 +170,9 @@ int xio__shim_follow(struct psock *ps)
 	return r;
 }
 
-/* Exec: the new program knows nothing of a pending resend (core/leave.c),
- * so it goes out first, for at most a second in all. */
+/* Exec: the new program knows nothing of a pending resend (core/leave.c);
+ * seccomp: the filter may forbid the calls that push it. So it goes out
+ * first, for at most a second in all. */
 #define EXEC_RESEND_MS 1000
 
 static void resend_each(int fd, struct psock *ps, void *arg)
@@ -186,7 +187,7 @@ static void resend_each(int fd, struct psock *ps, void *arg)
 	xio__conn_resend_flush(ps->conn, ms > 0 ? (int)ms : 0);
 }
 
-void xio__shim_resend_before_exec(void)
+void xio__shim_resend_flush_all(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);

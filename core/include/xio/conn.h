@@ -60,8 +60,9 @@ struct xio_conn {
 	 * poll reports room only after it, and it goes out as the kernel takes
 	 * it, from the segment's buffers (so accel stays 1, and the segment
 	 * mapped, until it is out). resend_busy: one thread pushes it at a
-	 * time; resend_pid: the process that owns it (a forked copy does not);
-	 * app_linger: the program's SO_LINGER while the socket has {1, 0}. */
+	 * time (the pid of the process it is in); resend_pid: the process
+	 * that owns it (a copy made by fork does not); app_linger: the
+	 * program's SO_LINGER, while the socket has {1, 0}. */
 	_Atomic uint64_t resend_left;
 	_Atomic int resend_busy;
 	uint32_t resend_pid;
