@@ -173,7 +173,7 @@ int xio__shim_follow(struct psock *ps)
 /* Exec: the new program knows nothing of a pending resend (core/leave.c);
  * seccomp: the filter may forbid the calls that push it. So it goes out
  * first, for at most a second in all. */
-#define EXEC_RESEND_MS 1000
+#define FLUSH_RESEND_MS 1000
 
 static void resend_each(int fd, struct psock *ps, void *arg)
 {
@@ -185,6 +185,7 @@ static void resend_each(int fd, struct psock *ps, void *arg)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	int64_t ms = *end - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 	xio__conn_resend_flush(ps->conn, ms > 0 ? (int)ms : 0);
+	xio__shim_settle(ps); /* PS_KERNEL, if nothing of it is in the segment now */
 }
 
 void xio__shim_resend_flush_all(void)
@@ -192,11 +193,11 @@ void xio__shim_resend_flush_all(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	int64_t start = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	int64_t end = start + EXEC_RESEND_MS;
+	int64_t end = start + FLUSH_RESEND_MS;
 	fdtab_each(resend_each, &end);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	int64_t ms = end - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-	xio__resend_orphans_flush(ms > 0 ? (int)ms : 0);
+	xio__resend_closed_flush(ms > 0 ? (int)ms : 0);
 }
 
 struct leave_arg {

@@ -14,7 +14,9 @@
  *     ERRNO MS"). Then on 'e', MODE close: closes the socket at once
  *     ("closed TOTAL US"), and stays until 'x'; MODE poll: writes
  *     FINAL_BYTES more, waiting in poll for POLLOUT as an event loop does,
- *     then closes ("closed TOTAL US").
+ *     then closes ("closed TOTAL US"); MODE shutdown: shuts down writing
+ *     at once, checks that a write then fails with EPIPE ("closed TOTAL
+ *     US"), and closes on 'x'.
  *   resend_peer peer PORT
  *     Connects with a small receive buffer ("connected"). On 'l' it moves
  *     its side back to TCP (dup2 onto fd 0), writes "pong", and 200 ms
@@ -214,6 +216,19 @@ static int victim(const char *mode)
 		}
 	}
 	t0 = now_us();
+	if (!strcmp(mode, "shutdown")) {
+		/* The end of the stream, after what is pending. */
+		if (shutdown(s, SHUT_WR) < 0)
+			fail("shutdown");
+		uint64_t dt = now_us() - t0;
+		if (send(s, "x", 1, MSG_NOSIGNAL) != -1 || errno != EPIPE)
+			fail("a write after shutdown did not fail with EPIPE");
+		report("closed %llu %llu", (unsigned long long)pos, (unsigned long long)dt);
+		while (command() != 'x')
+			;
+		close(s);
+		return 0;
+	}
 	close(s);
 	report("closed %llu %llu", (unsigned long long)pos, (unsigned long long)(now_us() - t0));
 	/* What is pending goes out in the background meanwhile. */
@@ -276,6 +291,6 @@ int main(int argc, char **argv)
 		return victim(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "peer"))
 		return peer(atoi(argv[2]));
-	fprintf(stderr, "usage: resend_peer victim close|poll | peer PORT\n");
+	fprintf(stderr, "usage: resend_peer victim close|poll|shutdown | peer PORT\n");
 	return 2;
 }

@@ -182,13 +182,13 @@ static void run(const char *mode)
 		  "the blocking write with SO_SNDTIMEO %d ms came back after %llu ms", SNDTIMEO_MS,
 		  tms);
 
-	if (!strcmp(mode, "close")) {
-		/* Closed at once, with the resend still pending: it goes on in
-		 * the background, then the end of the stream. */
+	if (strcmp(mode, "poll")) {
+		/* Closed, or shut down, at once with the resend still pending:
+		 * it goes on in the background, then the end of the stream. */
 		send_cmd(&v, 'e');
 		expect_line(&v, STEP_MS, "closed ", line, sizeof(line));
 		cr_assert_eq(sscanf(line, "closed %llu %llu", &closed, &closed_us), 2);
-		cr_expect_lt(closed_us, MAX_WRITE_US, "the close took %llu us", closed_us);
+		cr_expect_lt(closed_us, MAX_WRITE_US, "the %s took %llu us", mode, closed_us);
 		send_cmd(&p, 'r');
 	} else {
 		/* The peer reads; the victim's event loop writes on. */
@@ -224,4 +224,12 @@ Test(resend_block, event_loop_writes_on)
 Test(resend_block, close_with_resend_pending)
 {
 	run("close");
+}
+
+/* The same, and the victim shuts down writing at once with the resend
+ * pending: its writes fail with EPIPE from then on, and the end of the
+ * stream reaches the peer after the rest, not before. */
+Test(resend_block, shutdown_with_resend_pending)
+{
+	run("shutdown");
 }
