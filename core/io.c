@@ -173,7 +173,7 @@ static ssize_t rx_copy(struct xio_conn *c, const struct iovec *iov, int n, size_
 }
 
 /* After leave/follow: the ring's rest first, then the kernel socket. A
- * resend still pending goes on meanwhile (leave.c). */
+ * resend still pending goes on meanwhile (resend.c). */
 static ssize_t left_readv(struct xio_conn *c, const struct iovec *iov, int n, unsigned fl)
 {
 	if (!c->rx_raw) {
@@ -191,7 +191,7 @@ static ssize_t left_readv(struct xio_conn *c, const struct iovec *iov, int n, un
 }
 
 /* After leave/follow: behind what is pending of the resend, which goes
- * first, as the head of a full TCP send buffer would (leave.c). */
+ * first, as the head of a full TCP send buffer would (resend.c). */
 static ssize_t left_writev(struct xio_conn *c, const struct iovec *iov, int n, unsigned fl)
 {
 	if (xio__conn_resend_pending(c)) {
@@ -346,7 +346,7 @@ short xio__conn_poll(struct xio_conn *c, short events, uint64_t arm)
 {
 	if (!c->accel || c->left) {
 		/* With a resend pending: room pushes it, and is room for the
-		 * program only once it is out (leave.c). */
+		 * program only once it is out (resend.c). */
 		struct pollfd p = { .fd = c->fd, .events = xio__conn_left_events(c, events) };
 		short rev = xio_sys_poll(&p, 1, 0) > 0 ? p.revents : 0;
 		if (xio__conn_resend_pending(c))

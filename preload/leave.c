@@ -170,7 +170,7 @@ int xio__shim_follow(struct psock *ps)
 	return r;
 }
 
-/* Exec: the new program knows nothing of a pending resend (core/leave.c);
+/* Exec: the new program knows nothing of a pending resend (core/resend.c);
  * seccomp: the filter may forbid the calls that push it. So it goes out
  * first, for at most a second in all. */
 #define FLUSH_RESEND_MS 1000
