@@ -291,7 +291,7 @@ static void bg_push(struct xio_conn *c, int fd)
 		}
 	}
 	pthread_mutex_lock(&bg_mu);
-	e = bg_find(c, fd);
+	e = bg_find(c, fd); /* still there: nobody takes off a pinned entry */
 	e->pinned = 0;
 	if (locked && !is_pending(r)) {
 		closed = e->closed;
