@@ -261,10 +261,8 @@ static void left_settle(xio_conn *c)
 {
 	if (xio__conn_peer_left(c))
 		xio__conn_follow(c);
-	if (c->accel && c->left && !xio__chan_rx_pending(&c->rx)) {
-		c->rx_raw = 1;
-		c->accel = 0;
-	}
+	if (c->accel && c->left && !xio__chan_rx_pending(&c->rx))
+		xio__conn_ring_done(c); /* accel stays while a resend is pending */
 }
 
 ssize_t xio_read(xio_conn *c, void *buf, size_t len)
@@ -454,6 +452,8 @@ int xio_shutdown(xio_conn *c, int how)
 		return -EINVAL;
 	if (!c->accel)
 		return xio_sys_shutdown(c->fd, how);
+	if (c->left)
+		return xio__conn_left_shutdown(c, how);
 	if (how != SHUT_RD && !c->shut_wr) {
 		c->shut_wr = 1;
 		/* Ordered after every descriptor we posted: the reader that sees
@@ -483,6 +483,9 @@ int xio_close(xio_conn *c)
 {
 	if (!c)
 		return -EINVAL;
+	int fd = c->fd;
+	if (xio__conn_close_resend(c))
+		return xio_sys_close(fd); /* the resend goes on in the background */
 	xio__conn_detach(c);
 	int r = xio_sys_close(c->fd);
 	xio__conn_free(c);

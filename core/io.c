@@ -174,17 +174,36 @@ static ssize_t rx_copy(struct xio_conn *c, const struct iovec *iov, int n, size_
 	return (ssize_t)got;
 }
 
-/* After leave/follow: the ring's rest first, then the kernel socket. */
+/* After leave/follow: the ring's rest first, then the kernel socket. A
+ * resend still pending goes on meanwhile (resend.c). */
 static ssize_t left_readv(struct xio_conn *c, const struct iovec *iov, int n, unsigned fl)
 {
 	if (!c->rx_raw) {
 		ssize_t r = rx_copy(c, iov, n, 0, fl);
 		if (r != 0)
 			return r;
-		c->rx_raw = 1;
-		c->accel = 0; /* nothing of the connection is in the segment now */
+		xio__conn_ring_done(c);
+	}
+	if (xio__conn_resend_pending(c)) {
+		if (!(fl & XIO_IO_NONBLOCK))
+			return xio__conn_resend_readv(c, iov, n, fl);
+		xio__conn_resend_push(c, XIO_IO_NONBLOCK | XIO_IO_TRY);
 	}
 	return kernel_readv(c, iov, n, fl);
+}
+
+/* After leave/follow: behind what is pending of the resend, which goes
+ * first, as the head of a full TCP send buffer would (resend.c). */
+static ssize_t left_writev(struct xio_conn *c, const struct iovec *iov, int n, unsigned fl)
+{
+	if (xio__conn_resend_pending(c)) {
+		if (c->shut_wr)
+			return -EPIPE; /* its FIN waits for the resend */
+		ssize_t r = xio__conn_resend_push(c, fl);
+		if (r < 0)
+			return r;
+	}
+	return kernel_writev(c, iov, n, fl);
 }
 
 ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl)
@@ -229,7 +248,7 @@ ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt,
 ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl)
 {
 	if (!c->accel || c->left)
-		return kernel_writev(c, iov, iovcnt, fl);
+		return left_writev(c, iov, iovcnt, fl);
 	if (xio__conn_peer_left(c))
 		return XIO__FOLLOW;
 	size_t done = 0, want = iov_total(iov, iovcnt);
@@ -338,8 +357,12 @@ static short readiness(struct xio_conn *c)
 short xio__conn_poll(struct xio_conn *c, short events, uint64_t arm)
 {
 	if (!c->accel || c->left) {
-		struct pollfd p = { .fd = c->fd, .events = events };
+		/* With a resend pending: room pushes it, and is room for the
+		 * program only once it is out (resend.c). */
+		struct pollfd p = { .fd = c->fd, .events = xio__conn_left_events(c, events) };
 		short rev = xio_sys_poll(&p, 1, 0) > 0 ? p.revents : 0;
+		if (xio__conn_resend_pending(c))
+			rev = xio__conn_resend_revents(c, events, rev);
 		if (c->accel && !c->rx_raw && xio__chan_rx_pending(&c->rx))
 			rev |= (short)(events & POLLIN); /* the ring's rest */
 		return rev;

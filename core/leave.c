@@ -23,6 +23,10 @@
  * Where a gap cannot be avoided (the peer closed, or left itself, with
  * data in the ring that this side will not read), the connection is
  * reset: the programs see ECONNRESET, never a silently shortened stream.
+ *
+ * Step 5 never blocks (resend.c): what the kernel does not take at once
+ * stays pending, at the head of the socket's outgoing stream, and goes
+ * out as the kernel takes it.
  */
 #include <errno.h>
 #include <poll.h>
@@ -34,29 +38,6 @@
 #include "xio/conn.h"
 #include "xio/sys.h"
 
-/* Send len bytes over the kernel socket whatever its O_NONBLOCK: they
- * must all be out before anything the program writes next. */
-static int send_all(void *arg, const void *p, size_t len)
-{
-	struct xio_conn *c = arg;
-	const char *b = p;
-	while (len) {
-		ssize_t r = xio_sys_send(c->fd, b, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (r > 0) {
-			b += r;
-			len -= (size_t)r;
-			continue;
-		}
-		if (r == -EINTR)
-			continue;
-		if (r != -EAGAIN)
-			return (int)r;
-		struct pollfd q = { .fd = c->fd, .events = POLLOUT };
-		xio_sys_poll(&q, 1, 1000);
-	}
-	return 0;
-}
-
 /* Abort the kernel connection (RST to the peer) and tell the peer's
  * channel side, so that both programs see a reset, not a short stream. */
 void xio__sock_reset(int fd)
@@ -67,15 +48,23 @@ void xio__sock_reset(int fd)
 	XIO__SC(SYS_connect, fd, &sa, sizeof(sa), 0, 0, 0); /* disconnects: RST */
 }
 
-static int reset(struct xio_conn *c)
+int xio__conn_gap_reset(struct xio_conn *c, int fd)
 {
 	/* The RST first: a peer that sees tx_fin then finds the reset on its
 	 * socket (xio__conn_rx_state) and reports it, not a plain end of file
 	 * after a stream cut short. */
-	xio__sock_reset(c->fd);
+	xio__sock_reset(fd);
 	atomic_store_explicit(&c->rx.g.ctl->rx_closed, XIO_RX_RESET, memory_order_release);
 	atomic_store_explicit(&c->tx.g.ctl->tx_fin, 1, memory_order_release);
 	return -ECONNRESET;
+}
+
+/* The same, and nothing of a resend will go any more. */
+static int reset(struct xio_conn *c)
+{
+	int r = xio__conn_gap_reset(c, c->fd);
+	xio__resend_drop(c);
+	return r;
 }
 
 /* Step 2: nobody may claim our words any more; read what is owed (and
@@ -94,7 +83,9 @@ static void settle_for_good(struct xio_conn *c, unsigned bell)
 }
 
 /* Step 5: our stream from offset `from` on (what the peer did not read
- * of it) goes over the kernel, ahead of anything we write later. */
+ * of it) goes over the kernel, ahead of anything we write later, as far
+ * as the kernel takes it now (resend.c). 0: it is out; 1: some is pending
+ * (the caller holds the resend flag); -errno. */
 static int resend_from(struct xio_conn *c, uint64_t from)
 {
 	uint64_t posted = c->st.tx_bytes;
@@ -103,7 +94,7 @@ static int resend_from(struct xio_conn *c, uint64_t from)
 		return -EPROTO;
 	if (from == posted)
 		return 0;
-	return xio__chan_tx_tail(&c->tx, posted - from, send_all, c);
+	return xio__resend_start(c, posted - from);
 }
 
 /* The peer's delivered count if it reads our ring no more, else ~0. */
@@ -137,7 +128,7 @@ static int peer_closed(struct xio_conn *c)
  * it sends again, out, and the peer's doorbells and bell, in. Told sooner,
  * the sibling's data could come before our bell (the peer would take a
  * data byte for it), or the sibling could read the peer's bell as data. */
-static void tell_siblings(struct xio_conn *c)
+void xio__conn_tell_siblings(struct xio_conn *c)
 {
 	if (c->left && c->hdr)
 		atomic_store_explicit(&c->hdr->left[c->side], c->left, memory_order_release);
@@ -149,7 +140,7 @@ static void publish_tx_left(struct xio_conn *c, uint64_t off, unsigned reason)
 	struct xio_chan_ctl *out = c->tx.g.ctl;
 	atomic_store_explicit(&out->tx_left_bytes, off, memory_order_relaxed);
 	atomic_store_explicit(&out->tx_left, reason, memory_order_release);
-	c->left = reason; /* the other holders are told last (tell_siblings) */
+	c->left = reason; /* the other holders are told last (xio__conn_tell_siblings) */
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
@@ -272,6 +263,8 @@ static unsigned bell_owed(struct xio_conn *c, unsigned mine)
 	return atomic_load_explicit(theirs, memory_order_acquire) == XIO_BELL_YES;
 }
 
+static int follow_side(struct xio_conn *c);
+
 static int leave_side(struct xio_conn *c, unsigned reason)
 {
 	if (!c->accel || c->left || sibling_left(c) || !take_side(c))
@@ -280,7 +273,7 @@ static int leave_side(struct xio_conn *c, unsigned reason)
 	if (xio__conn_peer_left(c)) {
 		/* It left first: follow; we read on from the kernel alone only
 		 * if the ring holds nothing more for us (a gap otherwise). */
-		int r = xio__conn_follow(c);
+		int r = follow_side(c);
 		if (r < 0)
 			return r;
 		return c->accel && !c->rx_raw ? reset(c) : 0;
@@ -322,13 +315,16 @@ static int leave_side(struct xio_conn *c, unsigned reason)
 	if (upto < end)
 		end = upto;
 	int r = end < posted ? resend_from(c, end) : 0;
-	c->accel = 0;
-	if (c->shut_wr)
+	int pending = r > 0;
+	c->accel = pending; /* the segment still holds what is pending */
+	if (c->shut_wr && !pending)
 		xio_sys_shutdown(c->fd, SHUT_WR); /* our end of stream, for the kernel now */
 	if (r < 0 || (upto != UINT64_MAX && upto > posted))
 		return reset(c);
+	/* Its bell, once ours is sent again, or with SO_LINGER {1, 0} set
+	 * while some of it is pending (resend_from). */
 	if (bell_owed(c, bell))
-		settle_for_good(c, 1); /* its bell, once ours is sent again */
+		settle_for_good(c, 1);
 	/* It left at the same moment and its ring stream runs past what we
 	 * delivered, which we will not read: a gap, so a reset. */
 	if (atomic_load_explicit(&in->tx_left, memory_order_acquire) &&
@@ -360,10 +356,11 @@ static int follow_side(struct xio_conn *c)
 	uint64_t posted = c->st.tx_bytes, upto = peer_read_upto(c);
 	uint64_t end = upto < posted ? upto : posted;
 	int r = end < posted ? resend_from(c, end) : 0;
+	int pending = r > 0;
 	c->left_tx_off = end;
 	c->left_rx_off = atomic_load_explicit(&c->rx.g.ctl->tx_left_bytes, memory_order_relaxed);
 	publish_tx_left(c, end, XIO_LEAVE_PEER);
-	if (c->shut_wr)
+	if (c->shut_wr && !pending)
 		xio_sys_shutdown(c->fd, SHUT_WR);
 	if (r < 0 || (upto != UINT64_MAX && upto > posted)) {
 		c->rx_raw = 1;
@@ -371,16 +368,15 @@ static int follow_side(struct xio_conn *c)
 		return reset(c);
 	}
 	/* The leave bell, last: had we died sending again, it would have
-	 * been unread, and the peer would have read a reset. The leaver
-	 * decided on it before its tx_left, which we saw. */
+	 * been unread, and the peer would have read a reset. (With some of
+	 * it pending, SO_LINGER {1, 0} does that now: resend_from.) The
+	 * leaver decided on it before its tx_left, which we saw. */
 	uint32_t bell = atomic_load_explicit(&c->tx.g.ctl->rx_left_bell, memory_order_relaxed);
 	if (bell == XIO_BELL_YES)
 		settle_for_good(c, 1);
 	/* The rest of the peer's stream in the ring is read first (readv). */
-	if (!xio__chan_rx_pending(&c->rx)) {
-		c->rx_raw = 1;
-		c->accel = 0;
-	}
+	if (!xio__chan_rx_pending(&c->rx))
+		xio__conn_ring_done(c);
 	return 0;
 }
 
@@ -393,18 +389,30 @@ void xio__conn_give_back_opts(struct xio_conn *c)
 	}
 }
 
+/* The flag is held through the whole move: no poll or read of another
+ * thread pushes, or finishes, a resend the move has not finished setting
+ * up (its bell, tx_left). The other holders are told now, or by whoever
+ * pushes the last pending byte. */
 int xio__conn_leave(struct xio_conn *c, unsigned reason)
 {
+	xio__resend_lock(c, 1);
 	int r = leave_side(c, reason);
-	tell_siblings(c);
+	if (!xio__conn_resend_pending(c))
+		xio__conn_tell_siblings(c);
+	xio__resend_unlock(c);
 	xio__conn_give_back_opts(c);
 	return r;
 }
 
 int xio__conn_follow(struct xio_conn *c)
 {
+	if (c->left)
+		return 0; /* followed already (by another thread) */
+	xio__resend_lock(c, 1);
 	int r = follow_side(c);
-	tell_siblings(c);
+	if (!xio__conn_resend_pending(c))
+		xio__conn_tell_siblings(c);
+	xio__resend_unlock(c);
 	xio__conn_give_back_opts(c);
 	return r;
 }

@@ -7,6 +7,8 @@
  * of it is left in the segment, its psock becomes PS_KERNEL and every
  * call goes straight to libc.
  */
+#include <time.h>
+
 #include "shim.h"
 #include "xio/sys.h"
 
@@ -166,6 +168,36 @@ int xio__shim_follow(struct psock *ps)
 	if (!was && c->left)
 		xio__stats_left(ps->fd, c);
 	return r;
+}
+
+/* Exec: the new program knows nothing of a pending resend (core/resend.c);
+ * seccomp: the filter may forbid the calls that push it. So it goes out
+ * first, for at most a second in all. */
+#define FLUSH_RESEND_MS 1000
+
+static void resend_each(int fd, struct psock *ps, void *arg)
+{
+	(void)fd;
+	int64_t *end = arg;
+	if (atomic_load(&ps->kind) != PS_CONN || !xio__conn_resend_pending(ps->conn))
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t ms = *end - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	xio__conn_resend_flush(ps->conn, ms > 0 ? (int)ms : 0);
+	xio__shim_settle(ps); /* PS_KERNEL, if nothing of it is in the segment now */
+}
+
+void xio__shim_resend_flush_all(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t start = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	int64_t end = start + FLUSH_RESEND_MS;
+	fdtab_each(resend_each, &end);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t ms = end - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	xio__resend_closed_flush(ms > 0 ? (int)ms : 0);
 }
 
 struct leave_arg {

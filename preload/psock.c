@@ -186,6 +186,8 @@ static void teardown(struct psock *ps, int fd)
 	case PS_CONN:
 		ps->conn->fd = fd; /* still open: the wrapper closes it after us */
 		xio__stats_conn_closed(ps->conn);
+		if (xio__conn_close_resend(ps->conn))
+			break; /* its resend goes on in the background (core/resend.c) */
 		if (ps->inherited || aborts(fd))
 			xio__conn_detach_quiet(ps->conn);
 		else

@@ -156,6 +156,10 @@ int xio__shim_leave(struct psock *ps, unsigned reason);
 int xio__shim_follow(struct psock *ps);
 void xio__shim_settle(struct psock *ps);
 void xio__shim_leave_all(unsigned reason, int only_low);
+/* Before exec or seccomp, after which this process could not send them:
+ * pending resends go out (a second at most), or their connections are
+ * reset (core/resend.c, xio__conn_resend_flush). */
+void xio__shim_resend_flush_all(void);
 /* A connection held by two processes since fork (ps->inherited): make
  * sure this process may use the channel state, or move it to the kernel
  * (claim); enter a call on it as its user, 1 (busy set), or 0 if this

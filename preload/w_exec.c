@@ -190,6 +190,7 @@ static int do_exec(int how, int kind, const char *path, int dirfd, char *const a
 	SHIM_INIT();
 	extern char **environ;
 	leave_before_exec(how == VIA_ENVIRON ? environ : envp);
+	xio__shim_resend_flush_all();
 	int have = prepare(val, sizeof(val), &memfd, &ctl);
 	if (have) {
 		if (how == VIA_ENVIRON)

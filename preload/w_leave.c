@@ -67,6 +67,7 @@ static void before_seccomp(void)
 {
 	atomic_store(&xio__shim_off, 1);
 	xio__shim_leave_all(XIO_LEAVE_SECCOMP, 0);
+	xio__shim_resend_flush_all(); /* pushing it may not be allowed later */
 	fdtab_each(unlisten_each, NULL);
 	fdtab_each(detach_each, NULL);
 }

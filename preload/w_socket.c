@@ -239,9 +239,9 @@ EXPORT int shutdown(int fd, int how)
 	struct psock *ps = fdtab_lookup(fd);
 	if (ps && atomic_load(&ps->kind) == PS_CONNECTING)
 		psock_finish_connect(ps, fd, 0);
-	if (!ps || atomic_load(&ps->kind) != PS_CONN || ps->conn->left)
+	if (!ps || atomic_load(&ps->kind) != PS_CONN)
 		return REAL(shutdown)(fd, how);
-	return (int)xio_ret(xio_shutdown(ps->conn, how));
+	return (int)xio_ret(xio_shutdown(ps->conn, how)); /* left: its FIN after the resend */
 }
 
 /* newfd now refers to what oldfd does: share the psock. */

@@ -6,6 +6,7 @@
 #ifndef XIO_CORE_CONN_H
 #define XIO_CORE_CONN_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -58,6 +59,21 @@ struct xio_conn {
 	_Atomic unsigned owed_late; /* doorbell bytes claimed for us that had not
 			     * arrived when we looked: read them first */
 	uint64_t left_tx_off, left_rx_off; /* where each direction moved (stats) */
+	/* The resend (resend.c): what the peer did not read of our ring stream
+	 * and the kernel has not taken yet, as many bytes as resend_left, up
+	 * to st.tx_bytes. It is the head of the socket's outgoing stream, as
+	 * bytes in a full TCP send buffer would be: writes queue behind it,
+	 * poll reports room only after it, and it goes out as the kernel takes
+	 * it, from the segment's buffers (so accel stays 1, and the segment
+	 * mapped, until it is out). resend_busy: one thread pushes it at a
+	 * time (the pid of the process it is in); resend_pid: the process
+	 * that owns it (a copy made by fork does not); app_linger: the
+	 * program's SO_LINGER, while the socket has {1, 0}. */
+	_Atomic uint64_t resend_left;
+	_Atomic int resend_busy;
+	uint32_t resend_pid;
+	int resend_bg; /* the resend thread has an entry for it (resend.c) */
+	int app_linger_on, app_linger_s;
 	struct xio_conn_stats st;
 	uint64_t stray_bytes; /* bytes in the kernel socket that no claim
 			       * owed (a broken peer's), dropped (wait.c) */
@@ -160,6 +176,74 @@ static inline int xio__conn_peer_left(const struct xio_conn *c)
 	return c->accel && !c->left &&
 	       atomic_load_explicit(&c->rx.g.ctl->tx_left, memory_order_acquire) != 0;
 }
+/*
+ * The resend (resend.c, docs/design.md "Leaving shared memory"): once this
+ * side followed its peer, the part of its ring stream the peer had not
+ * read goes over the kernel socket ahead of anything it writes later. The
+ * follow hands the kernel what fits at once; the rest stays pending and
+ * goes out as the kernel takes it (a thread of the process pushes it), and
+ * never makes a call wait that would not wait on TCP:
+ *   xio__conn_resend_push: hand the kernel what it takes now (fl has
+ *     XIO_IO_NONBLOCK; XIO_IO_TRY: only if no other thread is at it), or
+ *     wait as a blocking send on the socket would (its O_NONBLOCK,
+ *     SO_SNDTIMEO, signals). 0 once all is out, -EAGAIN, -EINTR, or the
+ *     connection's error.
+ *   xio__conn_resend_readv: a blocking read while it is pending and no
+ *     thread pushes it: waits for data and pushes meanwhile (the peer may
+ *     answer only once it has it all).
+ *   xio__conn_resend_revents: poll's answer for a connection that left,
+ *     given what the kernel said for xio__conn_left_events: POLLOUT only
+ *     once the resend is out (pushed here when the kernel has room).
+ *   xio__conn_left_events: what to ask the kernel socket of a connection
+ *     that left, for the program's events: with POLLOUT while a resend is
+ *     pending, so that room wakes a wait that pushes it. Needed only where
+ *     no thread could be had; harmless otherwise.
+ *   xio__conn_close_resend: the program closes the socket: 1 if c and a
+ *     copy of its socket were taken over (the rest goes out in the
+ *     background, as TCP sends a closed socket's queue; the caller closes
+ *     its own fd only and forgets c), else 0: close as usual.
+ *   xio__conn_left_shutdown: shutdown(2) of a connection that left; the
+ *     FIN waits for the resend.
+ *   xio__conn_ring_done: the ring's rest is read: reads take the kernel's
+ *     from now on, and accel drops once the resend is out too.
+ * For leave.c: xio__resend_lock/unlock (one thread pushes at a time; the
+ * moves hold it throughout), xio__resend_start (step 5 with the flag held:
+ * 0 all out, 1 some pending, -errno) and xio__resend_drop (the connection
+ * was reset). For resend.c: xio__conn_gap_reset (RST, and the peer's
+ * channel side told, through fd; -ECONNRESET) and xio__conn_tell_siblings
+ * (other holders of the side, after fork, go to the kernel now).
+ */
+#define XIO_IO_TRY 0x8u /* resend_push: leave it to a thread already at it */
+int xio__conn_resend_push(struct xio_conn *c, unsigned fl);
+ssize_t xio__conn_resend_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt,
+			       unsigned fl);
+short xio__conn_resend_revents(struct xio_conn *c, short events, short kernel_revents);
+int xio__conn_close_resend(struct xio_conn *c);
+int xio__conn_left_shutdown(struct xio_conn *c, int how);
+void xio__conn_ring_done(struct xio_conn *c);
+int xio__resend_lock(struct xio_conn *c, int wait);
+void xio__resend_unlock(struct xio_conn *c);
+int xio__resend_start(struct xio_conn *c, uint64_t bytes);
+void xio__resend_drop(struct xio_conn *c);
+int xio__conn_gap_reset(struct xio_conn *c, int fd);
+void xio__conn_tell_siblings(struct xio_conn *c);
+static inline int xio__conn_resend_pending(const struct xio_conn *c)
+{
+	return __builtin_expect(atomic_load_explicit(&c->resend_left, memory_order_acquire) != 0,
+				0);
+}
+static inline short xio__conn_left_events(const struct xio_conn *c, short events)
+{
+	return xio__conn_resend_pending(c) ? (short)(events | POLLOUT) : events;
+}
+/* Before exec, which cannot carry a pending resend into the new program
+ * (nor keep this process's copies of closed sockets), or seccomp, whose
+ * filter may forbid the calls that push it: push c's, or wait for those of
+ * the closed sockets, for at most ms, then reset what is left, so that the
+ * peer reads ECONNRESET, not a stream with a hole in it. */
+void xio__conn_resend_flush(struct xio_conn *c, int ms);
+void xio__resend_closed_flush(int ms);
+
 /* Read n doorbell bytes the peer claimed to send, waiting up to ms for
  * each (what has not come by then is read at the next look). */
 void xio__conn_take_owed(struct xio_conn *c, unsigned n, int ms);
