@@ -213,8 +213,9 @@ static struct epoll_event kernel_reg(struct pentry *e, int kind, int left)
 		 * ready does not keep waking the set; the scan reports it. */
 		ev.events = EPOLLIN | EPOLLRDHUP;
 		if (left)
-			ev.events = (e->events & (EPOLLIN | EPOLLRDNORM | EPOLLOUT | EPOLLWRNORM |
-						  EPOLLRDHUP | EPOLLPRI)) |
+			ev.events = ((uint32_t)xio__conn_left_events(e->ps->conn, (short)e->events) &
+				     (EPOLLIN | EPOLLRDNORM | EPOLLOUT | EPOLLWRNORM | EPOLLRDHUP |
+				      EPOLLPRI)) |
 				    EPOLLET;
 		ev.data.u64 = TAG | (uint64_t)(uintptr_t)e;
 		break;

@@ -94,7 +94,9 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 		for (nfds_t i = 0; i < n; i++)
 			if (ps[i]) /* the doorbell, or the kernel's FIN/RST; after
 				    * a leave, what the program asked of the socket */
-				k[i].events = ps[i]->conn->left ? fds[i].events : POLLIN;
+				k[i].events = ps[i]->conn->left
+						      ? xio__conn_left_events(ps[i]->conn, fds[i].events)
+						      : POLLIN;
 		nfds_t nk = n;
 		if (efd >= 0)
 			k[nk++] = (struct pollfd){ .fd = efd, .events = POLLIN };
