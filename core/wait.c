@@ -136,7 +136,7 @@ void xio__conn_take_owed(struct xio_conn *c, unsigned n, int ms)
  *   - every word exchange that can find a claim, and every read of owed
  *     bytes, happens under wait_mu, so that what is owed (owed_late plus
  *     the words CLAIMED) is exact and a byte nobody owes can be told apart
- *     (stray());
+ *     (drop_stray);
  *   - while a thread is the connection's kernel sleeper (c->sleeper, taken
  *     before it arms and kept until it has read its bytes), no other thread
  *     reads doorbells: what they find owed goes to owed_late, and the
@@ -276,13 +276,17 @@ static void drop_stray(struct xio_conn *c)
 	if (xio_sys_ioctl(c->fd, FIONREAD, &avail) < 0 || avail <= 0)
 		return;
 	/* Looked at after the count: a byte counted was sent after its claim,
-	 * and data after a leave is sent after tx_left/rx_left are set. */
+	 * and data after a leave is sent after tx_left/rx_left are set. A
+	 * word CLAIMED has its byte owed; one LEFT, or our own rx_left, is a
+	 * leave of ours under way in another thread (leave.c reads what it is
+	 * owed outside wait_mu). */
+	uint32_t rw = atomic_load_explicit(&c->rx.g.ctl->rx_waiting, memory_order_acquire);
+	uint32_t tw = atomic_load_explicit(&c->tx.g.ctl->tx_waiting, memory_order_acquire);
 	if (atomic_load_explicit(&c->rx.g.ctl->tx_left, memory_order_acquire) ||
 	    atomic_load_explicit(&c->tx.g.ctl->rx_left, memory_order_acquire) ||
-	    atomic_load_explicit(&c->rx.g.ctl->rx_waiting, memory_order_acquire) ==
-		    XIO_WAIT_CLAIMED ||
-	    atomic_load_explicit(&c->tx.g.ctl->tx_waiting, memory_order_acquire) ==
-		    XIO_WAIT_CLAIMED)
+	    atomic_load_explicit(&c->rx.g.ctl->rx_left, memory_order_acquire) ||
+	    (rw != XIO_WAIT_IDLE && rw != XIO_WAIT_ARMED) ||
+	    (tw != XIO_WAIT_IDLE && tw != XIO_WAIT_ARMED))
 		return;
 	char b[64];
 	while (avail > 0) {
