@@ -286,7 +286,7 @@ def busyidle_table(d, md, notes):
                 acc = (d.med(scen, tr, n, "accel_conns_srv"), d.med(scen, tr, n, "accel_conns_cli"))
                 md.append(f"| {label} | {tr} | {fmt(v)} | {fmt(d.med(scen, tr, n, 'p50_us'))} | "
                           f"{fmt(d.med(scen, tr, n, 'p99_us'))} | {'–' if r is None else f'{r:.2f}x'} | "
-                          f"{'–' if r0 is None else f'{r0 * 100:.0f} %'} | "
+                          f"{'–' if r0 is None else f'{r0 * 100:.1f} %' if r0 < 0.1 else f'{r0 * 100:.0f} %'} | "
                           f"{fmt(d.med(scen, tr, n, 'cpu_srv_us'))} | "
                           f"{'–' if rss is None else f'{rss / 1024:.1f}'} | "
                           f"{'–' if None in acc else f'{acc[0]:.0f}/{acc[1]:.0f}'} |")
