@@ -158,6 +158,19 @@ def write_csv(d, out):
                     r = ratio(x, d.med(scen, base, size, g["main"]))
                     if r is not None:
                         w.writerow([scen, tr, size, f"ratio_vs_{base}", f"{r:.4g}"])
+        # busyidle: xio against TCP at the same N, and each transport's rate
+        # at N against its own at N = 0.
+        for scen, size in d.order:
+            if not scen.startswith("busyidle-"):
+                continue
+            for tr in ("tcp", "xio"):
+                v = d.med(scen, tr, size, "rate")
+                r = ratio(v, d.med(scen, "tcp", size, "rate"))
+                if tr == "xio" and r is not None:
+                    w.writerow([scen, tr, size, "ratio_vs_tcp", f"{r:.4g}"])
+                r = ratio(v, d.med(scen, tr, "0", "rate"))
+                if r is not None:
+                    w.writerow([scen, tr, size, "ratio_vs_n0", f"{r:.4g}"])
     return path
 
 
