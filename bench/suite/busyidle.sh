@@ -39,6 +39,10 @@ sc_busyidle() {
     if [ -z "$BUSYIDLE_SAID" ]; then
       say "busyidle: RLIMIT_NOFILE here: soft $soft, hard $hard; the server and the holder get a soft limit of N + 1024 (at most the hard limit); the monitor accelerates at most ${mlim:-?} connections per process"
       BUSYIDLE_SAID=1
+      # For results.md (report.py): what limits this run had.
+      rec busyidle-limits all 0 nofile_soft "${soft/unlimited/-1}"
+      rec busyidle-limits all 0 nofile_hard "${hard/unlimited/-1}"
+      rec busyidle-limits all 0 monitor_proc_conns "$mlim"
     fi
     for w in redis pingpong; do
       for t in tcp xio; do

@@ -305,6 +305,12 @@ def busyidle_table(d, md, notes):
                           f"{'–' if None in acc else f'{acc[0]:.0f}/{acc[1]:.0f}'} |")
                 label = ""
         md.append("")
+    lim = [d.med("busyidle-limits", "all", "0", m) for m in ("nofile_soft", "nofile_hard", "monitor_proc_conns")]
+    if lim[1] is not None:
+        md.append(f"RLIMIT_NOFILE of the run: soft {lim[0]:.0f}, hard {lim[1]:.0f} (-1: unlimited); the "
+                  "server and the holder ran with a soft limit of N + 1,024 (at most the hard limit); the "
+                  "monitor accelerates at most "
+                  f"{'?' if lim[2] is None else f'{lim[2]:.0f}'} connections per process.\n")
     md.append("The idle connections are held by another process; each sent one request and got its "
               "answer first. Server RSS is its VmRSS when the busy client is done; CPU per request is "
               "the server's over the busy client's run. Under xio accel_conns must be at least N + 1 "
