@@ -158,6 +158,19 @@ def write_csv(d, out):
                     r = ratio(x, d.med(scen, base, size, g["main"]))
                     if r is not None:
                         w.writerow([scen, tr, size, f"ratio_vs_{base}", f"{r:.4g}"])
+        # busyidle: xio against TCP at the same N, and each transport's rate
+        # at N against its own at N = 0.
+        for scen, size in d.order:
+            if not scen.startswith("busyidle-"):
+                continue
+            for tr in ("tcp", "xio"):
+                v = d.med(scen, tr, size, "rate")
+                r = ratio(v, d.med(scen, "tcp", size, "rate"))
+                if tr == "xio" and r is not None:
+                    w.writerow([scen, tr, size, "ratio_vs_tcp", f"{r:.4g}"])
+                r = ratio(v, d.med(scen, tr, "0", "rate"))
+                if r is not None:
+                    w.writerow([scen, tr, size, "ratio_vs_n0", f"{r:.4g}"])
     return path
 
 
@@ -249,6 +262,61 @@ def idle_table(d, md, notes):
               "the whole step, connection set-up included.\n")
 
 
+BUSYIDLE = [("busyidle-redis", "redis-server + redis-benchmark -c 1 -n 20000 -t get", "GET/s"),
+            ("busyidle-pingpong", "epoll echo server (bench/busyidle.c) + 64 B ping-pong (bench/pingpong.c)",
+             "round trips/s")]
+
+
+def busyidle_table(d, md, notes):
+    """One busy connection beside N idle accelerated ones: the rate, its
+    ratio to TCP at the same N and to the same transport at N = 0."""
+    if not any(s.startswith("busyidle-") for s, _ in d.order):
+        return
+    md.append("## One busy connection beside N idle ones on the same server (bench/suite/busyidle.sh)\n")
+    for scen, title, unit in BUSYIDLE:
+        ns = [z for s, z in d.order if s == scen]
+        if not ns:
+            continue
+        md.append(f"### {title}\n")
+        md.append(f"| idle N | transport | {unit} (median) | p50 µs | p99 µs | xio/tcp | rate vs N=0 | "
+                  "CPU server µs/request | server RSS MiB | accel_conns srv/cli |")
+        md.append("|---|---|---|---|---|---|---|---|---|---|")
+        for n in ns:
+            label = f"{int(n):,}"
+            for tr in ("tcp", "xio"):
+                v = d.med(scen, tr, n, "rate")
+                if v is None:
+                    f = d.failures.get((scen, tr, n))
+                    if f:
+                        notes.append(f"{scen} {n} {tr}: " + "; ".join(f))
+                    md.append(f"| {label} | {tr} | {'**FAIL** (note %d)' % len(notes) if f else 'not run'} "
+                              "| | | | | | | |")
+                    label = ""
+                    continue
+                r = ratio(v, d.med(scen, "tcp", n, "rate")) if tr == "xio" else None
+                r0 = ratio(v, d.med(scen, tr, ns[0], "rate")) if ns[0] == "0" else None
+                rss = d.med(scen, tr, n, "rss_kib")
+                acc = (d.med(scen, tr, n, "accel_conns_srv"), d.med(scen, tr, n, "accel_conns_cli"))
+                md.append(f"| {label} | {tr} | {fmt(v)} | {fmt(d.med(scen, tr, n, 'p50_us'))} | "
+                          f"{fmt(d.med(scen, tr, n, 'p99_us'))} | {'–' if r is None else f'{r:.2f}x'} | "
+                          f"{'–' if r0 is None else f'{r0 * 100:.1f} %' if r0 < 0.1 else f'{r0 * 100:.0f} %'} | "
+                          f"{fmt(d.med(scen, tr, n, 'cpu_srv_us'))} | "
+                          f"{'–' if rss is None else f'{rss / 1024:.1f}'} | "
+                          f"{'–' if None in acc else f'{acc[0]:.0f}/{acc[1]:.0f}'} |")
+                label = ""
+        md.append("")
+    lim = [d.med("busyidle-limits", "all", "0", m) for m in ("nofile_soft", "nofile_hard", "monitor_proc_conns")]
+    if lim[1] is not None:
+        md.append(f"RLIMIT_NOFILE of the run: soft {lim[0]:.0f}, hard {lim[1]:.0f} (-1: unlimited); the "
+                  "server and the holder ran with a soft limit of N + 1,024 (at most the hard limit); the "
+                  "monitor accelerates at most "
+                  f"{'?' if lim[2] is None else f'{lim[2]:.0f}'} connections per process.\n")
+    md.append("The idle connections are held by another process; each sent one request and got its "
+              "answer first. Server RSS is its VmRSS when the busy client is done; CPU per request is "
+              "the server's over the busy client's run. Under xio accel_conns must be at least N + 1 "
+              "on each end.\n")
+
+
 def startup_table(d, md, notes):
     if not any(s == "startup" for s, _ in d.order):
         return
@@ -306,7 +374,9 @@ def charts(d, out):
              label="% of a core", transports=["tcp", "xio"], log=False),
         dict(key="startup", title="Start-up: ms per start", main="ms_per_start",
              label="ms", transports=["none", "xio"], log=False),
-    ]
+    ] + [dict(key=k, title=f"One busy connection beside N idle ones: {t}", main="rate",
+              label=u, higher=True, transports=["tcp", "xio"], log=True, nlabel=True)
+         for k, t, u in BUSYIDLE]
     os.makedirs(os.path.join(out, "charts"), exist_ok=True)
     for g in specs:
         rows = [(s, z) for s, z in d.order if (group_of(s) is g) or s == g["key"]]
@@ -317,7 +387,8 @@ def charts(d, out):
         with open(dat, "w") as f:
             f.write('"" ' + " ".join(f'"{t}"' for t in g["transports"]) + "\n")
             for scen, size in rows:
-                label = row_label(g, scen, size) if g in GROUPS else scen
+                label = row_label(g, scen, size) if g in GROUPS else \
+                    f"{int(size):,} idle" if g.get("nlabel") else scen
                 vals = [d.med(scen, t, size, g["main"]) for t in g["transports"]]
                 f.write(f'"{label}" ' + " ".join("?" if v is None else f"{v:.6g}" for v in vals) + "\n")
         png = os.path.join(out, name + ".png")
@@ -360,6 +431,7 @@ def main():
     for g in GROUPS:
         main_table(d, g, md, notes)
     idle_table(d, md, notes)
+    busyidle_table(d, md, notes)
     startup_table(d, md, notes)
     # Failures of whole scenarios (a tool missing) and any not shown above.
     shown = "\n".join(notes)

@@ -1,0 +1,306 @@
+/*
+ * busyidle.c - xio-bench-busyidle: the two ends of the suite's "busyidle"
+ * scenario (bench/suite/busyidle.sh), one busy connection beside many idle
+ * ones on the same server, as a server with keep-alive clients, pools or
+ * subscribers has them.
+ *
+ *   xio-bench-busyidle server --listen EP [--ready FILE]
+ *   xio-bench-busyidle hold --connect EP --conns N [--proto echo|redis] [--ready FILE]
+ *
+ * server: an echo server with one epoll set over its listener and all its
+ * connections, as an event loop has: whatever a connection sends comes
+ * back on it. Unlike bench/pingpong.c's server (one connection, blocking
+ * reads) every wait covers every connection, so the cost of a wait that
+ * grows with the idle ones shows. It runs until SIGTERM or SIGINT (so that
+ * the suite can read its CPU time and memory after the busy client has
+ * gone, even when that was its only client), then closes everything and
+ * exits normally. Its waits time out every 100 ms, as redis's timer tick
+ * does, which is when it sees the stop. The busy connection is
+ * bench/pingpong.c's client, whose messages carry sequence numbers it
+ * checks.
+ *
+ * hold: opens N connections, one after the other, sends a greeting on each
+ * and reads its answer (echo: one byte back; redis: "PING\r\n" answered by
+ * "+PONG\r\n"), so that every connection is set up and has carried data
+ * both ways; writes the ready file; then keeps them all open and silent
+ * until SIGTERM or SIGINT, closes them and exits normally (so that the
+ * shim's counters are written).
+ *
+ * Results (one line on stdout):
+ *   role=server conns=N cpu_us=N   (connections accepted in all)
+ *   role=hold conns=N setup_us=N
+ */
+#include "net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define BUF_SIZE (64u << 10)
+
+struct opts {
+	const char *ep, *ready;
+	long conns;
+	int redis;
+};
+
+static volatile sig_atomic_t stop_now;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_now = 1;
+}
+
+static void set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		net_die("fcntl O_NONBLOCK: %s", strerror(errno));
+}
+
+/* Write all of len bytes on a non-blocking connection, waiting for room
+ * with poll when it is full. 0 or -errno. */
+static int write_all_nb(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+
+		if (w > 0) {
+			p += w;
+			len -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
+			if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+				return -errno;
+			continue;
+		}
+		return w < 0 ? -errno : -EIO;
+	}
+	return 0;
+}
+
+static int serve(const struct opts *o)
+{
+	struct epoll_event evs[256];
+	struct net_ep ep;
+	struct sigaction sa = { .sa_handler = on_stop };
+	long accepted = 0;
+	uint64_t cpu0;
+	uint16_t port;
+	int lfd, epfd;
+	char *buf;
+
+	if (net_parse(o->ep, &ep) < 0)
+		net_die("bad endpoint '%s'", o->ep);
+	buf = malloc(BUF_SIZE);
+	if (!buf)
+		net_die("out of memory");
+	lfd = net_listen(&ep, &port);
+	set_nonblock(lfd);
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0)
+		net_die("epoll_create1: %s", strerror(errno));
+	{
+		/* data.fd -1 marks the listener. */
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = -1 };
+
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) < 0)
+			net_die("epoll_ctl (listener): %s", strerror(errno));
+	}
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
+		net_die("sigaction: %s", strerror(errno));
+	if (o->ready)
+		net_ready(o->ready, port);
+	cpu0 = net_cpu_us();
+	while (!stop_now) {
+		int n = epoll_wait(epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), 100);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			net_die("epoll_wait: %s", strerror(errno));
+		for (int k = 0; k < n; k++) {
+			int fd = evs[k].data.fd;
+
+			if (fd < 0) {
+				for (;;) {
+					struct epoll_event ev = { .events = EPOLLIN };
+					int c = net_accept(lfd, ep.family);
+
+					if (c == -EAGAIN || c == -EWOULDBLOCK)
+						break;
+					if (c < 0)
+						net_die("accept (connection %ld): %s", accepted + 1,
+							strerror(-c));
+					set_nonblock(c);
+					ev.data.fd = c;
+					if (epoll_ctl(epfd, EPOLL_CTL_ADD, c, &ev) < 0)
+						net_die("epoll_ctl (connection %ld): %s", accepted + 1,
+							strerror(errno));
+					accepted++;
+				}
+				continue;
+			}
+			for (;;) {
+				ssize_t r = read(fd, buf, BUF_SIZE);
+				int err;
+
+				if (r < 0 && errno == EINTR)
+					continue;
+				if (r < 0 && errno == EAGAIN)
+					break;
+				if (r <= 0) {
+					/* End of stream, or a reset: this client is done. */
+					epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+					close(fd);
+					break;
+				}
+				err = write_all_nb(fd, buf, (size_t)r);
+				if (err)
+					net_die("server: echo on fd %d: %s", fd, strerror(-err));
+				if ((size_t)r < BUF_SIZE)
+					break;
+			}
+		}
+	}
+	net_result("role=server conns=%ld cpu_us=%llu", accepted,
+		   (unsigned long long)(net_cpu_us() - cpu0));
+	/* The clients' connections still open close with the process. */
+	close(epfd);
+	close(lfd);
+	if (ep.family == AF_UNIX)
+		unlink(ep.path);
+	free(buf);
+	return 0;
+}
+
+static int hold(const struct opts *o)
+{
+	static const char ping[] = "PING\r\n", pong[] = "+PONG\r\n";
+	const char *greet = o->redis ? ping : "h";
+	const char *expect = o->redis ? pong : "h";
+	size_t glen = strlen(greet), elen = strlen(expect);
+	struct net_ep ep;
+	uint64_t t0;
+	sigset_t stop;
+	int *fds, sig;
+	char b[16];
+
+	if (net_parse(o->ep, &ep) < 0)
+		net_die("bad endpoint '%s'", o->ep);
+	/* Blocked before anything else, so that a stop that comes during the
+	 * set-up waits for sigwait rather than killing the process unreported. */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &stop, NULL) < 0)
+		net_die("sigprocmask: %s", strerror(errno));
+	fds = calloc((size_t)o->conns + 1, sizeof(*fds));
+	if (!fds)
+		net_die("out of memory");
+	t0 = net_now_ns();
+	for (long i = 0; i < o->conns; i++) {
+		int err;
+
+		fds[i] = net_connect(&ep);
+		if (fds[i] < 0)
+			net_die("connect %s (connection %ld): %s", o->ep, i + 1, strerror(-fds[i]));
+		err = net_write_full(fds[i], greet, glen);
+		if (!err)
+			err = net_read_full(fds[i], b, elen, NULL);
+		if (err)
+			net_die("hold: greeting on connection %ld: %s", i + 1, strerror(-err));
+		if (memcmp(b, expect, elen) != 0)
+			net_die("hold: connection %ld: unexpected answer to the greeting", i + 1);
+	}
+	if (o->ready)
+		net_ready(o->ready, (uint16_t)0);
+	while (sigwait(&stop, &sig) != 0) {
+		/* sigwait only fails on a bad set; the set is fixed. */
+	}
+	for (long i = 0; i < o->conns; i++)
+		close(fds[i]);
+	net_result("role=hold conns=%ld setup_us=%llu", o->conns,
+		   (unsigned long long)((net_now_ns() - t0) / 1000));
+	free(fds);
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: xio-bench-busyidle server --listen EP [--ready FILE]\n"
+		"       xio-bench-busyidle hold --connect EP --conns N [--proto echo|redis] "
+		"[--ready FILE]\n"
+		"EP is tcp:HOST:PORT or uds:PATH.\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "connect", required_argument, NULL, 'c' },
+		{ "ready", required_argument, NULL, 'r' },
+		{ "conns", required_argument, NULL, 'n' },
+		{ "proto", required_argument, NULL, 'p' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { .conns = 1 };
+	int ch, is_server;
+
+	net_prog = "xio-bench-busyidle";
+	/* "hold" is this program's client (net_role knows only "server" and
+	 * "client"). */
+	if (argc < 2 || (strcmp(argv[1], "server") && strcmp(argv[1], "hold")))
+		usage();
+	is_server = !strcmp(argv[1], "server");
+	optind = 2;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'l':
+			if (!is_server)
+				usage();
+			o.ep = optarg;
+			break;
+		case 'c':
+			if (is_server)
+				usage();
+			o.ep = optarg;
+			break;
+		case 'r':
+			o.ready = optarg;
+			break;
+		case 'n':
+			if (is_server)
+				usage();
+			o.conns = net_parse_long("--conns", optarg, 0, 1000000);
+			break;
+		case 'p':
+			if (strcmp(optarg, "redis") == 0)
+				o.redis = 1;
+			else if (strcmp(optarg, "echo") != 0)
+				usage();
+			break;
+		default:
+			usage();
+		}
+	}
+	if (!o.ep || optind < argc)
+		usage();
+	return is_server ? serve(&o) : hold(&o);
+}
