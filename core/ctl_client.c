@@ -27,7 +27,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -37,6 +36,7 @@
 
 #include "xio/ctl.h"
 #include "xio/sys.h"
+#include "xio/thread.h"
 
 #define REPLY_TIMEOUT_MS 5000
 #define RETRY_NS 250000000ull
@@ -497,11 +497,8 @@ static int watch_connect(uint32_t *s)
  * every new session calls the resume functions, so that listeners nobody
  * touches are registered again within a second of the monitor's return.
  */
-static void *watch(void *arg)
+static void *watch(void)
 {
-	/* Tell the creator this thread is up: its start-up (allocations in
-	 * the thread library, or a sanitizer's allocator) is over. */
-	atomic_store_explicit((_Atomic int *)arg, 1, memory_order_release);
 	for (;;) {
 		uint32_t s;
 		int fd = watch_connect(&s);
@@ -550,30 +547,7 @@ void xio__ctl_keep(void (*resume)(void))
 		return;
 	}
 	resumed = atomic_load(&session);
-	/* The thread takes no signal: the program's handlers run in its own
-	 * threads, as they would without the shim. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_t at;
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&at, 128 * 1024);
-	pthread_t t;
-	static _Atomic int up;
-	atomic_store(&up, 0);
-	if (pthread_create(&t, &at, watch, (void *)&up) == 0) {
+	if (xio__thread_start(watch, "xio-ctl-watch", 128 * 1024) == 0)
 		watcher_pid = me;
-		pthread_setname_np(t, "xio-ctl-watch");
-		/* Wait until the thread runs: a program that forks right after
-		 * listen() (a pre-fork server) must not fork while the new thread
-		 * is still starting and holds allocator locks, which the child
-		 * would inherit locked (AddressSanitizer's allocator has no fork
-		 * handlers: the child hung in its eighth calloc). */
-		for (int i = 0; i < 100000 && !atomic_load_explicit(&up, memory_order_acquire); i++)
-			xio_sys_sched_yield();
-	}
-	pthread_attr_destroy(&at);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_mutex_unlock(&lock);
 }

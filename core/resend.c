@@ -33,7 +33,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -43,6 +42,7 @@
 
 #include "xio/conn.h"
 #include "xio/sys.h"
+#include "xio/thread.h"
 
 static int64_t mono_ms(void)
 {
@@ -310,9 +310,8 @@ static void bg_push(struct xio_conn *c, int fd)
 		bg_end(c);
 }
 
-static void *bg_main(void *arg)
+static void *bg_main(void)
 {
-	atomic_store_explicit((_Atomic int *)arg, 1, memory_order_release);
 	for (;;) {
 		struct pollfd p[BG_BATCH];
 		struct xio_conn *who[BG_BATCH];
@@ -383,29 +382,10 @@ static int bg_thread_locked(void)
 	uint32_t me = (uint32_t)xio_sys_getpid();
 	if (bg_pid == me)
 		return 0;
-	/* It takes no signal: the program's handlers run in its threads. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_t at;
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&at, 64 * 1024);
-	pthread_t t;
-	static _Atomic int up;
-	atomic_store(&up, 0);
-	int r = pthread_create(&t, &at, bg_main, (void *)&up);
-	if (r == 0) {
+	int r = xio__thread_start(bg_main, "xio-resend", 64 * 1024);
+	if (r == 0)
 		bg_pid = me;
-		pthread_setname_np(t, "xio-resend");
-		/* As for the control watcher (ctl_client.c): a fork must not
-		 * come while the new thread still holds allocator locks. */
-		for (int i = 0; i < 100000 && !atomic_load_explicit(&up, memory_order_acquire); i++)
-			xio_sys_sched_yield();
-	}
-	pthread_attr_destroy(&at);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return -r;
+	return r;
 }
 
 /* With c's flag held: an entry for c, with a copy of its socket, the
