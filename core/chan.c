@@ -249,6 +249,30 @@ int xio__chan_tx_notify(struct xio_chan_tx *tx)
 	return xio__wait_claim_batched(w, &tx->g.ctl->rx_token);
 }
 
+/* Take descriptors off the ring into the cache, behind those still in it
+ * (moved to the front first), as many as fit. Descriptors are copies in
+ * private memory now: each is checked once; the good ones before a bad one
+ * are delivered, then the channel fails. */
+static inline void rx_take(struct xio_chan_rx *rx)
+{
+	if (rx->pos > 0) {
+		memmove(rx->cache, rx->cache + rx->pos, (rx->n - rx->pos) * sizeof(rx->cache[0]));
+		rx->n -= rx->pos;
+		rx->pos = 0;
+	}
+	struct xio_spsc q = data_q(&rx->g, &rx->data_cons);
+	int64_t got = xio_spsc_dequeue(&q, rx->cache + rx->n, XIO_RX_BURST - rx->n);
+	if (unlikely(got < 0)) {
+		rx->err = (int)got;
+		return;
+	}
+	for (unsigned end = rx->n + (unsigned)got; rx->n < end; rx->n++)
+		if (unlikely(!desc_ok(&rx->g, &rx->cache[rx->n]))) {
+			rx->err = -EPROTO;
+			break;
+		}
+}
+
 /* Make sure cache[pos] is a valid descriptor; 1 if one is there, 0 if the
  * ring is empty, -EPROTO. */
 static inline int rx_fill(struct xio_chan_rx *rx)
@@ -257,26 +281,10 @@ static inline int rx_fill(struct xio_chan_rx *rx)
 		return 1;
 	if (unlikely(rx->err))
 		return rx->err;
-	struct xio_spsc q = data_q(&rx->g, &rx->data_cons);
-	int64_t got = xio_spsc_dequeue(&q, rx->cache, XIO_RX_BURST);
-	if (unlikely(got < 0))
-		return rx->err = (int)got;
-	unsigned n = (unsigned)got;
-	rx->pos = 0;
-	rx->n = n;
+	rx->pos = rx->n = 0;
 	rx->consumed = 0;
-	if (n == 0)
-		return 0;
-	/* Descriptors are copies in private memory now: check them once. */
-	for (unsigned i = 0; i < n; i++)
-		if (unlikely(!desc_ok(&rx->g, &rx->cache[i]))) {
-			rx->n = i; /* deliver the good ones before it, then fail */
-			if (i == 0)
-				return rx->err = -EPROTO;
-			rx->err = -EPROTO;
-			break;
-		}
-	return 1;
+	rx_take(rx);
+	return rx->n > 0 ? 1 : rx->err;
 }
 
 int xio__chan_rx_pending(struct xio_chan_rx *rx)
@@ -395,31 +403,11 @@ int xio__chan_next(struct xio_chan_rx *rx, uint32_t *off, uint32_t *skip, uint32
 size_t xio__chan_readable_upto(struct xio_chan_rx *rx, size_t want)
 {
 	size_t bytes = xio__chan_readable(rx);
-	if (bytes >= want || rx->err || rx->n >= XIO_RX_BURST)
+	if (bytes >= want || rx->err || rx->n - rx->pos >= XIO_RX_BURST)
 		return bytes;
-	/* Take more descriptors behind those cached (moved to the front), as
-	 * many as fit: an SO_RCVLOWAT above the first message's size. */
-	if (rx->pos > 0) {
-		memmove(rx->cache, rx->cache + rx->pos, (rx->n - rx->pos) * sizeof(rx->cache[0]));
-		rx->n -= rx->pos;
-		rx->pos = 0;
-	}
-	struct xio_spsc q = data_q(&rx->g, &rx->data_cons);
-	int64_t got = xio_spsc_dequeue(&q, rx->cache + rx->n, XIO_RX_BURST - rx->n);
-	if (got < 0) {
-		rx->err = (int)got;
-		return bytes;
-	}
-	for (unsigned i = rx->n; i < rx->n + (unsigned)got; i++) {
-		if (!desc_ok(&rx->g, &rx->cache[i])) {
-			rx->err = -EPROTO;
-			got = i - rx->n;
-			break;
-		}
-		bytes += rx->cache[i].len;
-	}
-	rx->n += (unsigned)got;
-	return bytes;
+	/* An SO_RCVLOWAT above what the cached messages hold: more of them. */
+	rx_take(rx);
+	return xio__chan_readable(rx);
 }
 
 size_t xio__chan_readable(struct xio_chan_rx *rx)
