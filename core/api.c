@@ -474,8 +474,7 @@ int xio_shutdown(xio_conn *c, int how)
 	 * poll, select or epoll_wait through the shim. */
 	if (how == SHUT_RDWR)
 		xio_sys_shutdown(c->fd, SHUT_RDWR);
-	if (xio__conn_wake_others)
-		xio__conn_wake_others(c);
+	xio__conn_tell_waiters(c);
 	return 0;
 }
 

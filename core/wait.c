@@ -151,18 +151,19 @@ void (*xio__conn_wake_others)(struct xio_conn *c);
 /* The connection this thread is the kernel sleeper of, if any. */
 static __thread struct xio_conn *sleeping_on;
 
-static void wake_others(struct xio_conn *c)
+/* Caller holds wait_mu: 1 if another thread sleeps in the kernel on c's
+ * socket, so the doorbell bytes there are its to read. */
+static int anothers_bytes(const struct xio_conn *c)
 {
-	void (*fn)(struct xio_conn *) = xio__conn_wake_others;
-	if (fn)
-		fn(c);
+	return c->sleeper && sleeping_on != c;
 }
 
-/* Caller holds wait_mu: n doorbell bytes are owed for claims it settled.
- * Read them now, unless another thread sleeps in the kernel for them. */
+/* Caller holds wait_mu: n doorbell bytes are owed for claims it settled
+ * (0: only those owed from before, owed_late). Read them now, unless
+ * another thread sleeps in the kernel for them. */
 static void owe_locked(struct xio_conn *c, unsigned n)
 {
-	if (c->sleeper && sleeping_on != c) {
+	if (anothers_bytes(c)) {
 		atomic_fetch_add_explicit(&c->owed_late, n, memory_order_relaxed);
 		return;
 	}
@@ -174,7 +175,7 @@ void xio__conn_owed_doorbell(struct xio_conn *c)
 	pthread_mutex_lock(&c->wait_mu);
 	owe_locked(c, 1);
 	pthread_mutex_unlock(&c->wait_mu);
-	wake_others(c);
+	xio__conn_tell_waiters(c);
 }
 
 void xio__conn_disarm(struct xio_conn *c, _Atomic uint32_t *w)
@@ -183,7 +184,7 @@ void xio__conn_disarm(struct xio_conn *c, _Atomic uint32_t *w)
 	if (xio_wait_disarm(w))
 		owe_locked(c, 1);
 	pthread_mutex_unlock(&c->wait_mu);
-	wake_others(c);
+	xio__conn_tell_waiters(c);
 }
 
 int xio__conn_arm_locked(struct xio_conn *c, _Atomic uint32_t *w, _Atomic uint64_t *tok,
@@ -195,16 +196,14 @@ int xio__conn_arm_locked(struct xio_conn *c, _Atomic uint32_t *w, _Atomic uint64
 		owe_locked(c, 1);
 	pthread_mutex_unlock(&c->wait_mu);
 	if (stale)
-		wake_others(c); /* the claim may have been for another thread's sleep */
+		xio__conn_tell_waiters(c); /* the claim may have been for another thread's sleep */
 	return stale;
 }
 
 void xio__conn_take_late(struct xio_conn *c)
 {
 	pthread_mutex_lock(&c->wait_mu);
-	if ((!c->sleeper || sleeping_on == c) &&
-	    atomic_load_explicit(&c->owed_late, memory_order_relaxed))
-		xio__conn_take_owed(c, 0, 10);
+	owe_locked(c, 0);
 	pthread_mutex_unlock(&c->wait_mu);
 }
 
@@ -317,7 +316,7 @@ void xio__conn_drain_ready(struct xio_conn *c, unsigned revents)
 	}
 	int took = 0;
 	pthread_mutex_lock(&c->wait_mu);
-	if (!c->sleeper || sleeping_on == c) {
+	if (!anothers_bytes(c)) {
 		unsigned owed = settle(&c->rx.g.ctl->rx_waiting) + settle(&c->tx.g.ctl->tx_waiting);
 		if (owed || atomic_load_explicit(&c->owed_late, memory_order_relaxed)) {
 			xio__conn_take_owed(c, owed, 10);
@@ -333,7 +332,7 @@ void xio__conn_drain_ready(struct xio_conn *c, unsigned revents)
 	if (revents & (POLLRDHUP | POLLHUP))
 		c->kernel_eof = 1;
 	if (took)
-		wake_others(c);
+		xio__conn_tell_waiters(c);
 }
 
 /* At close: read whatever the kernel socket holds (doorbells rung or on
@@ -439,7 +438,7 @@ int xio__conn_wait(struct xio_conn *c, int dir)
 		if (xio_wait_disarm(w))
 			owe_locked(c, 1);
 		pthread_mutex_unlock(&c->wait_mu);
-		wake_others(c);
+		xio__conn_tell_waiters(c);
 		return 0;
 	}
 	c->sleeper = 1;
@@ -460,6 +459,6 @@ int xio__conn_wait(struct xio_conn *c, int dir)
 	sleeping_on = NULL;
 	pthread_cond_broadcast(&c->wait_cv);
 	pthread_mutex_unlock(&c->wait_mu);
-	wake_others(c);
+	xio__conn_tell_waiters(c);
 	return r;
 }

@@ -307,6 +307,12 @@ void xio__conn_take_late(struct xio_conn *c);
 /* Set by the shim: wake the threads of this process that may sleep on c
  * in poll, select or epoll_wait, so they look again (wait.c). */
 extern void (*xio__conn_wake_others)(struct xio_conn *c);
+static inline void xio__conn_tell_waiters(struct xio_conn *c)
+{
+	void (*fn)(struct xio_conn *) = xio__conn_wake_others;
+	if (fn)
+		fn(c);
+}
 
 /* Ring the peer's doorbell: one byte on the kernel socket. */
 void xio__conn_doorbell(struct xio_conn *c);
