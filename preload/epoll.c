@@ -133,6 +133,16 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Milliseconds, rounded up, from now to deadline (ns on CLOCK_MONOTONIC;
+ * < 0: none, and -1 is returned), as epoll_wait's timeout takes them. */
+static int ms_left(int64_t deadline)
+{
+	if (deadline < 0)
+		return -1;
+	int64_t left = deadline - now_ns();
+	return left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+}
+
 static unsigned os_ratio = 16;
 static int64_t os_max_ns = 100000;
 static pthread_once_t os_once = PTHREAD_ONCE_INIT;
@@ -385,9 +395,7 @@ void xio__epoll_became_conn(struct psock *ps)
 {
 	sync_ps(ps);
 	/* A thread asleep on one of its sets armed nothing for it yet. */
-	for (int i = 0; i < PS_MAX_EPOLL; i++)
-		if (ps->member_of[i])
-			xio__epoll_wake(ps->member_of[i]);
+	xio__shim_wake_others(ps->conn);
 }
 
 void xio__epoll_sync(struct psock *ps)
@@ -702,15 +710,7 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 			uint64_t token = xio__wait_token();
 			n = scan_top(ep, out, max, token);
 		}
-		int tmo = 0;
-		if (!n) {
-			if (deadline < 0)
-				tmo = -1;
-			else {
-				int64_t left = deadline - now_ns();
-				tmo = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
-			}
-		}
+		int tmo = n ? 0 : ms_left(deadline);
 		/*
 		 * The kernel's part of the set (kernel fds, doorbells, FIN and
 		 * RST) costs a system call. With accelerated events in hand it
@@ -844,11 +844,7 @@ static int plain_wait(struct pepoll *ep, struct epoll_event *ev, int max, int64_
 		      const sigset_t *mask)
 {
 	for (;;) {
-		int timeout = -1;
-		if (deadline >= 0) {
-			int64_t left = deadline - now_ns();
-			timeout = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
-		}
+		int timeout = ms_left(deadline);
 		if (timeout != 0)
 			sleep_enter(ep);
 		if (timeout != 0 && ep->nxio) {
@@ -885,10 +881,7 @@ static int shim_wait(struct pepoll *ep, struct epoll_event *ev, int max, int ms,
 		int r = plain_wait(ep, ev, max, deadline, mask);
 		if (r != PLAIN_SWITCH)
 			return r < 0 ? -errno : r;
-		if (deadline >= 0) {
-			int64_t left = deadline - now_ns();
-			ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
-		}
+		ms = ms_left(deadline);
 	}
 	return xepoll_wait(ep, ev, max, ms, mask);
 }
