@@ -85,9 +85,8 @@ int xio__conn_attach(struct xio_conn *c, const struct xio_msg_attach *a, int seg
 	unsigned nl = 0;
 	ol = sizeof(nl);
 	c->notsent_lowat = 0;
-	if (xio_sys_getsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &nl, &ol) == 0 &&
-	    nl < 0x7fffffffu)
-		c->notsent_lowat = nl;
+	if (xio_sys_getsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &nl, &ol) == 0)
+		c->notsent_lowat = xio__notsent_lowat(nl);
 	c->base = base;
 	c->hdr = base;
 	c->params = a->params;

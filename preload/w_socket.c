@@ -43,16 +43,6 @@ static int bound_port(const struct sockaddr_storage *ss)
 }
 
 /*
- * A socket bound to a port is registered before the kernel listens: a
- * client can connect as soon as the kernel listens (one started right
- * after its server, retrying), and must find the listener known to the
- * monitor already, or it would stay on TCP. If the kernel then refuses to
- * listen, the registration is taken back. A socket that listen() binds
- * itself (no bind before) has no port to register until it listens. A
- * listener that no monitor answers for stays a listener: it is registered
- * when a monitor comes (psock_register_listener).
- */
-/*
  * TCP_DEFER_ACCEPT: the kernel hands a connection to accept() only once
  * its first data has come. The shim's pairing carries that data over
  * shared memory, where the kernel never sees it, so accept() would wait for
@@ -67,6 +57,16 @@ static int defers_accept(int fd)
 	return xio_sys_getsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &l) == 0 && v > 0;
 }
 
+/*
+ * A socket bound to a port is registered before the kernel listens: a
+ * client can connect as soon as the kernel listens (one started right
+ * after its server, retrying), and must find the listener known to the
+ * monitor already, or it would stay on TCP. If the kernel then refuses to
+ * listen, the registration is taken back. A socket that listen() binds
+ * itself (no bind before) has no port to register until it listens. A
+ * listener that no monitor answers for stays a listener: it is registered
+ * when a monitor comes (psock_register_listener).
+ */
 EXPORT int listen(int fd, int backlog)
 {
 	SHIM_INIT();
@@ -435,8 +435,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
 	    atomic_load(&ps->kind) == PS_CONN) {
 		int r = REAL(setsockopt)(fd, level, name, val, len);
 		if (r == 0) {
-			unsigned v = *(const unsigned *)val;
-			ps->conn->notsent_lowat = v < 0x7fffffffu ? v : 0;
+			ps->conn->notsent_lowat = xio__notsent_lowat(*(const unsigned *)val);
 		}
 		return r;
 	}

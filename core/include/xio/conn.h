@@ -88,6 +88,13 @@ struct xio_conn {
 	int sleeper;
 };
 
+/* TCP_NOTSENT_LOWAT as kept in notsent_lowat: the kernel's "no limit"
+ * (its default, UINT_MAX, or anything past INT_MAX) is 0. */
+static inline unsigned xio__notsent_lowat(unsigned v)
+{
+	return v < 0x7fffffffu ? v : 0;
+}
+
 /* Flags of xio__conn_read / xio__conn_write. */
 #define XIO_IO_NONBLOCK 0x1u /* never wait: -EAGAIN */
 #define XIO_IO_PEEK 0x2u     /* read without consuming */
