@@ -153,7 +153,7 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 	}
 out:
 	xio__poll_wait_end(listed);
-	for (nfds_t i = 0; ps && i < n; i++)
+	for (nfds_t i = 0; ps && k && i < n; i++) /* ps[] filled only if both came */
 		if (ps[i])
 			psock_call_exit(ps[i]);
 	/* A connection that followed its peer in this call is on its kernel
