@@ -197,9 +197,14 @@ void xio__stats_left(int fd, const struct xio_conn *c);
  * or epoll_wait to look again (installed as core's xio__conn_wake_others).
  * A poll or select lists itself while it sleeps, with its thread's eventfd
  * (returned, or -1 if none could be made: it then sleeps unlisted). */
-struct poll_wait;
+struct poll_wait {
+	struct poll_wait *next;
+	int efd; /* this thread's eventfd; -1: not listed */
+	struct psock *const *ps;
+	size_t n;
+};
 void xio__shim_wake_others(struct xio_conn *c);
-int xio__poll_wait_begin(struct poll_wait **slot, struct psock *const *ps, size_t n);
+int xio__poll_wait_begin(struct poll_wait *w, struct psock *const *ps, size_t n);
 void xio__poll_wait_end(struct poll_wait *w);
 void xio__wake_after_fork(void);
 int xio__wake_eventfd(void);

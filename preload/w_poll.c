@@ -51,7 +51,7 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 	 * our sleep was armed for tells us through it (wake.c). */
 	struct pollfd *k = n <= STACK_FDS ? stack_k : malloc((n + 1) * sizeof(*k));
 	int64_t deadline = tmo_ns >= 0 ? now_ns() + tmo_ns : -1;
-	struct poll_wait *listed = NULL;
+	struct poll_wait listed = { .efd = -1 };
 	int efd = -1;
 	int ret = 0;
 
@@ -78,7 +78,7 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 		int ready = 0;
 		/* Listed before the first arming, so that a thread that takes a
 		 * word back after our look tells us (wake.c). */
-		if (arm && !listed)
+		if (arm && listed.efd < 0)
 			efd = xio__poll_wait_begin(&listed, ps, n);
 		/* Armed only to sleep, all with one token (seg.h). */
 		uint64_t token = arm ? xio__wait_token() : 0;
@@ -152,7 +152,7 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 		}
 	}
 out:
-	xio__poll_wait_end(listed);
+	xio__poll_wait_end(&listed);
 	for (nfds_t i = 0; ps && k && i < n; i++) /* ps[] filled only if both came */
 		if (ps[i])
 			psock_call_exit(ps[i]);

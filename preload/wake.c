@@ -21,18 +21,10 @@
  * the lists are empty while it is awake.
  */
 #include <pthread.h>
-#include <stdlib.h>
 #include <sys/eventfd.h>
 
 #include "shim.h"
 #include "xio/sys.h"
-
-struct poll_wait {
-	struct poll_wait *next;
-	int efd;
-	struct psock *const *ps;
-	size_t n;
-};
 
 static pthread_mutex_t polls_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct poll_wait *polls;
@@ -73,8 +65,9 @@ void xio__wake_read(int fd)
 	XIO__SC(SYS_read, fd, &v, sizeof(v), 0, 0, 0);
 }
 
-int xio__poll_wait_begin(struct poll_wait **slot, struct psock *const *ps, size_t n)
+int xio__poll_wait_begin(struct poll_wait *w, struct psock *const *ps, size_t n)
 {
+	w->efd = -1;
 	if (thread_efd < 0) {
 		pthread_once(&efd_once, efd_key_make);
 		int fd = xio__wake_eventfd();
@@ -83,9 +76,6 @@ int xio__poll_wait_begin(struct poll_wait **slot, struct psock *const *ps, size_
 		thread_efd = fd;
 		pthread_setspecific(efd_key, (void *)(intptr_t)(fd + 1));
 	}
-	struct poll_wait *w = malloc(sizeof(*w));
-	if (!w)
-		return -1;
 	/* A wake meant for an earlier wait of this thread is of no use now:
 	 * this one looks at everything after it is listed. */
 	xio__wake_read(thread_efd);
@@ -97,14 +87,13 @@ int xio__poll_wait_begin(struct poll_wait **slot, struct psock *const *ps, size_
 	/* Listed before any word is armed: a thread that takes a word back
 	 * after this sees the count (both sequentially consistent). */
 	atomic_fetch_add(&npolls, 1);
-	*slot = w;
 	return thread_efd;
 }
 
 void xio__poll_wait_end(struct poll_wait *w)
 {
-	if (!w)
-		return;
+	if (w->efd < 0)
+		return; /* never listed */
 	atomic_fetch_sub(&npolls, 1);
 	pthread_mutex_lock(&polls_mu);
 	for (struct poll_wait **pp = &polls; *pp; pp = &(*pp)->next)
@@ -113,7 +102,7 @@ void xio__poll_wait_end(struct poll_wait *w)
 			break;
 		}
 	pthread_mutex_unlock(&polls_mu);
-	free(w);
+	w->efd = -1;
 }
 
 static void wake_polls(struct psock *ps)
@@ -154,6 +143,6 @@ void xio__wake_after_fork(void)
 		pthread_setspecific(efd_key, NULL);
 	}
 	pthread_mutex_init(&polls_mu, NULL);
-	polls = NULL; /* the parent's waits; their memory is the parent's too */
+	polls = NULL; /* the parent's waits, on its threads' stacks */
 	atomic_store(&npolls, 0);
 }
