@@ -384,6 +384,18 @@ void a_monitor_stop(void)
 	a_conf = NULL;
 }
 
+int a_monitor_log_has(const char *needle)
+{
+	FILE *f = fopen(a_mon.log, "r");
+	char line[512];
+	int found = 0;
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
 /* --- a client-first connection accepted by a worker of another uid --- */
 
 struct worker_scene {

@@ -61,6 +61,8 @@ const char *a_config_file(const char *text);
 /* Start a_mon with a config file holding text; stop it and remove the file. */
 void a_monitor_with_config(const char *text);
 void a_monitor_stop(void);
+/* 1 if a line of a_mon's log holds needle. */
+int a_monitor_log_has(const char *needle);
 
 /* Pass one fd over a UNIX socket (a one-byte message). Returns 0 / the fd,
  * or -errno. */

@@ -149,18 +149,6 @@ Test(exhaustion, parked_intents_do_not_stall_others, .timeout = 90)
 	a_monitor_stop();
 }
 
-static int log_has(const char *needle)
-{
-	FILE *f = fopen(a_mon.log, "r");
-	char line[512];
-	int found = 0;
-	while (f && !found && fgets(line, sizeof(line), f))
-		found = strstr(line, needle) != NULL;
-	if (f)
-		fclose(f);
-	return found;
-}
-
 struct limited {
 	int n;         /* intents to park before the one that is refused */
 	int want_err;  /* what its CONNECTED must say */
@@ -223,10 +211,10 @@ Test(exhaustion, limits_are_told)
 	char want[128];
 	snprintf(want, sizeof(want), "process %d (uid %u) is over the per-process limit of 8",
 		 (int)pa, A_UID_ATTACKER);
-	cr_expect(log_has(want), "no log line '%s'", want);
+	cr_expect(a_monitor_log_has(want), "no log line '%s'", want);
 	snprintf(want, sizeof(want), "process %d (uid %u) is over the per-uid limit of 12", (int)pb,
 		 A_UID_ATTACKER);
-	cr_expect(log_has(want), "no log line '%s'", want);
+	cr_expect(a_monitor_log_has(want), "no log line '%s'", want);
 	a_monitor_stop();
 }
 
@@ -518,9 +506,9 @@ Test(exhaustion, fd_lost_is_over_the_limit)
 	cr_expect_eq(st.procs, 1, "%u sessions left", st.procs);
 	int after = monitor_fds_settled();
 	cr_expect_eq(after, before, "the monitor holds %d fds, %d before", after, before);
-	if (log_has("malformed"))
+	if (a_monitor_log_has("malformed"))
 		t_monitor_dump_log(&a_mon);
-	cr_expect(!log_has("malformed"), "a sender was cut off as malformed");
+	cr_expect(!a_monitor_log_has("malformed"), "a sender was cut off as malformed");
 	a_monitor_stop();
 }
 
@@ -704,7 +692,7 @@ Test(exhaustion, configured_limits_are_capped_by_fds, .timeout = 60)
 	if (r)
 		t_monitor_dump_log(&a_mon);
 	cr_expect_eq(r, 0, "the 193rd intent was not told the per-process limit");
-	cr_expect(log_has("limit-process-pending 1000000 is more than the monitor's 768 fds "
+	cr_expect(a_monitor_log_has("limit-process-pending 1000000 is more than the monitor's 768 fds "
 			  "allow: 192"),
 		  "the lowered limit is not said");
 	a_monitor_stop();
@@ -771,11 +759,11 @@ Test(exhaustion, connections_are_capped, .timeout = 60)
 	snprintf(want, sizeof(want), "process %d (uid %u) is over the per-process limit of 8 "
 				     "connections",
 		 (int)pa, A_UID_ATTACKER);
-	cr_expect(log_has(want), "no log line '%s'", want);
+	cr_expect(a_monitor_log_has(want), "no log line '%s'", want);
 	snprintf(want, sizeof(want), "process %d (uid %u) is over the per-uid limit of 12 "
 				     "connections",
 		 (int)pb, A_UID_ATTACKER);
-	cr_expect(log_has(want), "no log line '%s'", want);
+	cr_expect(a_monitor_log_has(want), "no log line '%s'", want);
 	a_monitor_stop();
 }
 

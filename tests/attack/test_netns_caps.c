@@ -127,18 +127,6 @@ static int running(pid_t pid)
 	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
-static int log_has(const char *needle)
-{
-	FILE *f = fopen(a_mon.log, "r");
-	char line[512];
-	int found = 0;
-	while (f && !found && fgets(line, sizeof(line), f))
-		found = strstr(line, needle) != NULL;
-	if (f)
-		fclose(f);
-	return found;
-}
-
 /* A monitor with CAP_NET_ADMIN alone survives pairings from a user's own
  * user and network namespace: they fall back to TCP (XIO_FB_BAD_SOCKET),
  * the refusal is logged, and a connection in the monitor's own namespace
@@ -162,7 +150,7 @@ Test(netns_caps, unenterable_namespace_is_refused_not_fatal, .timeout = 60)
 		cr_assert(alive, "the monitor died (round %d)", round);
 		cr_expect_eq(st, 0, "the namespace's pairings (round %d): exit %d", round, st);
 	}
-	cr_expect(log_has("entering it needs CAP_SYS_ADMIN"), "the refusal is not logged");
+	cr_expect(a_monitor_log_has("entering it needs CAP_SYS_ADMIN"), "the refusal is not logged");
 
 	int rep[2];
 	uint16_t port;
