@@ -90,6 +90,17 @@ uint64_t xio__wait_token(void)
 	return t ? t : atomic_fetch_add_explicit(&token_next, 1, memory_order_relaxed);
 }
 
+uint64_t xio__wait_tokens(unsigned n)
+{
+	/* n consecutive tokens for one getpid: a wait that parks many members
+	 * of an epoll set arms each with a token of its own. */
+	uint64_t t = xio__wait_token();
+	uint64_t more = atomic_fetch_add_explicit(&token_next, n - 1, memory_order_relaxed);
+	/* Consecutive unless another thread drew in between, or the range
+	 * wraps through 0 (the "no token" value): then one at a time. */
+	return more == t + 1 && t + n > t ? t : 0;
+}
+
 void xio__conn_take_owed(struct xio_conn *c, unsigned n, int ms)
 {
 	/* Exactly n bytes, never more: once the peer has left shared memory

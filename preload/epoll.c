@@ -24,57 +24,34 @@
  *   PS_EPOLL (a nested epoll set): registered as asked; its accelerated
  *       members are looked at too, so it is reported when they are ready.
  *
- * epoll_wait looks at the accelerated members first. If one is ready it
- * adds what the kernel has without waiting; otherwise it arms their
- * doorbells and sleeps in the real epoll_wait, so an idle program sleeps
- * in the kernel, and a set with kernel fds and accelerated sockets wakes
- * for either.
+ * epoll_wait looks at the accelerated members on the set's ready list
+ * first (epoll_set.h: those that were ready lately, or that the kernel or
+ * another thread pointed at; quiet ones are parked, armed, and come back
+ * when the kernel reports their doorbell). If one is ready it adds what
+ * the kernel has without waiting; otherwise it arms them and sleeps in the
+ * real epoll_wait, so an idle program sleeps in the kernel, and a set with
+ * kernel fds and accelerated sockets wakes for either. No wait walks the
+ * whole set: its cost follows the members that are ready, as the kernel's
+ * does.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "epoll_set.h"
 #include "shim.h"
 #include "xio/sys.h"
 
 #define EXPORT __attribute__((visibility("default")))
+/* An accelerated member's kernel registration carries TAG, its entry's
+ * tagid and its fd in the data: an event of a member the set has since
+ * dropped (its file is still open elsewhere) names no live entry. */
 #define TAG 0x5849000000000000ull /* "XI" in the top bits of the data */
 #define TAG_MASK 0xffff000000000000ull
-/* The set's kick eventfd (below): odd, so never an entry's address. */
+#define TAG_DATA(e) (TAG | (uint64_t)(e)->tagid << 32 | (uint32_t)(e)->fd)
+/* The set's kick eventfd (below): tagid 0, which no entry has. */
 #define TAG_KICK (TAG | 1u)
 #define MAX_NEST 4
-
-struct pentry {
-	int fd;
-	struct psock *ps;
-	uint32_t events; /* as the program asked */
-	epoll_data_t data;
-	int oneshot_off; /* EPOLLONESHOT fired; until EPOLL_CTL_MOD */
-	int parked;      /* deleted by the program, still in the kernel set */
-	int et_seen;     /* EPOLLET: reported since the last change */
-	uint64_t et_sig; /* ... with this state */
-	int left;        /* PS_CONN registered for a connection that left */
-	struct pentry *next;
-};
-
-struct pepoll {
-	pthread_mutex_t mu;
-	int epfd;
-	struct pentry *head;
-	unsigned nxio; /* entries that are accelerated or nested sets */
-	unsigned scan_start; /* where the next scan starts (scan) */
-	int left_due;        /* a member left shared memory: settle_left */
-	/* When the kernel part of the set was last looked at, and how many
-	 * waits since have been answered from the channels alone. */
-	_Atomic int64_t os_last_ns;
-	_Atomic unsigned os_skipped;
-	/* Threads in an epoll_wait on this set, from before they arm its
-	 * members until their kernel wait returns; and the eventfd that makes
-	 * one of them look again (xio__epoll_wake), registered in the kernel
-	 * set under TAG_KICK the first time it is needed. */
-	_Atomic int sleepers;
-	_Atomic int kickfd;
-};
 
 /* The set this thread sleeps on (its own wake-ups need no kick). */
 static __thread struct pepoll *sleeping_in;
@@ -170,6 +147,7 @@ static struct pepoll *ep_new(int epfd)
 	if (!ep)
 		return NULL;
 	pthread_mutex_init(&ep->mu, NULL);
+	pthread_mutex_init(&ep->poke_mu, NULL);
 	ep->epfd = epfd;
 	atomic_store(&ep->kickfd, -1);
 	struct psock *ps = psock_new(epfd, PS_EPOLL, 0);
@@ -184,15 +162,18 @@ static struct pepoll *ep_new(int epfd)
 void xio__epoll_free(struct pepoll *ep)
 {
 	pthread_mutex_lock(&ep->mu);
-	for (struct pentry *e = ep->head, *n; e; e = n) {
-		n = e->next;
-		for (int i = 0; i < PS_MAX_EPOLL; i++)
-			if (e->ps->member_of[i] == ep)
-				e->ps->member_of[i] = NULL;
-		free(e);
+	for (int fd = 0; fd < ep->cap; fd++) {
+		struct pentry *e = ep->by_fd[fd];
+		if (e) {
+			set_remove(ep, e);
+			free(e);
+		}
 	}
 	pthread_mutex_unlock(&ep->mu);
+	free(ep->by_fd);
+	free(ep->pokes);
 	pthread_mutex_destroy(&ep->mu);
+	pthread_mutex_destroy(&ep->poke_mu);
 	if (atomic_load(&ep->kickfd) >= 0)
 		REAL(close)(atomic_load(&ep->kickfd));
 	free(ep);
@@ -227,12 +208,12 @@ static struct epoll_event kernel_reg(struct pentry *e, int kind, int left)
 				     (EPOLLIN | EPOLLRDNORM | EPOLLOUT | EPOLLWRNORM | EPOLLRDHUP |
 				      EPOLLPRI)) |
 				    EPOLLET;
-		ev.data.u64 = TAG | (uint64_t)(uintptr_t)e;
+		ev.data.u64 = TAG_DATA(e);
 		break;
 	case PS_TCP:
 	case PS_CONNECTING:
 		ev.events = e->events | (kind == PS_CONNECTING ? EPOLLOUT : 0);
-		ev.data.u64 = TAG | (uint64_t)(uintptr_t)e;
+		ev.data.u64 = TAG_DATA(e);
 		break;
 	default: /* kernel sockets and nested sets: as the program asked */
 		ev.events = e->events;
@@ -242,24 +223,9 @@ static struct epoll_event kernel_reg(struct pentry *e, int kind, int left)
 	return ev;
 }
 
-static struct pentry *find(struct pepoll *ep, int fd)
-{
-	for (struct pentry *e = ep->head; e; e = e->next)
-		if (e->fd == fd)
-			return e;
-	return NULL;
-}
-
 static void unlink_entry(struct pepoll *ep, struct pentry *e)
 {
-	struct pentry **pp = &ep->head;
-	while (*pp && *pp != e)
-		pp = &(*pp)->next;
-	if (*pp)
-		*pp = e->next;
-	for (int i = 0; i < PS_MAX_EPOLL; i++)
-		if (e->ps->member_of[i] == ep)
-			e->ps->member_of[i] = NULL;
+	set_remove(ep, e);
 	ep->nxio--;
 	free(e);
 }
@@ -288,17 +254,21 @@ static void sync_entry(struct pepoll *ep, struct pentry *e, int kind)
 	e->left = left;
 	if (!shadowed(kind))
 		unlink_entry(ep, e);
+	else
+		act_add(ep, e); /* its readiness is to be looked at anew */
 }
 
 /* The same for every entry of ps in ep (one per fd of it the program
  * added). Caller holds ep->mu. */
 static void sync_one(struct pepoll *ep, struct psock *ps, int kind)
 {
-	for (struct pentry *e = ep->head, *n; e; e = n) {
-		n = e->next;
-		if (e->ps == ps)
-			sync_entry(ep, e, kind);
-	}
+	struct pentry *mine[PS_MAX_EPOLL];
+	int n = 0;
+	for (int i = 0; i < PS_MAX_EPOLL; i++)
+		if (ps->member_of[i] == ep && ps->ent[i])
+			mine[n++] = ps->ent[i];
+	for (int i = 0; i < n; i++)
+		sync_entry(ep, mine[i], kind); /* may free it */
 }
 
 /* Re-register ps in every set that follows it, for its current kind. */
@@ -343,7 +313,10 @@ static void settle_left(struct pepoll *held)
 {
 	struct psock *due[SETTLE_BATCH];
 	int ndue = 0, done = 1;
-	for (struct pentry *e = held->head; e; e = e->next) {
+	for (int fd = 0; fd < held->cap; fd++) {
+		struct pentry *e = held->by_fd[fd];
+		if (!e)
+			continue;
 		struct psock *ps = e->ps;
 		if (e->parked || !conn_left(ps, atomic_load(&ps->kind)) ||
 		    (e->left && ps->conn->accel))
@@ -406,7 +379,15 @@ void xio__epoll_sync(struct psock *ps)
 void xio__epoll_after_fork(struct pepoll *ep)
 {
 	pthread_mutex_init(&ep->mu, NULL);
+	pthread_mutex_init(&ep->poke_mu, NULL);
 	atomic_store(&ep->sleepers, 0); /* only this thread exists */
+	/* The parent's arms and pokes were the parent's: the child looks at
+	 * every member once, and parks them again with its own tokens. */
+	for (unsigned i = 0; i < ep->npokes; i++)
+		ep->pokes[i]->poked = 0;
+	ep->npokes = 0;
+	ep->poke_all = 0;
+	act_all(ep);
 }
 
 void xio__epoll_forget(struct psock *ps)
@@ -416,11 +397,8 @@ void xio__epoll_forget(struct psock *ps)
 		if (!ep)
 			continue;
 		pthread_mutex_lock(&ep->mu);
-		for (struct pentry *e = ep->head, *n; e; e = n) {
-			n = e->next;
-			if (e->ps == ps)
-				unlink_entry(ep, e);
-		}
+		if (ps->member_of[i] == ep && ps->ent[i])
+			unlink_entry(ep, ps->ent[i]);
 		pthread_mutex_unlock(&ep->mu);
 	}
 }
@@ -464,7 +442,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	if (kind == PS_CONNECTING)
 		kind = psock_finish_connect(ps, fd, 0);
 	pthread_mutex_lock(&ep->mu);
-	struct pentry *e = find(ep, fd);
+	struct pentry *e = set_find(ep, fd);
 	int r;
 	/*
 	 * An accelerated socket is registered in the kernel the same way
@@ -492,6 +470,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			e->data = ev->data;
 			e->oneshot_off = 0;
 			e->et_seen = 0;
+			act_add(ep, e);
 			r = 0;
 		} else {
 			errno = ENOENT; /* as the kernel answers for an fd not in the set */
@@ -508,6 +487,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		e->data = ev->data;
 		e->oneshot_off = 0;
 		e->et_seen = 0;
+		act_add(ep, e); /* armed, if parked, for the old events */
 		r = 0;
 	} else if (op == EPOLL_CTL_DEL) {
 		r = REAL(epoll_ctl)(epfd, op, fd, ev);
@@ -523,19 +503,24 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		*e = (struct pentry){
 			.fd = fd, .ps = ps, .events = ev->events, .data = ev->data, .left = left
 		};
+		r = set_insert(ep, e);
+		if (r < 0) {
+			pthread_mutex_unlock(&ep->mu);
+			free(e);
+			errno = -r;
+			return -1;
+		}
 		struct epoll_event kev = kernel_reg(e, kind, left);
 		r = REAL(epoll_ctl)(epfd, op, fd, &kev);
 		if (r == 0) {
-			e->next = ep->head;
-			ep->head = e;
 			ep->nxio++;
-			for (int i = 0; i < PS_MAX_EPOLL; i++)
-				if (!ps->member_of[i]) {
-					ps->member_of[i] = ep;
-					break;
-				}
+			set_bind_slot(ep, e);
+			act_add(ep, e);
 		} else {
+			int saved = errno;
+			set_remove(ep, e);
 			free(e);
+			errno = saved;
 		}
 	} else if (op == EPOLL_CTL_MOD && e) {
 		uint32_t old_ev = e->events;
@@ -548,6 +533,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			e->oneshot_off = 0;
 			e->et_seen = 0;
 			e->left = left;
+			act_add(ep, e);
 		} else {
 			e->events = old_ev;
 			e->data = old_data;
@@ -591,28 +577,60 @@ static uint32_t entry_ready(struct pentry *e, uint64_t arm, int depth)
 	return (uint32_t)xio__shim_conn_poll(e->ps, (short)want, arm) & want;
 }
 
+/* May e leave the ready list while quiet? Only a member whose doorbell the
+ * kernel reports (an accelerated connection, not one that left) and that
+ * a poke can reach (it has a slot in its psock). */
+static int parkable(const struct pentry *e, int kind)
+{
+	return kind == PS_CONN && !e->left && e->slot >= 0 && e->ps->conn->accel &&
+	       !e->ps->conn->left;
+}
+
+/* Tokens of their own for the members one scan parks, drawn in batches. */
+struct park_tokens {
+	uint64_t next;
+	unsigned left;
+};
+
+static uint64_t park_token(struct park_tokens *t)
+{
+	if (!t->left) {
+		t->next = xio__wait_tokens(64);
+		t->left = t->next ? 64 : 0;
+		if (!t->left)
+			return xio__wait_token();
+	}
+	t->left--;
+	return t->next++;
+}
+
 /* Report ready accelerated members into out (at most max). Caller holds
  * ep->mu. depth > 0: a nested look, which reports without consuming
- * EPOLLET/EPOLLONESHOT state. */
+ * EPOLLET/EPOLLONESHOT state. Only the ready list is looked at: members
+ * quiet for the park interval are armed with a token of their own and
+ * leave it (epoll_set.h); with arm (a sleep's token), the others are armed
+ * with that token before this thread sleeps. */
 static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t arm, int depth)
 {
-	/* A scan that fills out stops there, and the next one starts after
-	 * the last member it reported, wrapping round: with more members
-	 * ready than max, each gets its turn, as the kernel's ready list
-	 * rotates. Always starting at the head starved the rest for good (a
-	 * level-triggered EPOLLOUT member is nearly always ready). */
-	unsigned count = 0, seen = 0, start = depth ? 0 : ep->scan_start;
-	for (struct pentry *e = ep->head; e; e = e->next)
-		count++;
-	if (start >= count)
-		start = 0;
-	struct pentry *e = ep->head;
-	for (unsigned k = 0; k < start; k++)
-		e = e->next;
+	act_take_pokes(ep);
+	int64_t now = now_ns(), park = xio__epoll_park_ns();
+	struct park_tokens toks = { 0, 0 };
+	unsigned looks = 0, parks = 0;
 	int n = 0;
-	for (; seen < count && n < max; seen++, e = e->next ? e->next : ep->head) {
+	struct pentry *e, *next, *last = NULL;
+	for (e = ep->act_head; e && n < max; e = next) {
+		next = e->anext;
+		looks++;
 		if (e->oneshot_off || e->parked) {
+			/* Not the program's to hear of until it changes the entry
+			 * (which puts it back here). */
 			note_left(ep, e);
+			act_remove(ep, e);
+			continue;
+		}
+		int kind = atomic_load(&e->ps->kind);
+		if (kind != PS_CONN && kind != PS_EPOLL) {
+			act_remove(ep, e); /* the kernel's events report it */
 			continue;
 		}
 		/* The edge's signature is read before the readiness: a change
@@ -620,42 +638,61 @@ static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t ar
 		 * next wait. Read after, it would be recorded as reported
 		 * without ever having been seen, and an EPOLLET program would
 		 * sleep on data it was never told of. */
-		int kind = atomic_load(&e->ps->kind);
 		int et = (e->events & EPOLLET) && kind == PS_CONN;
 		uint64_t sig = et ? xio__conn_event_sig(e->ps->conn) : 0;
-		uint32_t rev = entry_ready(e, arm, depth);
+		int parking = parkable(e, kind) && now - e->last_ready >= park;
+		uint64_t tok = parking ? park_token(&toks) : arm;
+		/* Not ready: armed with tok, and looked at again (conn_poll). */
+		uint32_t rev = entry_ready(e, tok, depth);
 		note_left(ep, e); /* it may have followed its peer just now */
-		if (!rev)
+		if (rev && et && atomic_load(&e->ps->kind) == PS_CONN && e->et_seen &&
+		    e->et_sig == sig) {
+			/* Reported already, so no report now; but this wait may
+			 * sleep, or the entry may park, and either must wake for
+			 * the next edge even though something (EPOLLOUT, most
+			 * often) is ready: arm, then look at the signature once
+			 * more. */
+			rev = 0;
+			if (tok) {
+				xio__conn_arm(e->ps->conn, (short)e->events, tok);
+				uint64_t now_sig = xio__conn_event_sig(e->ps->conn);
+				if (now_sig != sig) {
+					sig = now_sig;
+					rev = entry_ready(e, 0, depth);
+				}
+			}
+		}
+		if (!rev) {
+			if (parking && parkable(e, atomic_load(&e->ps->kind))) {
+				act_remove(ep, e);
+				parks++;
+			}
 			continue;
-		if (et && atomic_load(&e->ps->kind) == PS_CONN) {
-			if (e->et_seen && e->et_sig == sig) {
-				/* Reported already, so no report now; but this wait
-				 * may sleep, and must wake for the next edge even
-				 * though something (EPOLLOUT, most often) is ready:
-				 * arm, then look at the signature once more. */
-				if (!arm)
-					continue;
-				xio__conn_arm(e->ps->conn, (short)e->events, arm);
-				uint64_t now = xio__conn_event_sig(e->ps->conn);
-				if (now == sig)
-					continue;
-				sig = now;
-				if (!(rev = entry_ready(e, 0, depth)))
-					continue;
-			}
-			if (depth == 0) {
-				e->et_seen = 1;
-				e->et_sig = sig;
-			}
+		}
+		if (et && atomic_load(&e->ps->kind) == PS_CONN && depth == 0) {
+			e->et_seen = 1;
+			e->et_sig = sig;
 		}
 		if (depth == 0 && (e->events & EPOLLONESHOT))
 			e->oneshot_off = 1;
+		e->last_ready = now;
 		out[n].events = rev;
 		out[n].data = e->data;
 		n++;
+		last = e;
 	}
-	if (depth == 0 && n == max && count)
-		ep->scan_start = (start + seen) % count;
+	/* A scan that fills out stops there, and the next one starts after
+	 * the last member it reported, as the kernel's ready list rotates:
+	 * with more members ready than max, each gets its turn (always
+	 * starting at the head starved the rest for good; a level-triggered
+	 * EPOLLOUT member is nearly always ready). */
+	if (depth == 0 && n == max)
+		act_rotate_after(ep, last);
+	atomic_fetch_add_explicit(&xio_stats.ep_looks, looks, memory_order_relaxed);
+	if (parks) {
+		ep->parks += parks;
+		atomic_fetch_add_explicit(&xio_stats.ep_parks, parks, memory_order_relaxed);
+	}
 	return n;
 }
 
@@ -675,10 +712,8 @@ static struct pentry *tagged(struct pepoll *ep, uint64_t u)
 {
 	if ((u & TAG_MASK) != TAG)
 		return NULL;
-	for (struct pentry *e = ep->head; e; e = e->next)
-		if ((uint64_t)(uintptr_t)e == (u & ~TAG_MASK))
-			return e;
-	return NULL;
+	struct pentry *e = set_find(ep, (int)(uint32_t)u);
+	return e && TAG_DATA(e) == u ? e : NULL;
 }
 
 static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int timeout,
@@ -686,6 +721,7 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 {
 	struct epoll_event kev[64];
 	int64_t deadline = timeout >= 0 ? now_ns() + (int64_t)timeout * 1000000 : -1;
+	atomic_fetch_add_explicit(&xio_stats.ep_waits, 1, memory_order_relaxed);
 
 	/* A short look before sleeping: the peer usually answers within
 	 * microseconds, and then neither side rings or sleeps. */
@@ -737,6 +773,12 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 				return n;
 			return -errno;
 		}
+		/* Connects that finished (the kernel reported them): pair them
+		 * after this, outside the set's lock, so a program waiting only
+		 * for EPOLLIN gets its data. */
+		struct psock *pending[16];
+		int np = 0;
+		unsigned unparks = 0;
 		pthread_mutex_lock(&ep->mu);
 		for (int i = 0; i < k && n < max; i++) {
 			if (kev[i].data.u64 == TAG_KICK) {
@@ -773,14 +815,22 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 				 * again: this thread is awake, and arms it only
 				 * before it sleeps next. After a leave, an edge of
 				 * the kernel socket itself: what it reports is new
-				 * for EPOLLET. */
+				 * for EPOLLET. A parked member is back on the ready
+				 * list. */
 				xio__conn_drain_ready(e->ps->conn, kev[i].events);
 				if (e->left)
 					e->et_seen = 0;
 				else
 					note_left(ep, e);
+				if (!e->active) {
+					ep->unparks++;
+					unparks++;
+				}
+				act_add(ep, e);
 				continue; /* rescanned below */
 			}
+			if (kind == PS_CONNECTING && np < 16)
+				pending[np++] = e->ps;
 			/* Not paired yet: what the kernel says is the truth, except
 			 * our own EPOLLOUT for the connect. */
 			uint32_t rev = kev[i].events & (e->events | EPOLLERR | EPOLLHUP);
@@ -792,13 +842,9 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 				n++;
 			}
 		}
-		/* Connects that finished: pair them now (outside the set's lock),
-		 * so a program waiting only for EPOLLIN gets its data. */
-		struct psock *pending[16];
-		int np = 0;
-		for (struct pentry *e = k > 0 ? ep->head : NULL; e && np < 16; e = e->next)
-			if (atomic_load(&e->ps->kind) == PS_CONNECTING)
-				pending[np++] = e->ps;
+		if (unparks)
+			atomic_fetch_add_explicit(&xio_stats.ep_unparks, unparks,
+						  memory_order_relaxed);
 		if (ep->left_due)
 			settle_left(ep);
 		pthread_mutex_unlock(&ep->mu);

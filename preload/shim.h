@@ -28,6 +28,7 @@ enum ps_kind { PS_KERNEL = 0, PS_TCP, PS_CONNECTING, PS_LISTENER, PS_CONN, PS_EP
 #define PS_MAX_EPOLL 4 /* epoll sets one socket can be followed in */
 
 struct pepoll;
+struct pentry;
 
 struct psock {
 	_Atomic int refs;  /* fds that point at it */
@@ -47,7 +48,10 @@ struct psock {
 	 * close waits for them to end (-1: none): see psock_call_enter. */
 	_Atomic int calls;
 	_Atomic int close_fd;
+	/* The epoll sets that follow it, and its entry in each (epoll_set.h);
+	 * set and cleared under that set's poke_mu. */
 	struct pepoll *member_of[PS_MAX_EPOLL];
+	struct pentry *ent[PS_MAX_EPOLL];
 };
 
 /* -1/errno at the POSIX boundary: the only place errno is set. */
@@ -184,6 +188,7 @@ static inline short xio__shim_conn_poll(struct psock *ps, short want, uint64_t t
 struct xio_shim_stats {
 	_Atomic uint64_t accel_conns, fallback_conns;
 	_Atomic uint64_t tx_bytes, rx_bytes, tx_msgs, rx_msgs;
+	_Atomic uint64_t ep_waits, ep_looks, ep_parks, ep_unparks; /* epoll_set.h */
 };
 extern struct xio_shim_stats xio_stats;
 void xio__stats_conn_closed(const struct xio_conn *c);
@@ -219,5 +224,8 @@ void xio__epoll_became_conn(struct psock *ps); /* re-register as xio */
 void xio__epoll_sync(struct psock *ps);        /* kind changed: re-register */
 void xio__epoll_free(struct pepoll *ep);
 void xio__epoll_after_fork(struct pepoll *ep);
+/* Another thread may have taken back the arm of ps's connection: each set
+ * that follows it looks at it again at its next wait (epoll_ready.c). */
+void xio__epoll_poke(struct psock *ps);
 
 #endif

@@ -1,8 +1,12 @@
 /*
  * stats.c - the process's counters, and the XIO_STATS line at exit:
  *   xio-stats pid=N accel_conns=N fallback_conns=N tx_bytes=N rx_bytes=N
- *             tx_msgs=N rx_msgs=N doorbells=N left_conns=N
- * (one line; tx/rx count payload over shared memory only), and a line
+ *             tx_msgs=N rx_msgs=N doorbells=N left_conns=N epoll_waits=N
+ *             epoll_looks=N epoll_parks=N epoll_unparks=N
+ * (one line; epoll_looks counts the members epoll_wait looked at in shared
+ * memory, so looks per wait say whether waits grow with the set (they
+ * must not: epoll_set.h); epoll_parks and epoll_unparks count members that
+ * went quiet and came back through the kernel; tx/rx count payload over shared memory only), and a line
  *   xio-left pid=N fd=N reason=R tx_off=N rx_off=N [peer=R]
  * when a connection moves back to kernel TCP (at the byte offsets of each
  * direction where it did; peer= when it followed its peer, with why). XIO_STATS=1
@@ -32,6 +36,10 @@ void xio__stats_reset(void)
 	atomic_store(&xio_stats.rx_msgs, 0);
 	atomic_store(&doorbells, 0);
 	atomic_store(&left_conns, 0);
+	atomic_store(&xio_stats.ep_waits, 0);
+	atomic_store(&xio_stats.ep_looks, 0);
+	atomic_store(&xio_stats.ep_parks, 0);
+	atomic_store(&xio_stats.ep_unparks, 0);
 }
 
 void xio__stats_conn_closed(const struct xio_conn *c)
@@ -86,19 +94,22 @@ void xio__stats_left(int fd, const struct xio_conn *c)
 
 static void print_stats(void)
 {
-	char line[360];
+	char line[512];
 	int saved = errno;
 	fdtab_each(add_live, NULL);
 	int n = snprintf(line, sizeof(line),
 			 "xio-stats pid=%d accel_conns=%llu fallback_conns=%llu tx_bytes=%llu "
-			 "rx_bytes=%llu tx_msgs=%llu rx_msgs=%llu doorbells=%llu left_conns=%llu\n",
+			 "rx_bytes=%llu tx_msgs=%llu rx_msgs=%llu doorbells=%llu left_conns=%llu "
+			 "epoll_waits=%llu epoll_looks=%llu epoll_parks=%llu epoll_unparks=%llu\n",
 			 (int)xio_sys_getpid(), (unsigned long long)xio_stats.accel_conns,
 			 (unsigned long long)xio_stats.fallback_conns,
 			 (unsigned long long)xio_stats.tx_bytes,
 			 (unsigned long long)xio_stats.rx_bytes,
 			 (unsigned long long)xio_stats.tx_msgs,
 			 (unsigned long long)xio_stats.rx_msgs, (unsigned long long)doorbells,
-			 (unsigned long long)left_conns);
+			 (unsigned long long)left_conns, (unsigned long long)xio_stats.ep_waits,
+			 (unsigned long long)xio_stats.ep_looks, (unsigned long long)xio_stats.ep_parks,
+			 (unsigned long long)xio_stats.ep_unparks);
 	if (n > 0 && (size_t)n < sizeof(line))
 		emit(line, (size_t)n);
 	errno = saved;

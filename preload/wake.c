@@ -125,6 +125,7 @@ void xio__shim_wake_others(struct xio_conn *c)
 	struct psock *ps = c->owner;
 	if (!ps)
 		return;
+	xio__epoll_poke(ps);
 	for (int i = 0; i < PS_MAX_EPOLL; i++) {
 		struct pepoll *ep = ps->member_of[i];
 		if (ep)

@@ -120,6 +120,9 @@ void xio__conn_arm(struct xio_conn *c, short events, uint64_t token);
 
 /* A token for one sleep, unique on this host (seg.h, sleep tokens). */
 uint64_t xio__wait_token(void);
+/* The first of n consecutive tokens (n >= 1), or 0 if none could be had
+ * at once: then draw them one by one. */
+uint64_t xio__wait_tokens(unsigned n);
 
 /* With the receive ring empty: 0 at end of file, -errno, or 1 for
  * "nothing yet". */
