@@ -390,6 +390,18 @@ void xio__epoll_after_fork(struct pepoll *ep)
 	act_all(ep);
 }
 
+/* Its members are inherited by the child now: whichever process uses one
+ * first owns it, and the other must find out before the peer's next bytes
+ * land in a ring it may no longer read (leave.c, "shared after fork"). So,
+ * as the child does, the parent's next wait looks at every member once
+ * (xio__shim_claim), not only at those whose doorbell rings. */
+void xio__epoll_look_all(struct pepoll *ep)
+{
+	pthread_mutex_lock(&ep->mu);
+	act_all(ep);
+	pthread_mutex_unlock(&ep->mu);
+}
+
 void xio__epoll_forget(struct psock *ps)
 {
 	for (int i = 0; i < PS_MAX_EPOLL; i++) {
@@ -716,164 +728,195 @@ static struct pentry *tagged(struct pepoll *ep, uint64_t u)
 	return e && TAG_DATA(e) == u ? e : NULL;
 }
 
-static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int timeout,
+/* Add the events in[0..m) to out[0..*n) (room for max): merged, never
+ * dropped, when one names a member out has already: a rescan may find more
+ * of a socket than a wait reports already (EPOLLIN after an EPOLLOUT), and
+ * it has recorded that as reported: an EPOLLET program would never hear of
+ * it (issue 7, the nginx reverse-proxy stall). A nested set registered in
+ * the kernel as the program asked may come both ways too. */
+static void merge(struct epoll_event *out, int *n, int max, const struct epoll_event *in, int m)
+{
+	for (int i = 0; i < m; i++) {
+		int dup = 0;
+		for (int j = 0; j < *n && !dup; j++)
+			if (out[j].data.u64 == in[i].data.u64) {
+				out[j].events |= in[i].events;
+				dup = 1;
+			}
+		if (!dup && *n < max)
+			out[(*n)++] = in[i];
+	}
+}
+
+/*
+ * The kernel's part of the set: its wait (tmo ms; sleeping: the caller
+ * counted itself as a sleeper), then its events taken. A doorbell, FIN or
+ * RST of an accelerated member puts that member on the ready list (the
+ * rescan reports it; it needs no room in out); a kernel fd's event, or an
+ * unpaired socket's, goes to out. At most the room out has left is asked
+ * for (64 at most), so no event taken from the kernel is lost. Returns
+ * the number of kernel events (0 if none), or -errno.
+ */
+static int kernel_look(struct pepoll *ep, struct epoll_event *out, int *n, int max, int tmo,
 		       const sigset_t *mask)
 {
 	struct epoll_event kev[64];
+	int room = max - *n < 64 ? max - *n : 64;
+	if (room <= 0)
+		return 0;
+	if (tmo)
+		xio__sleep_begin();
+	int k = REAL(epoll_pwait)(ep->epfd, kev, room, tmo, mask);
+	if (tmo)
+		xio__sleep_end();
+	atomic_store_explicit(&ep->os_last_ns, now_ns(), memory_order_relaxed);
+	atomic_store_explicit(&ep->os_skipped, 0, memory_order_relaxed);
+	if (k < 0)
+		return -errno;
+	/* Connects that finished (the kernel reported them): pair them after
+	 * this, outside the set's lock, so a program waiting only for EPOLLIN
+	 * gets its data. */
+	struct psock *pending[64];
+	int np = 0;
+	unsigned unparks = 0;
+	struct epoll_event direct[64];
+	int nd = 0;
+	pthread_mutex_lock(&ep->mu);
+	for (int i = 0; i < k; i++) {
+		if (kev[i].data.u64 == TAG_KICK) {
+			/* Another thread changed the set or took a wake-up: look
+			 * again (the rescan). */
+			xio__wake_read(atomic_load(&ep->kickfd));
+			continue;
+		}
+		struct pentry *e = tagged(ep, kev[i].data.u64);
+		if (!e && (kev[i].data.u64 & TAG_MASK) == TAG)
+			continue; /* a socket we forgot, whose file another process
+				   * still holds open: not the program's event */
+		if (!e) {
+			direct[nd++] = kev[i]; /* a kernel fd, or a nested set */
+			continue;
+		}
+		int kind = atomic_load(&e->ps->kind);
+		if (e->parked) {
+			/* A doorbell armed before the delete, or the kernel's
+			 * FIN: the program no longer watches it. */
+			if (kind == PS_CONN)
+				xio__conn_drain_ready(e->ps->conn, kev[i].events);
+			park_drop(ep, e);
+			continue;
+		}
+		if (kind == PS_CONN) {
+			/* A doorbell or the kernel's FIN: swallow it; the channels
+			 * say what is ready. The word is not armed again: this
+			 * thread is awake, and arms it only before it sleeps next.
+			 * After a leave, an edge of the kernel socket itself: what
+			 * it reports is new for EPOLLET. A parked member is back on
+			 * the ready list. */
+			xio__conn_drain_ready(e->ps->conn, kev[i].events);
+			if (e->left)
+				e->et_seen = 0;
+			else
+				note_left(ep, e);
+			if (!e->active) {
+				ep->unparks++;
+				unparks++;
+			}
+			act_add(ep, e);
+			continue;
+		}
+		if (kind == PS_CONNECTING)
+			pending[np++] = e->ps;
+		/* Not paired yet: what the kernel says is the truth, except our
+		 * own EPOLLOUT for the connect. */
+		uint32_t rev = kev[i].events & (e->events | EPOLLERR | EPOLLHUP);
+		if (rev && !e->oneshot_off) {
+			if (e->events & EPOLLONESHOT)
+				e->oneshot_off = 1;
+			direct[nd].events = rev;
+			direct[nd].data = e->data;
+			nd++;
+		}
+	}
+	if (unparks)
+		atomic_fetch_add_explicit(&xio_stats.ep_unparks, unparks, memory_order_relaxed);
+	if (ep->left_due)
+		settle_left(ep);
+	pthread_mutex_unlock(&ep->mu);
+	for (int i = 0; i < np; i++)
+		psock_finish_connect(pending[i], pending[i]->fd, 0);
+	/* The kernel gave at most max - n events: all fit. */
+	merge(out, n, max, direct, nd);
+	return k;
+}
+
+/* Look at the ready list into out after *n events, merging. */
+static void rescan(struct pepoll *ep, struct epoll_event *out, int *n, int max)
+{
+	if (*n == 0) {
+		*n = scan_top(ep, out, max, 0);
+		return;
+	}
+	struct epoll_event more[64];
+	while (*n < max) {
+		int m = scan_top(ep, more, max - *n < 64 ? max - *n : 64, 0);
+		int before = *n;
+		merge(out, n, max, more, m);
+		if (m < 64 || *n == before)
+			break;
+	}
+}
+
+static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int timeout,
+		       const sigset_t *mask)
+{
 	int64_t deadline = timeout >= 0 ? now_ns() + (int64_t)timeout * 1000000 : -1;
 	atomic_fetch_add_explicit(&xio_stats.ep_waits, 1, memory_order_relaxed);
+
+	/*
+	 * The kernel's part of the set (kernel fds, doorbells of parked
+	 * members, FIN and RST) costs a system call. While the ready list has
+	 * events it is looked at only every XIO_EPOLL_OS_RATIO waits or after
+	 * XIO_EPOLL_OS_US, as libvma's OS-poll ratio does: a busy set makes no
+	 * system call on most waits, and a kernel fd or a parked member that
+	 * turned ready is never starved for longer than that bound. It is
+	 * looked at first, so that a ready list that fills every wait cannot
+	 * starve it.
+	 */
+	int n = 0;
+	if (kernel_due(ep)) {
+		int k = kernel_look(ep, out, &n, max, 0, mask);
+		if (k < 0)
+			return k;
+	}
 
 	/* A short look before sleeping: the peer usually answers within
 	 * microseconds, and then neither side rings or sleeps. */
 	int64_t spin_end = timeout != 0 ? now_ns() + (int64_t)xio__poll_spin_ns() : 0;
-	int n;
 	for (;;) {
-		n = scan_top(ep, out, max, 0);
+		rescan(ep, out, &n, max);
 		if (n || now_ns() >= spin_end)
 			break;
 		xio__poll_relax();
 	}
-	for (;; n = 0) {
-		/* What scan() found has had EPOLLET/EPOLLONESHOT applied: it is
-		 * returned in this round, with whatever the kernel has at once. */
-		int entered = !n;
-		if (!n) {
-			/* About to sleep: arm every accelerated member with this
-			 * sleep's token (one doorbell wakes the whole set). Counted
-			 * as a sleeper first, so that a thread that changes the set
-			 * or takes a word back after our look wakes us. */
-			sleep_enter(ep);
-			uint64_t token = xio__wait_token();
-			n = scan_top(ep, out, max, token);
-		}
-		int tmo = n ? 0 : ms_left(deadline);
-		/*
-		 * The kernel's part of the set (kernel fds, doorbells, FIN and
-		 * RST) costs a system call. With accelerated events in hand it
-		 * is looked at only every XIO_EPOLL_OS_RATIO waits or after
-		 * XIO_EPOLL_OS_US, as libvma's OS-poll ratio does: a busy set
-		 * makes no system call on most waits, and a kernel fd is never
-		 * starved for longer than that bound.
-		 */
-		int room = max - n < 64 ? max - n : 64;
-		int k = 0;
-		if (room > 0 && (!n || kernel_due(ep))) {
-			if (tmo)
-				xio__sleep_begin();
-			k = REAL(epoll_pwait)(ep->epfd, kev, room, tmo, mask);
-			if (tmo)
-				xio__sleep_end();
-			atomic_store_explicit(&ep->os_last_ns, now_ns(), memory_order_relaxed);
-			atomic_store_explicit(&ep->os_skipped, 0, memory_order_relaxed);
-		}
-		if (entered)
-			sleep_leave(ep);
-		if (k < 0) {
-			if (n)
-				return n;
-			return -errno;
-		}
-		/* Connects that finished (the kernel reported them): pair them
-		 * after this, outside the set's lock, so a program waiting only
-		 * for EPOLLIN gets its data. */
-		struct psock *pending[16];
-		int np = 0;
-		unsigned unparks = 0;
-		pthread_mutex_lock(&ep->mu);
-		for (int i = 0; i < k && n < max; i++) {
-			if (kev[i].data.u64 == TAG_KICK) {
-				/* Another thread changed the set or took a wake-up:
-				 * look again (the rescan below). */
-				xio__wake_read(atomic_load(&ep->kickfd));
-				continue;
-			}
-			struct pentry *e = tagged(ep, kev[i].data.u64);
-			if (!e && (kev[i].data.u64 & TAG_MASK) == TAG)
-				continue; /* a socket we forgot, whose file another process
-					   * still holds open: not the program's event */
-			if (!e) {
-				/* A kernel fd, or a nested set already reported. */
-				int dup = 0;
-				for (int j = 0; j < n; j++)
-					dup |= out[j].data.u64 == kev[i].data.u64;
-				if (!dup)
-					out[n++] = kev[i];
-				continue;
-			}
-			int kind = atomic_load(&e->ps->kind);
-			if (e->parked) {
-				/* A doorbell armed before the delete, or the
-				 * kernel's FIN: the program no longer watches it. */
-				if (kind == PS_CONN)
-					xio__conn_drain_ready(e->ps->conn, kev[i].events);
-				park_drop(ep, e);
-				continue;
-			}
-			if (kind == PS_CONN) {
-				/* A doorbell or the kernel's FIN: swallow it; the
-				 * channels say what is ready. The word is not armed
-				 * again: this thread is awake, and arms it only
-				 * before it sleeps next. After a leave, an edge of
-				 * the kernel socket itself: what it reports is new
-				 * for EPOLLET. A parked member is back on the ready
-				 * list. */
-				xio__conn_drain_ready(e->ps->conn, kev[i].events);
-				if (e->left)
-					e->et_seen = 0;
-				else
-					note_left(ep, e);
-				if (!e->active) {
-					ep->unparks++;
-					unparks++;
-				}
-				act_add(ep, e);
-				continue; /* rescanned below */
-			}
-			if (kind == PS_CONNECTING && np < 16)
-				pending[np++] = e->ps;
-			/* Not paired yet: what the kernel says is the truth, except
-			 * our own EPOLLOUT for the connect. */
-			uint32_t rev = kev[i].events & (e->events | EPOLLERR | EPOLLHUP);
-			if (rev && !e->oneshot_off) {
-				if (e->events & EPOLLONESHOT)
-					e->oneshot_off = 1;
-				out[n].events = rev;
-				out[n].data = e->data;
-				n++;
-			}
-		}
-		if (unparks)
-			atomic_fetch_add_explicit(&xio_stats.ep_unparks, unparks,
-						  memory_order_relaxed);
-		if (ep->left_due)
-			settle_left(ep);
-		pthread_mutex_unlock(&ep->mu);
-		for (int i = 0; i < np; i++)
-			psock_finish_connect(pending[i], pending[i]->fd, 0);
-		if (n < max && k > 0) {
-			struct epoll_event more[64];
-			int m = scan_top(ep, more, max - n < 64 ? max - n : 64, 0);
-			/* Merge, never drop: the rescan may find more of a socket
-			 * than this wait reports already (EPOLLIN after an
-			 * EPOLLOUT), and it has recorded that as reported: an
-			 * EPOLLET program would never hear of it (issue 7, the
-			 * nginx reverse-proxy stall). */
-			for (int i = 0; i < m; i++) {
-				int dup = 0;
-				for (int j = 0; j < n && !dup; j++)
-					if (out[j].data.u64 == more[i].data.u64) {
-						out[j].events |= more[i].events;
-						dup = 1;
-					}
-				if (!dup)
-					out[n++] = more[i];
-			}
-		}
-		if (n)
-			return n;
-		if (deadline >= 0 && now_ns() >= deadline)
+	while (!n) {
+		/* About to sleep: arm the members on the ready list with this
+		 * sleep's token (one doorbell wakes the whole set; parked ones
+		 * are armed already). Counted as a sleeper first, so that a
+		 * thread that changes the set or takes a word back after our
+		 * look wakes us. */
+		sleep_enter(ep);
+		n = scan_top(ep, out, max, xio__wait_token());
+		int k = n ? 0 : kernel_look(ep, out, &n, max, ms_left(deadline), mask);
+		sleep_leave(ep);
+		if (k < 0)
+			return n ? n : k;
+		if (k > 0)
+			rescan(ep, out, &n, max);
+		if (!n && deadline >= 0 && now_ns() >= deadline)
 			return 0;
 	}
+	return n;
 }
 
 /*

@@ -224,6 +224,8 @@ void xio__epoll_became_conn(struct psock *ps); /* re-register as xio */
 void xio__epoll_sync(struct psock *ps);        /* kind changed: re-register */
 void xio__epoll_free(struct pepoll *ep);
 void xio__epoll_after_fork(struct pepoll *ep);
+/* The parent after fork: every member is looked at by the next wait. */
+void xio__epoll_look_all(struct pepoll *ep);
 /* Another thread may have taken back the arm of ps's connection: each set
  * that follows it looks at it again at its next wait (epoll_ready.c). */
 void xio__epoll_poke(struct psock *ps);

@@ -28,6 +28,8 @@ static void mark(int fd, struct psock *ps, void *child)
 		}
 		if (ps->ep)
 			xio__epoll_after_fork(ps->ep);
+	} else if (ps->ep) {
+		xio__epoll_look_all(ps->ep);
 	}
 	if (atomic_load(&ps->kind) == PS_CONN) {
 		ps->inherited = 1;
