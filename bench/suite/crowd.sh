@@ -25,8 +25,9 @@
 # Every row: the server's CPU per request over the load, its RSS (VmRSS
 # with the idle connections still held; crowd-many: after the client is
 # gone, and its peak, VmHWM), and under xio the shim's counters: both ends
-# must show accel_conns of at least every connection the row made
-# (xio_verify, then the count), or the row FAILs as not accelerated.
+# must show accel_conns of at least the connections the row is about, and
+# none of the clients' connections may have fallen back or left for TCP
+# (xio_verify, then crowd_accel), or the row FAILs as not accelerated.
 #
 # What fits here: the hard RLIMIT_NOFILE is what every process may raise
 # its soft limit to (each gets what it needs + 1,024, as in busyidle.sh);
@@ -123,14 +124,17 @@ crowd_fits() {
     why="${why:+$why, and }at most $CROWD_MUID per uid (limit-uid-connections), fewer than the $uid this row's clients open together"
   fi
   [ -n "$why" ] || return 0
-  fail_step "NOT ACCELERATED: not run: the monitor accelerates $why (a quarter and a half of its fd budget; its RLIMIT_NOFILE is the hard limit $(ulimit -Hn))"
+  fail_step "NOT ACCELERATED: not run: the monitor accelerates $why (by default a quarter of its fd budget per process, half per uid; its RLIMIT_NOFILE is the hard limit $(ulimit -Hn))"
   return 1
 }
 
 # crowd_accel N: after xio_verify, both ends' accel_conns must be at least
-# N, every connection the row made. Returns 1 after a FAIL line.
+# N, the connections the row is about, and none of the clients' may have
+# fallen back or left for TCP (fallback_conns, left_conns): every
+# connection the row's clients made went over shared memory to its end.
+# Returns 1 after a FAIL line.
 crowd_accel() {
-  local n=$1 side acc
+  local n=$1 side acc fb left
   [ "$TRANSPORT" = xio ] || return 0
   for side in srv cli; do
     acc=$(stats_sum "$STEP/$side.stats" accel_conns)
@@ -139,6 +143,11 @@ crowd_accel() {
       return 1
     fi
   done
+  fb=$(stats_sum "$STEP/cli.stats" fallback_conns) left=$(stats_sum "$STEP/cli.stats" left_conns)
+  if [ "$fb" -gt 0 ] || [ "$left" -gt 0 ]; then
+    fail_step "NOT ACCELERATED: of the clients' connections $fb fell back to TCP and $left left shared memory for TCP (cli.stats)"
+    return 1
+  fi
   return 0
 }
 
@@ -204,6 +213,7 @@ crowd_nginx() {
   bg_start spid "$STEP/srv.out" "$STEP/srv.err" taskset -c 0 "${SRV_ENV[@]}" "$nginx" -p "$STEP" \
     -c "$STEP/nginx.conf"
   wait_port "$port" "$spid" 10 || { bg_stop "$spid" KILL 2; fail_step "nginx did not start"; return; }
+  crowd_nginx_warm "$port" || { bg_stop "$spid" KILL 2; return; }
   hold_start "$n" "$(crowd_nofile "$CROWD_PER")" "$port" http "$CROWD_PER" ||
     { bg_stop "$spid" KILL 2; return; }
   pids="$spid $(proc_children "$spid")"
@@ -253,6 +263,29 @@ crowd_nginx() {
   rec crowd-nginx "$TRANSPORT" "$n" cpu_srv_us "$cs"
   rec crowd-nginx "$TRANSPORT" "$n" rss_kib "$rss"
   say "crowd-nginx $n idle $TRANSPORT: $rps req/s, p50 $p50 us, p99 $p99 us, CPU srv $cs us per req, worker RSS $rss KiB$XIO_NOTE"
+}
+
+# crowd_nginx_warm PORT: one keep-alive GET over one connection, as the
+# row's clients make them, before them, its counters apart (warm.stats).
+# nginx's master listens as root and its worker accepts as nobody, so the
+# first client-first connections to the listener are made on root's
+# hugepages and moved to TCP when the worker accepts them (FALLBACK uid,
+# docs/compatibility.md); the monitor then makes that listener's on
+# ordinary pages. The warm-up takes that start-up fallback, so that the
+# row can require every one of its own connections accelerated (the
+# worker's fallback_conns shows it: "1 connection(s) fell back"). Returns
+# 1 after a FAIL line.
+crowd_nginx_warm() {
+  local port=$1 pid
+  bg_start pid "$STEP/warm.out" "$STEP/warm.err" taskset -c 1 "${CLI_ENV[@]}" XIO_STATS="$STEP/warm.stats" \
+    "$BUILD/bench/xio-bench-busyidle" hold --connect "tcp:127.0.0.1:$port" --conns 1 --proto http \
+    --ready "$STEP/warm.ready"
+  if ! wait_file "$STEP/warm.ready" "$pid" 10 || ! bg_stop "$pid" TERM 10; then
+    bg_stop "$pid" KILL 2
+    fail_step "the warm-up GET did not complete within 10 s"
+    return 1
+  fi
+  return 0
 }
 
 crowd_many() {

@@ -412,8 +412,10 @@ def crowd_table(d, md, notes):
                               f"{'–' if None in acc else f'{acc[0]:.0f}/{acc[1]:.0f}'} |")
                     label = ""
         md.append("\nredis: SET and GET from one redis-benchmark run (`-t set,get`); its CPU column covers "
-                  "both. Server RSS: VmRSS when the busy client is done, the idle connections still "
-                  "held (nginx: the worker's).\n")
+                  "both. nginx: one warm-up GET before the row's connections takes the listener's "
+                  "start-up fallback (the worker accepts as nobody a connection made on root's "
+                  "hugepages), counted apart. Server RSS: VmRSS when the busy client is done, the idle "
+                  "connections still held (nginx: the worker's).\n")
     many = [(s, z) for s, z in rows if s == "crowd-many"]
     if many:
         md.append("Many connections each doing a little: one client process (bench/crowd.c) opens N "
@@ -454,7 +456,8 @@ def crowd_table(d, md, notes):
                   f"{'?' if lim[1] is None else f'{lim[1]:,.0f}'} connections per connecting process and "
                   f"{'?' if lim[2] is None else f'{lim[2]:,.0f}'} per uid, so the idle connections are held "
                   "by processes of at most 2,500 each; a row whose client needs more FAILs, naming the "
-                  "limit. Under xio accel_conns must cover every connection of the row on each end.\n")
+                  "limit. Under xio accel_conns must cover the row's connections on each end, and none of "
+                  "the clients' may have fallen back or left for TCP.\n")
 
 
 def startup_table(d, md, notes):
