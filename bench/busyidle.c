@@ -5,7 +5,7 @@
  * subscribers has them.
  *
  *   xio-bench-busyidle server --listen EP [--ready FILE]
- *   xio-bench-busyidle hold --connect EP --conns N [--proto echo|redis] [--ready FILE]
+ *   xio-bench-busyidle hold --connect EP --conns N [--proto echo|redis|http] [--ready FILE]
  *
  * server: an echo server with one epoll set over its listener and all its
  * connections, as an event loop has: whatever a connection sends comes
@@ -21,14 +21,20 @@
  *
  * hold: opens N connections, one after the other, sends a greeting on each
  * and reads its answer (echo: one byte back; redis: "PING\r\n" answered by
- * "+PONG\r\n"), so that every connection is set up and has carried data
- * both ways; writes the ready file; then keeps them all open and silent
- * until SIGTERM or SIGINT, closes them and exits normally (so that the
- * shim's counters are written).
+ * "+PONG\r\n"; http: one keep-alive "GET /" answered by a 200 response,
+ * read to the end of its body as Content-Length gives it), so that every
+ * connection is set up and has carried data both ways; writes the ready
+ * file; then keeps them all open and silent until SIGTERM or SIGINT. Then
+ * it looks, without waiting, at whether any of them has something to read
+ * (one poll over all): a held connection has nothing, so one that does was
+ * closed or reset by the server (an HTTP server's keep-alive timeout, a
+ * client limit) or was sent data it never asked for, and the idle load the
+ * suite meant to hold was not there to the end. It closes them all and
+ * exits normally (so that the shim's counters are written).
  *
  * Results (one line on stdout):
  *   role=server conns=N cpu_us=N   (connections accepted in all)
- *   role=hold conns=N setup_us=N
+ *   role=hold conns=N setup_us=N dropped=N   (dropped: found readable at the stop)
  */
 #include "net.h"
 
@@ -44,10 +50,12 @@
 
 #define BUF_SIZE (64u << 10)
 
+enum proto { PROTO_ECHO, PROTO_REDIS, PROTO_HTTP };
+
 struct opts {
 	const char *ep, *ready;
 	long conns;
-	int redis;
+	enum proto proto;
 };
 
 static volatile sig_atomic_t stop_now;
@@ -188,16 +196,89 @@ static int serve(const struct opts *o)
 	return 0;
 }
 
+/* Read one HTTP response to a GET on fd (blocking): a "200" status, the
+ * head up to its blank line, then exactly the Content-Length bytes of the
+ * body, so that nothing of it is left unread to make the connection look
+ * readable at the stop. Dies, saying what came, on anything else. */
+static void http_answer(int fd, long i)
+{
+	char head[4096], *end, *cl;
+	size_t got = 0, body, have;
+	long len;
+
+	for (;;) {
+		ssize_t r = read(fd, head + got, sizeof(head) - 1 - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			net_die("hold: connection %ld: %s before the end of the response's head", i + 1,
+				r == 0 ? "end of stream" : strerror(errno));
+		got += (size_t)r;
+		head[got] = '\0';
+		if ((end = strstr(head, "\r\n\r\n")))
+			break;
+		if (got == sizeof(head) - 1)
+			net_die("hold: connection %ld: no end of the response's head in %zu bytes", i + 1,
+				got);
+	}
+	if (strncmp(head, "HTTP/1.1 200 ", 13) && strncmp(head, "HTTP/1.0 200 ", 13))
+		net_die("hold: connection %ld: the answer is not a 200 response: %.40s", i + 1, head);
+	*end = '\0';
+	cl = strcasestr(head, "\r\nContent-Length:");
+	if (!cl || (len = strtol(cl + 17, NULL, 10)) < 0 || len > 1 << 20)
+		net_die("hold: connection %ld: no usable Content-Length in the response", i + 1);
+	body = (size_t)len;
+	have = got - (size_t)(end + 4 - head);
+	if (have > body)
+		net_die("hold: connection %ld: %zu bytes past the response's body", i + 1,
+			have - body);
+	while (have < body) {
+		size_t n = body - have < sizeof(head) ? body - have : sizeof(head);
+		int err = net_read_full(fd, head, n, NULL);
+
+		if (err)
+			net_die("hold: connection %ld: reading the response's body: %s", i + 1,
+				strerror(-err));
+		have += n;
+	}
+}
+
+/* How many of the n connections have something to read (an end of
+ * stream, a reset or data), found with one poll that does not wait. */
+static long count_readable(const int *fds, long n)
+{
+	struct pollfd *p = calloc((size_t)n + 1, sizeof(*p));
+	long bad = 0;
+	int r;
+
+	if (!p)
+		net_die("out of memory");
+	for (long i = 0; i < n; i++)
+		p[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN | POLLRDHUP };
+	do
+		r = poll(p, (nfds_t)n, 0);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		net_die("hold: poll over %ld connections: %s", n, strerror(errno));
+	for (long i = 0; i < n; i++)
+		bad += p[i].revents != 0;
+	free(p);
+	return bad;
+}
+
 static int hold(const struct opts *o)
 {
 	static const char ping[] = "PING\r\n", pong[] = "+PONG\r\n";
-	const char *greet = o->redis ? ping : "h";
-	const char *expect = o->redis ? pong : "h";
+	static const char get[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+	const char *greet = o->proto == PROTO_REDIS ? ping : o->proto == PROTO_HTTP ? get : "h";
+	const char *expect = o->proto == PROTO_REDIS ? pong : "h";
 	size_t glen = strlen(greet), elen = strlen(expect);
 	struct net_ep ep;
-	uint64_t t0;
+	uint64_t t0, setup_us;
 	sigset_t stop;
 	int *fds, sig;
+	long dropped;
 	char b[16];
 
 	if (net_parse(o->ep, &ep) < 0)
@@ -220,22 +301,29 @@ static int hold(const struct opts *o)
 		if (fds[i] < 0)
 			net_die("connect %s (connection %ld): %s", o->ep, i + 1, strerror(-fds[i]));
 		err = net_write_full(fds[i], greet, glen);
-		if (!err)
-			err = net_read_full(fds[i], b, elen, NULL);
+		if (err)
+			net_die("hold: greeting on connection %ld: %s", i + 1, strerror(-err));
+		if (o->proto == PROTO_HTTP) {
+			http_answer(fds[i], i);
+			continue;
+		}
+		err = net_read_full(fds[i], b, elen, NULL);
 		if (err)
 			net_die("hold: greeting on connection %ld: %s", i + 1, strerror(-err));
 		if (memcmp(b, expect, elen) != 0)
 			net_die("hold: connection %ld: unexpected answer to the greeting", i + 1);
 	}
+	setup_us = (net_now_ns() - t0) / 1000;
 	if (o->ready)
 		net_ready(o->ready, (uint16_t)0);
 	while (sigwait(&stop, &sig) != 0) {
 		/* sigwait only fails on a bad set; the set is fixed. */
 	}
+	dropped = count_readable(fds, o->conns);
 	for (long i = 0; i < o->conns; i++)
 		close(fds[i]);
-	net_result("role=hold conns=%ld setup_us=%llu", o->conns,
-		   (unsigned long long)((net_now_ns() - t0) / 1000));
+	net_result("role=hold conns=%ld setup_us=%llu dropped=%ld", o->conns,
+		   (unsigned long long)setup_us, dropped);
 	free(fds);
 	return 0;
 }
@@ -244,7 +332,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: xio-bench-busyidle server --listen EP [--ready FILE]\n"
-		"       xio-bench-busyidle hold --connect EP --conns N [--proto echo|redis] "
+		"       xio-bench-busyidle hold --connect EP --conns N [--proto echo|redis|http] "
 		"[--ready FILE]\n"
 		"EP is tcp:HOST:PORT or uds:PATH.\n");
 	exit(2);
@@ -292,7 +380,9 @@ int main(int argc, char **argv)
 			break;
 		case 'p':
 			if (strcmp(optarg, "redis") == 0)
-				o.redis = 1;
+				o.proto = PROTO_REDIS;
+			else if (strcmp(optarg, "http") == 0)
+				o.proto = PROTO_HTTP;
 			else if (strcmp(optarg, "echo") != 0)
 				usage();
 			break;

@@ -8,8 +8,9 @@
 # 20000 (a quarter of its fd budget: 4936); an xio row whose N + 1
 # connections are over the monitor's limit FAILs at once, naming it, since
 # the connections over it would stay on kernel TCP. The idle connections are held by a separate process
-# (bench/busyidle.c, "hold"): each sent one greeting and got its answer,
-# then stays open and silent.
+# (bench/busyidle.c, "hold"; lib.sh's hold_start): each sent one greeting
+# and got its answer, then stays open and silent; the holder checks at the
+# end that the server closed none of them.
 #   redis:    redis-server on CPU 0; the holder's greeting is PING; then
 #             redis-benchmark -c 1 -n 20000 -t get on CPU 1: GET/s.
 #   pingpong: bench/busyidle.c's epoll echo server on CPU 0 (one epoll set
@@ -24,21 +25,13 @@
 
 BUSYIDLE_SAID=""
 
-# prlimit's --nofile for a limit of $1: soft and hard where the hard limit
-# may be set so (CAP_SYS_RESOURCE past this machine's), else the soft one.
-busyidle_nofile() {
-  if xio_can_set_nofile "$1"; then echo "$1:$1"; else echo "$1:"; fi
-}
-
 sc_busyidle() {
   local ns=(0 1000 4000 10000) n w t hard soft lim mlim
   [ "$QUICK" = 1 ] && ns=(0 1000)
   hard=$(ulimit -Hn) soft=$(ulimit -Sn)
   # A hard limit we may raise (CAP_SYS_RESOURCE) is no bound here.
   xio_can_set_nofile 65536 && hard=unlimited
-  # "info: limits: F fds for clients; per process P pending, C connections; ..."
-  mlim=$(sed -n 's/.*limits: .*per process [0-9]* pending, \([0-9]*\) connections.*/\1/p' \
-    "${MONITOR_DIR:-/nonexistent}/monitor.log" 2>/dev/null | head -n 1)
+  mlim=$(monitor_limit process)
   for n in "${ns[@]}"; do
     # Room for N connections, the listener, the busy client's, the
     # shim's own descriptors and redis's 32 spare ones.
@@ -71,66 +64,30 @@ sc_busyidle() {
   done
 }
 
-# busyidle_hold N LIM PORT PROTO: start the holder of N idle connections on
-# CPU 1 (none when N is 0) and wait until all are set up; BI_HPID is its
-# pid (empty when none). Returns 1 after a FAIL line.
-busyidle_hold() {
-  local n=$1 lim=$2 port=$3 proto=$4 secs=180
-  BI_HPID=""
-  [ "$n" -gt 0 ] || return 0
-  echo "soft RLIMIT_NOFILE $lim" >"$STEP/limits"
-  bg_start BI_HPID "$STEP/hold.out" "$STEP/hold.err" prlimit --nofile="$(busyidle_nofile "$lim")" taskset -c 1 \
-    "${CLI_ENV[@]}" "$BUILD/bench/xio-bench-busyidle" hold --connect "tcp:127.0.0.1:$port" \
-    --conns "$n" --proto "$proto" --ready "$STEP/held"
-  if ! wait_file "$STEP/held" "$BI_HPID" $secs; then
-    bg_stop "$BI_HPID" KILL 2
-    fail_step "the holder did not set up its $n connections within $secs s"
-    return 1
-  fi
-  return 0
-}
-
-# busyidle_stop_hold: the holder closes its connections and exits
-# normally (SIGTERM), so that its counters are written. Returns 1 after a
-# FAIL line.
-busyidle_stop_hold() {
-  [ -n "$BI_HPID" ] || return 0
-  if ! bg_stop "$BI_HPID" TERM 60; then
-    fail_step "the holder did not exit normally on SIGTERM (status $BG_RC)"
-    return 1
-  fi
-  return 0
-}
-
-# busyidle_rss PID: VmRSS of PID in KiB.
-busyidle_rss() {
-  awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status" 2>/dev/null
-}
-
 busyidle_redis() {
   local n=$1 lim=$2 reqs=20000 port spid rc s0 s1 rss line limit=120
   port=$(free_port) || { fail_step "no free port"; return; }
-  bg_start spid "$STEP/srv.log" "$STEP/srv.err" prlimit --nofile="$(busyidle_nofile "$lim")" taskset -c 0 \
+  bg_start spid "$STEP/srv.log" "$STEP/srv.err" prlimit --nofile="$(nofile_opt "$lim")" taskset -c 0 \
     "${SRV_ENV[@]}" redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
     --daemonize no --dir "$STEP" --logfile '' --maxclients $((n + 100))
   wait_port "$port" "$spid" 10 || { bg_stop "$spid" KILL 2; fail_step "redis-server did not start"; return; }
   timeout -k 2 10 "${CLI_ENV[@]}" redis-cli -h 127.0.0.1 -p "$port" SET key:__rand_int__ xxx \
     >"$STEP/preset.out" 2>&1 ||
     { bg_stop "$spid" KILL 2; fail_step "redis-cli SET failed: $(cat "$STEP/preset.out")"; return; }
-  busyidle_hold "$n" "$lim" "$port" redis || { bg_stop "$spid" KILL 2; return; }
+  hold_start "$n" "$lim" "$port" redis || { bg_stop "$spid" KILL 2; return; }
   s0=$(proc_cpu_us "$spid")
   timeout -k 2 "$limit" taskset -c 1 "${CLI_ENV[@]}" redis-benchmark -h 127.0.0.1 -p "$port" \
     -t get -n "$reqs" -c 1 --csv >"$STEP/cli.out" 2>"$STEP/cli.err" </dev/null
   rc=$?
   s1=$(proc_cpu_us "$spid")
-  rss=$(busyidle_rss "$spid")
+  rss=$(proc_status "$spid" VmRSS)
   if [ $rc -ne 0 ]; then
-    [ -n "$BI_HPID" ] && bg_stop "$BI_HPID" KILL 2
+    hold_kill
     bg_stop "$spid" KILL 2
     fail_step "redis-benchmark exited with status $rc$([ $rc = 124 ] && echo " (timeout: no result within $limit s)")"
     return
   fi
-  busyidle_stop_hold || { bg_stop "$spid" KILL 2; return; }
+  hold_stop || { bg_stop "$spid" KILL 2; return; }
   bg_stop "$spid" TERM 30 || { fail_step "redis-server did not exit normally on SIGTERM (status $BG_RC)"; return; }
   line=$(grep -i '^"get"' "$STEP/cli.out" | tr -d '"')
   [ -n "$line" ] || { fail_step "no GET line in redis-benchmark's output"; return; }
@@ -143,26 +100,26 @@ busyidle_redis() {
 busyidle_pingpong() {
   local n=$1 lim=$2 dur=1 warm=500 spid rc s0 s1 rss port c=$STEP/cli.out limit=60
   [ "$QUICK" = 1 ] && { dur=0.5; warm=200; }
-  bg_start spid "$STEP/srv.out" "$STEP/srv.err" prlimit --nofile="$(busyidle_nofile "$lim")" taskset -c 0 \
+  bg_start spid "$STEP/srv.out" "$STEP/srv.err" prlimit --nofile="$(nofile_opt "$lim")" taskset -c 0 \
     "${SRV_ENV[@]}" "$BUILD/bench/xio-bench-busyidle" server --listen tcp:127.0.0.1:0 \
     --ready "$STEP/ready"
   wait_file "$STEP/ready" "$spid" 10 || { bg_stop "$spid" KILL 2; fail_step "the server did not start listening within 10 s"; return; }
   port=$(cat "$STEP/ready")
-  busyidle_hold "$n" "$lim" "$port" echo || { bg_stop "$spid" KILL 2; return; }
+  hold_start "$n" "$lim" "$port" echo || { bg_stop "$spid" KILL 2; return; }
   s0=$(proc_cpu_us "$spid")
   timeout -k 2 "$limit" taskset -c 1 "${CLI_ENV[@]}" "$BUILD/bench/xio-bench-pingpong" client \
     --connect "tcp:127.0.0.1:$port" --size 64 --duration "$dur" --warmup "$warm" \
     >"$c" 2>"$STEP/cli.err" </dev/null
   rc=$?
   s1=$(proc_cpu_us "$spid")
-  rss=$(busyidle_rss "$spid")
+  rss=$(proc_status "$spid" VmRSS)
   if [ $rc -ne 0 ]; then
-    [ -n "$BI_HPID" ] && bg_stop "$BI_HPID" KILL 2
+    hold_kill
     bg_stop "$spid" KILL 2
     fail_step "the ping-pong client exited with status $rc$([ $rc = 124 ] && echo " (timeout after $limit s)")"
     return
   fi
-  busyidle_stop_hold || { bg_stop "$spid" KILL 2; return; }
+  hold_stop || { bg_stop "$spid" KILL 2; return; }
   bg_stop "$spid" TERM 30 || { fail_step "the server did not exit normally on SIGTERM (status $BG_RC)"; return; }
   busyidle_record pingpong "$n" "$(kv "$c" rt_per_s)" "$(div "$(kv "$c" p50_ns)" 1000)" \
     "$(div "$(kv "$c" p99_ns)" 1000)" "$(div $((s1 - s0)) $(($(kv "$c" rts) + warm)))" "$rss" rt/s

@@ -210,6 +210,12 @@ proc_cpu_us() {
   echo $((ns / 1000 + ticks * 1000000 / CLK_TCK))
 }
 
+# proc_status PID KEY: KEY's figure in /proc/PID/status (VmRSS, VmHWM: in
+# KiB); empty when PID is gone.
+proc_status() {
+  awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null
+}
+
 # proc_children PID: the pids of PID's children (nginx workers).
 proc_children() {
   cat /proc/"$1"/task/*/children 2>/dev/null
@@ -245,6 +251,24 @@ kv() {
 # or either is empty.
 div() {
   awk -v a="$1" -v b="$2" -v s="${3:-1}" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) exit; printf "%.3f\n", a * s / b }'
+}
+
+# monitor_limit process|uid: how many connections the run's monitor
+# accelerates per process or per uid (limit-process-connections,
+# limit-uid-connections; docs/config.md, "Limits"), from the line it logs
+# at start ("info: limits: F fds for clients; per process P pending, C
+# connections; per uid P pending, C connections, ..."). Empty when it
+# logged no such line: then only a row's counters can tell that it was
+# not accelerated. Read, not computed, so that a monitor with other limits
+# is measured by what it says.
+monitor_limit() {
+  local re
+  case $1 in
+    process) re='s/.*limits: .*per process [0-9]* pending, \([0-9]*\) connections.*/\1/p' ;;
+    uid) re='s/.*limits: .*per uid [0-9]* pending, \([0-9]*\) connections.*/\1/p' ;;
+    *) return 1 ;;
+  esac
+  sed -n "$re" "${MONITOR_DIR:-/nonexistent}/monitor.log" 2>/dev/null | head -n 1
 }
 
 # stats_sum FILE KEY: the sum of KEY= over the xio-stats lines in FILE.
@@ -288,6 +312,81 @@ xio_verify() {
   [ "$fb" -gt 0 ] && XIO_NOTE="$XIO_NOTE, WARNING $fb connection(s) fell back to TCP"
   if [ -n "$why" ]; then
     fail_step "NOT ACCELERATED: ${why#; }"
+    return 1
+  fi
+  return 0
+}
+
+# nofile_opt LIM: prlimit's --nofile for a limit of LIM: soft and hard
+# where the hard limit may be set so (CAP_SYS_RESOURCE past this
+# machine's), else the soft one.
+nofile_opt() {
+  if xio_can_set_nofile "$1"; then echo "$1:$1"; else echo "$1:"; fi
+}
+
+# hold_start N LIM PORT PROTO [PER]: start the holders of N idle
+# connections to 127.0.0.1:PORT (xio-bench-busyidle hold, greeting PROTO:
+# echo, redis or http) on CPU 1, none when N is 0, each with RLIMIT_NOFILE
+# LIM: one process, or as few as hold at most PER each (N split evenly);
+# wait until all are set up. HOLD_PIDS are their pids. Under xio they write
+# their counters to cli.stats, beside the busy client's. Returns 1 after a
+# FAIL line, with none left running. (busyidle.sh, crowd.sh)
+HOLD_PIDS=()
+hold_start() {
+  local n=$1 lim=$2 port=$3 proto=$4 per=${5:-$1} secs=180 k i share pid
+  HOLD_PIDS=()
+  [ "$n" -gt 0 ] || return 0
+  k=$(((n + per - 1) / per))
+  echo "soft RLIMIT_NOFILE $lim; $k holder(s)" >"$STEP/limits"
+  for ((i = 1; i <= k; i++)); do
+    # The first n % k holders take one more, so that the shares add up to N.
+    share=$((n / k + (i <= n % k ? 1 : 0)))
+    bg_start pid "$STEP/hold.$i.out" "$STEP/hold.$i.err" prlimit --nofile="$(nofile_opt "$lim")" \
+      taskset -c 1 "${CLI_ENV[@]}" "$BUILD/bench/xio-bench-busyidle" hold --connect "tcp:127.0.0.1:$port" \
+      --conns "$share" --proto "$proto" --ready "$STEP/held.$i"
+    HOLD_PIDS+=("$pid")
+  done
+  for ((i = 1; i <= k; i++)); do
+    if ! wait_file "$STEP/held.$i" "${HOLD_PIDS[i - 1]}" $secs; then
+      hold_kill
+      fail_step "holder $i of $k did not set up its connections (of $n in all) within $secs s"
+      return 1
+    fi
+  done
+  return 0
+}
+
+# hold_kill: the holders killed (after a failure).
+hold_kill() {
+  local pid
+  for pid in "${HOLD_PIDS[@]}"; do bg_stop "$pid" KILL 2; done
+  HOLD_PIDS=()
+}
+
+# hold_stop: the holders close their connections and exit normally
+# (SIGTERM), so that their counters are written; each says how many of its
+# connections had something to read by then, which a held idle connection
+# never has: the server closed or reset it (a timeout, a limit), and the
+# row did not have the idle load it names. Returns 1 after a FAIL line.
+hold_stop() {
+  local pid i=0 bad=0 f dropped=0 d
+  for pid in "${HOLD_PIDS[@]}"; do
+    bg_stop "$pid" TERM 60 || bad=$((bad + 1))
+  done
+  [ ${#HOLD_PIDS[@]} -gt 0 ] || return 0
+  HOLD_PIDS=()
+  if [ $bad -gt 0 ]; then
+    fail_step "$bad holder(s) did not exit normally on SIGTERM (last status $BG_RC)"
+    return 1
+  fi
+  for f in "$STEP"/hold.*.out; do
+    i=$((i + 1))
+    d=$(kv "$f" dropped)
+    [ -n "$d" ] || { fail_step "holder $i wrote no result line"; return 1; }
+    dropped=$((dropped + d))
+  done
+  if [ $dropped -gt 0 ]; then
+    fail_step "$dropped of the idle connections were closed, reset or written to by the server while they were held: the row did not have its idle load"
     return 1
   fi
   return 0

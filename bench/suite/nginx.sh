@@ -26,8 +26,12 @@ sc_nginx() {
   done
 }
 
+# nginx_conf PORT [WORKER_CONNECTIONS [KEEPALIVE_TIMEOUT [WORKER_RLIMIT_NOFILE]]]:
+# $STEP/nginx.conf (also crowd.sh's, which holds thousands of idle
+# keep-alive connections: nginx's defaults, 1024 connections and 75 s,
+# would refuse or close them).
 nginx_conf() {
-  local port=$1 user=""
+  local port=$1 conns=${2:-1024} ka=${3:-75s} rlim=${4:-} user=""
   # As root the master would make its worker "nobody" anyway; say so, with
   # a group that exists here.
   if [ "$(id -u)" = 0 ]; then
@@ -39,9 +43,10 @@ daemon off;
 master_process on;
 worker_processes 1;
 $user
+${rlim:+worker_rlimit_nofile $rlim;}
 pid $STEP/nginx.pid;
 error_log $STEP/logs/error.log notice;
-events { worker_connections 1024; }
+events { worker_connections $conns; }
 http {
   access_log off;
   client_body_temp_path $STEP/tmp/body;
@@ -50,6 +55,7 @@ http {
   uwsgi_temp_path $STEP/tmp/uwsgi;
   scgi_temp_path $STEP/tmp/scgi;
   keepalive_requests 1000000;
+  keepalive_timeout $ka;
   server {
     listen 127.0.0.1:$port;
     location / { return 200 "hello"; }

@@ -9,7 +9,9 @@ transport,size,why), and writes:
                rounds of every metric, and for each xio row ratio_vs_tcp and
                ratio_vs_uds of the scenario's headline metric
   results.md   one Markdown table per scenario group
-  *.png        one bar chart per group (gnuplot, when it is installed)
+  *.png        one bar chart per group, busyidle's rate against N as lines,
+               crowd's xio/TCP ratios beside the issue's targets (gnuplot,
+               when it is installed)
 
 Medians, not means: one round disturbed by the rest of a shared machine
 should not move the figure. p99 columns are the median of the rounds' p99s.
@@ -171,6 +173,15 @@ def write_csv(d, out):
                 r = ratio(v, d.med(scen, tr, "0", "rate"))
                 if r is not None:
                     w.writerow([scen, tr, size, "ratio_vs_n0", f"{r:.4g}"])
+        # crowd: xio's advantage over TCP at the same size, by the row's
+        # own figures (crowd_rows).
+        for scen, size in d.order:
+            for sc, metric, _, _, _, _, name in CROWD_ROWS:
+                if sc != scen:
+                    continue
+                r = crowd_ratio(d, scen, size, metric)
+                if r is not None:
+                    w.writerow([scen, "xio", size, name, f"{r:.4g}"])
     return path
 
 
@@ -317,6 +328,138 @@ def busyidle_table(d, md, notes):
               "on each end.\n")
 
 
+# crowd (bench/suite/crowd.sh): (scenario, headline metric, what the row
+# is (N: its size), unit, the issue's target for xio's advantage, whether
+# the figure is a time (the advantage is then TCP's time over xio's), and
+# the results.csv name of that advantage).
+CROWD_ROWS = [
+    ("crowd-redis50", "set_per_s", "redis -c 50 SET, {n} idle", "SET/s", 10, False, "set_ratio_vs_tcp"),
+    ("crowd-redis50", "get_per_s", "redis -c 50 GET, {n} idle", "GET/s", 10, False, "get_ratio_vs_tcp"),
+    ("crowd-nginx", "req_per_s", "nginx + wrk -c 64, {n} idle", "requests/s", 4, False, "ratio_vs_tcp"),
+    ("crowd-many", "total_s", "redis, {n} connections x {k} SET 64 KiB", "s", 1.5, True, "speedup_vs_tcp"),
+]
+
+
+def crowd_ratio(d, scen, size, metric):
+    """xio's advantage over TCP: rates xio/TCP, times TCP/xio."""
+    x, t = d.med(scen, "xio", size, metric), d.med(scen, "tcp", size, metric)
+    time = next(r[5] for r in CROWD_ROWS if r[0] == scen and r[1] == metric)
+    return ratio(t, x) if time else ratio(x, t)
+
+
+def crowd_cells(d, scen, size, metric, notes, width):
+    """The first cells of a crowd row for each transport: the figure, or
+    FAIL with a note, or "not run"; None when the row has a figure."""
+    out = {}
+    for tr in ("tcp", "xio"):
+        if d.med(scen, tr, size, metric) is not None:
+            out[tr] = None
+            continue
+        f = d.failures.get((scen, tr, size))
+        if f:
+            line = f"{scen} {size} {tr}: " + "; ".join(f)
+            if line not in notes:
+                notes.append(line)
+            out[tr] = [f"**FAIL** (note {notes.index(line) + 1})"] + [""] * (width - 1)
+        else:
+            out[tr] = ["not run"] + [""] * (width - 1)
+    return out
+
+
+def crowd_target(r, target):
+    if r is None:
+        return f"≥ {target:g}x"
+    return f"≥ {target:g}x: {'met' if r >= target else '**not met**'}"
+
+
+def crowd_table(d, md, notes):
+    """Busy clients beside 5,000 idle connections, and many connections
+    each doing a little: kernel TCP and xio, xio's advantage against the
+    issue's target."""
+    rows = [(s, z) for s, z in d.order if s in ("crowd-redis50", "crowd-nginx", "crowd-many")]
+    if not rows:
+        return
+    md.append("## Many connections (bench/suite/crowd.sh)\n")
+    rates = [(s, z) for s, z in rows if s != "crowd-many"]
+    if rates:
+        md.append("Busy clients beside idle connections held by other processes (each sent one "
+                  "request and got its answer first, and was checked still open at the end):\n")
+        md.append("| row | transport | figure (median) | p50 µs | p99 µs | xio vs tcp | target | "
+                  "CPU server µs/request | server RSS MiB | accel_conns srv/cli |")
+        md.append("|---|---|---|---|---|---|---|---|---|---|")
+        for scen, size in rates:
+            for sc, metric, what, unit, target, _, _ in CROWD_ROWS:
+                if sc != scen:
+                    continue
+                pre = metric.split("_")[0] + "_" if scen == "crowd-redis50" else ""
+                label = what.format(n=f"{int(size):,}")
+                r = crowd_ratio(d, scen, size, metric)
+                cells = crowd_cells(d, scen, size, metric, notes, 8)
+                for tr in ("tcp", "xio"):
+                    if cells[tr] is not None:
+                        md.append(f"| {label} | {tr} | " + " | ".join(cells[tr]) + " |")
+                        label = ""
+                        continue
+                    rss = d.med(scen, tr, size, "rss_kib")
+                    acc = (d.med(scen, tr, size, "accel_conns_srv"), d.med(scen, tr, size, "accel_conns_cli"))
+                    md.append(f"| {label} | {tr} | {fmt(d.med(scen, tr, size, metric))} {unit} | "
+                              f"{fmt(d.med(scen, tr, size, pre + 'p50_us'))} | "
+                              f"{fmt(d.med(scen, tr, size, pre + 'p99_us'))} | "
+                              f"{'–' if tr == 'tcp' or r is None else f'{r:.2f}x'} | "
+                              f"{crowd_target(r, target) if tr == 'xio' else ''} | "
+                              f"{fmt(d.med(scen, tr, size, 'cpu_srv_us'))} | "
+                              f"{'–' if rss is None else f'{rss / 1024:.1f}'} | "
+                              f"{'–' if None in acc else f'{acc[0]:.0f}/{acc[1]:.0f}'} |")
+                    label = ""
+        md.append("\nredis: SET and GET from one redis-benchmark run (`-t set,get`); its CPU column covers "
+                  "both. nginx: one warm-up GET before the row's connections takes the listener's "
+                  "start-up fallback (the worker accepts as nobody a connection made on root's "
+                  "hugepages), counted apart. Server RSS: VmRSS when the busy client is done, the idle "
+                  "connections still held (nginx: the worker's).\n")
+    many = [(s, z) for s, z in rows if s == "crowd-many"]
+    if many:
+        md.append("Many connections each doing a little: one client process (bench/crowd.c) opens N "
+                  "connections to one redis-server, all open at once, then each sends its SETs of 64 KiB "
+                  "one after the other, all connections together in one epoll loop, then all close:\n")
+        md.append("| connections x SETs | transport | total s (median) | connect s | SETs s | close s | "
+                  "xio speed-up | target | CPU server µs/SET | redis RSS after MiB | redis peak MiB | "
+                  "client peak MiB | accel_conns srv/cli |")
+        md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        _, metric, what, _, target, _, _ = CROWD_ROWS[3]
+        for scen, size in many:
+            k = next((d.med(scen, tr, size, "sets_per_conn") for tr in ("tcp", "xio")
+                      if d.med(scen, tr, size, "sets_per_conn") is not None), None)
+            label = f"{int(size):,} x {'?' if k is None else f'{k:.0f}'}"
+            r = crowd_ratio(d, scen, size, metric)
+            cells = crowd_cells(d, scen, size, metric, notes, 11)
+            for tr in ("tcp", "xio"):
+                if cells[tr] is not None:
+                    md.append(f"| {label} | {tr} | " + " | ".join(cells[tr]) + " |")
+                    label = ""
+                    continue
+                mib = [d.med(scen, tr, size, m) for m in ("rss_kib", "hwm_kib", "cli_hwm_kib")]
+                acc = (d.med(scen, tr, size, "accel_conns_srv"), d.med(scen, tr, size, "accel_conns_cli"))
+                md.append(f"| {label} | {tr} | {fmt(d.med(scen, tr, size, metric))} | "
+                          + " | ".join(fmt(d.med(scen, tr, size, f"{m}_s")) for m in ("connect", "work", "close"))
+                          + f" | {'–' if tr == 'tcp' or r is None else f'{r:.2f}x'} | "
+                          f"{crowd_target(r, target) if tr == 'xio' else ''} | "
+                          f"{fmt(d.med(scen, tr, size, 'cpu_srv_us'))} | "
+                          + " | ".join("–" if v is None else f"{v / 1024:.1f}" for v in mib)
+                          + f" | {'–' if None in acc else f'{acc[0]:.0f}/{acc[1]:.0f}'} |")
+                label = ""
+        md.append("\nxio speed-up: TCP's total time over xio's. Each row has a fresh server; 16 keys are "
+                  "overwritten, so redis stores 1 MiB and its RSS shows what the connections cost. "
+                  "redis RSS after: VmRSS once the client has closed everything; peak: its VmHWM.\n")
+    lim = [d.med("crowd-limits", "all", "0", m) for m in ("nofile_hard", "monitor_proc_conns", "monitor_uid_conns")]
+    if lim[0] is not None:
+        md.append(f"Hard RLIMIT_NOFILE of the run {lim[0]:.0f}; the monitor accelerates at most "
+                  f"{'?' if lim[1] is None else f'{lim[1]:,.0f}'} connections per connecting process and "
+                  f"{'?' if lim[2] is None else f'{lim[2]:,.0f}'} per uid, so the idle connections are held "
+                  "by processes of at most 2,500 each; a row whose client needs more FAILs, naming the "
+                  "limit. Under xio accel_conns must cover the row's connections on each end, and none of "
+                  "the clients' may have fallen back or left for TCP.\n")
+
+
 def startup_table(d, md, notes):
     if not any(s == "startup" for s, _ in d.order):
         return
@@ -343,9 +486,9 @@ def gp_quote(text):
     return text.replace("'", "''")
 
 
-def gp_bars(gp, png, size="1000,520", xtics_angle=-20):
-    """The first lines of a bar chart (also tools/demo_report.py's): a PNG
-    terminal, pngcairo when this gnuplot has it, and clustered bars."""
+def gp_png(gp, png, size):
+    """The first lines of any chart: a PNG terminal, pngcairo when this
+    gnuplot has it, plain text labels, '?' for a missing value."""
     t = subprocess.run([gp, "-e", "set terminal"], capture_output=True, text=True)
     term = f"pngcairo size {size} font ',10'" if "pngcairo" in t.stdout + t.stderr \
         else f"png size {size}"
@@ -354,6 +497,13 @@ def gp_bars(gp, png, size="1000,520", xtics_angle=-20):
         "set termoption noenhanced",
         f"set output '{png}'",
         "set datafile missing '?'",
+    ]
+
+
+def gp_bars(gp, png, size="1000,520", xtics_angle=-20):
+    """The first lines of a bar chart (also tools/demo_report.py's): a PNG
+    terminal and clustered bars."""
+    return gp_png(gp, png, size) + [
         "set style data histograms",
         "set style histogram clustered gap 1",
         "set style fill solid 0.85 border -1",
@@ -374,9 +524,7 @@ def charts(d, out):
              label="% of a core", transports=["tcp", "xio"], log=False),
         dict(key="startup", title="Start-up: ms per start", main="ms_per_start",
              label="ms", transports=["none", "xio"], log=False),
-    ] + [dict(key=k, title=f"One busy connection beside N idle ones: {t}", main="rate",
-              label=u, higher=True, transports=["tcp", "xio"], log=True, nlabel=True)
-         for k, t, u in BUSYIDLE]
+    ]
     os.makedirs(os.path.join(out, "charts"), exist_ok=True)
     for g in specs:
         rows = [(s, z) for s, z in d.order if (group_of(s) is g) or s == g["key"]]
@@ -387,8 +535,7 @@ def charts(d, out):
         with open(dat, "w") as f:
             f.write('"" ' + " ".join(f'"{t}"' for t in g["transports"]) + "\n")
             for scen, size in rows:
-                label = row_label(g, scen, size) if g in GROUPS else \
-                    f"{int(size):,} idle" if g.get("nlabel") else scen
+                label = row_label(g, scen, size) if g in GROUPS else scen
                 vals = [d.med(scen, t, size, g["main"]) for t in g["transports"]]
                 f.write(f'"{label}" ' + " ".join("?" if v is None else f"{v:.6g}" for v in vals) + "\n")
         png = os.path.join(out, name + ".png")
@@ -410,7 +557,98 @@ def charts(d, out):
             made.append(os.path.basename(png))
         else:
             return f"gnuplot failed on {name}: {r.stderr.strip()[:300]}"
+    for chart in (busyidle_chart, crowd_chart):
+        png, err = chart(d, out, gp)
+        if err:
+            return err
+        if png:
+            made.append(png)
     return "charts: " + ", ".join(made) if made else "no charts (no data)"
+
+
+def gp_run(gp, script, png):
+    """Run a gnuplot script; (the PNG's name, None) or (None, why not)."""
+    r = subprocess.run([gp], input=script, capture_output=True, text=True)
+    if r.returncode == 0 and os.path.exists(png):
+        return os.path.basename(png), None
+    return None, f"gnuplot failed on {os.path.basename(png)}: {r.stderr.strip()[:300]}"
+
+
+def busyidle_chart(d, out, gp):
+    """busyidle.png: each workload's rate against the number of idle
+    connections N, one line for kernel TCP and one for xio, a panel per
+    workload (log scale: xio's rate falls by orders of magnitude while the
+    readiness scan walks every connection). A transport with no figure at
+    any N has no line; a workload with none at all, no panel."""
+    panels, xs = [], set()
+    for scen, title, unit in BUSYIDLE:
+        ns = [z for s, z in d.order if s == scen]
+        cols = [tr for tr in ("tcp", "xio") if any(d.med(scen, tr, n, "rate") for n in ns)]
+        if not cols:
+            continue
+        dat = os.path.join(out, "charts", scen + ".dat")
+        with open(dat, "w") as f:
+            f.write("N " + " ".join(cols) + "\n")
+            for n in sorted(ns, key=int):
+                xs.add(int(n))
+                vals = [d.med(scen, tr, n, "rate") for tr in cols]
+                f.write(f"{n} " + " ".join("?" if v is None else f"{v:.6g}" for v in vals) + "\n")
+        names = {"tcp": "kernel TCP", "xio": "xio"}
+        plots = ", ".join(f"'{dat}' using 1:{i + 2} with linespoints lw 2 pt 7 title '{names[tr]}'"
+                          for i, tr in enumerate(cols))
+        panels += [f"set title '{gp_quote(title)}' noenhanced",
+                   f"set ylabel '{gp_quote(unit)} (higher is better)' noenhanced",
+                   f"plot {plots}"]
+    if not panels:
+        return None, None
+    count = sum(1 for p in panels if p.startswith("plot"))
+    png = os.path.join(out, "busyidle.png")
+    script = "\n".join(gp_png(gp, png, f"{560 * count},480") + [
+        f"set multiplot layout 1,{count} title "
+        "'One busy connection beside N idle ones (busyidle): rate against N' noenhanced",
+        "set logscale y",
+        "set grid xtics ytics",
+        "set key top right",
+        "set xlabel 'idle connections N'",
+        # Tics at the N measured, which are few and far apart.
+        "set xtics (" + ", ".join(f"'{x:,}' {x}" for x in sorted(xs)) + ")",
+        "set offsets graph 0.05, graph 0.05, 0, 0",
+    ] + panels + ["unset multiplot"])
+    return gp_run(gp, script, png)
+
+
+def crowd_chart(d, out, gp):
+    """crowd.png: for each crowd row, xio's advantage over kernel TCP (rates
+    xio/TCP, crowd-many's times TCP/xio) beside the issue's target, as
+    bars on a log scale with 1x (no better than TCP) drawn."""
+    rows = []
+    for scen, size in d.order:
+        for sc, metric, what, _, target, _, _ in CROWD_ROWS:
+            if sc != scen:
+                continue
+            k = d.med(scen, "tcp", size, "sets_per_conn") or d.med(scen, "xio", size, "sets_per_conn")
+            label = what.format(n=f"{int(size):,}", k="?" if k is None else f"{k:.0f}")
+            rows.append((label, crowd_ratio(d, scen, size, metric), target))
+    if not any(r for _, r, _ in rows):
+        return None, None
+    dat = os.path.join(out, "charts", "crowd.dat")
+    with open(dat, "w") as f:
+        f.write('"" "xio vs kernel TCP" "target"\n')
+        for label, r, target in rows:
+            f.write(f'"{label}" {"?" if r is None else f"{r:.6g}"} {target:g}\n')
+    vals = [r for _, r, _ in rows if r] + [t for _, _, t in rows]
+    lo, hi = min(vals + [1]), max(vals)
+    png = os.path.join(out, "crowd.png")
+    script = "\n".join(gp_bars(gp, png, "1100,560", -25) + [
+        "set title 'Many connections (crowd): xio against kernel TCP, and the target' noenhanced",
+        "set ylabel 'xio / TCP (rates), TCP / xio (times): higher is better' noenhanced",
+        f"set logscale y; set yrange [{10 ** math.floor(math.log10(lo)):g}:{hi * 3:g}]",
+        "set key top right Left reverse",
+        "set rmargin 14",
+        "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2",
+        f"plot for [i=2:3] '{dat}' using i:xtic(1) title columnheader(i)",
+    ])
+    return gp_run(gp, script, png)
 
 
 def main():
@@ -432,6 +670,7 @@ def main():
         main_table(d, g, md, notes)
     idle_table(d, md, notes)
     busyidle_table(d, md, notes)
+    crowd_table(d, md, notes)
     startup_table(d, md, notes)
     # Failures of whole scenarios (a tool missing) and any not shown above.
     shown = "\n".join(notes)
