@@ -288,6 +288,7 @@ static int leave_side(struct xio_conn *c, unsigned reason)
 		return reset(c);
 	uint64_t delivered = c->st.rx_bytes;
 	c->left_rx_off = delivered;
+	atomic_store_explicit(&c->leaving, 1, memory_order_release);
 	atomic_store_explicit(&in->rx_left_bytes, delivered, memory_order_relaxed);
 	atomic_store_explicit(&in->rx_left, reason, memory_order_release);
 	c->rx_raw = 1;

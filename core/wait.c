@@ -170,15 +170,19 @@ static int anothers_bytes(const struct xio_conn *c)
 }
 
 /* Caller holds wait_mu: n doorbell bytes are owed for claims it settled
- * (0: only those owed from before, owed_late). Read them now, unless
- * another thread sleeps in the kernel for them. */
+ * (0: only those owed from before, owed_late). Read what is there now,
+ * unless another thread sleeps in the kernel for them; a byte still on its
+ * way is read when it lands (the socket turns readable: owed_late). Never
+ * waited for here: these are the paths of event loops (arming, draining
+ * after poll or epoll), and a peer that claims without ringing would
+ * otherwise hold the whole loop for as long as it likes, every time. */
 static void owe_locked(struct xio_conn *c, unsigned n)
 {
 	if (anothers_bytes(c)) {
 		atomic_fetch_add_explicit(&c->owed_late, n, memory_order_relaxed);
 		return;
 	}
-	xio__conn_take_owed(c, n, 10);
+	xio__conn_take_owed(c, n, 0);
 }
 
 void xio__conn_owed_doorbell(struct xio_conn *c)
@@ -281,23 +285,38 @@ static void drop_stray(struct xio_conn *c)
 {
 	int avail = 0;
 	if (c->left || c->forked || !c->accel ||
+	    atomic_load_explicit(&c->leaving, memory_order_acquire) ||
 	    atomic_load_explicit(&c->owed_late, memory_order_relaxed))
 		return;
 	if (xio_sys_ioctl(c->fd, FIONREAD, &avail) < 0 || avail <= 0)
 		return;
 	/* Looked at after the count: a byte counted was sent after its claim,
-	 * and data after a leave is sent after tx_left/rx_left are set. A
-	 * word CLAIMED has its byte owed; one LEFT, or our own rx_left, is a
-	 * leave of ours under way in another thread (leave.c reads what it is
-	 * owed outside wait_mu). */
+	 * and data after a leave is sent after tx_left/rx_left are set. The
+	 * peer's own leave flags are its to set (it moves its connection to
+	 * the kernel). A word CLAIMED has its byte owed, read at the next look.
+	 * Our own words LEFT, or our own rx_left, are written only by a leave
+	 * of ours (leaving, above, says whether one began; leave.c reads what
+	 * it is owed outside wait_mu). Anything else there is the peer's
+	 * forgery: it broke the protocol, and its connection ends as a reset
+	 * one does (ECONNRESET, which programs expect of TCP; EPROTO is not
+	 * in their vocabulary) with its noise dropped. Skipping the drop for such values let one
+	 * stray byte keep the socket readable for ever, and an event loop
+	 * spinning on it (issue 16, test_epoll_hostile). */
 	uint32_t rw = atomic_load_explicit(&c->rx.g.ctl->rx_waiting, memory_order_acquire);
 	uint32_t tw = atomic_load_explicit(&c->tx.g.ctl->tx_waiting, memory_order_acquire);
 	if (atomic_load_explicit(&c->rx.g.ctl->tx_left, memory_order_acquire) ||
 	    atomic_load_explicit(&c->tx.g.ctl->rx_left, memory_order_acquire) ||
-	    atomic_load_explicit(&c->rx.g.ctl->rx_left, memory_order_acquire) ||
-	    (rw != XIO_WAIT_IDLE && rw != XIO_WAIT_ARMED) ||
-	    (tw != XIO_WAIT_IDLE && tw != XIO_WAIT_ARMED))
+	    rw == XIO_WAIT_CLAIMED || tw == XIO_WAIT_CLAIMED)
 		return;
+	int ours = (rw != XIO_WAIT_IDLE && rw != XIO_WAIT_ARMED) ||
+		   (tw != XIO_WAIT_IDLE && tw != XIO_WAIT_ARMED) ||
+		   atomic_load_explicit(&c->rx.g.ctl->rx_left, memory_order_acquire);
+	/* Looked at again after those: a leave of ours that wrote them set
+	 * leaving first. */
+	if (atomic_load_explicit(&c->leaving, memory_order_acquire))
+		return;
+	if (ours && !c->kernel_err)
+		c->kernel_err = -ECONNRESET; /* what TCP says of a peer that broke off */
 	char b[64];
 	while (avail > 0) {
 		ssize_t r = xio_sys_recv(c->fd, b, avail < (int)sizeof(b) ? (size_t)avail : sizeof(b),
@@ -330,7 +349,7 @@ void xio__conn_drain_ready(struct xio_conn *c, unsigned revents)
 	if (!anothers_bytes(c)) {
 		unsigned owed = settle(&c->rx.g.ctl->rx_waiting) + settle(&c->tx.g.ctl->tx_waiting);
 		if (owed || atomic_load_explicit(&c->owed_late, memory_order_relaxed)) {
-			xio__conn_take_owed(c, owed, 10);
+			xio__conn_take_owed(c, owed, 0); /* never waited for: owe_locked */
 			took = 1;
 		}
 		/* Only on a wake-up with nothing owed: one that had bytes owed

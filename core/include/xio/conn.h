@@ -56,6 +56,9 @@ struct xio_conn {
 	int rx_raw;         /* this side reads the ring no more */
 	int forked;         /* another process may hold this side too (fork):
 			     * only then can a sibling move it under us */
+	_Atomic int leaving; /* this side's own leave has begun (it set rx_left and
+			      * turns its words LEFT): values in the segment that
+			      * only such a leave writes are not forged then */
 	_Atomic unsigned owed_late; /* doorbell bytes claimed for us that had not
 			     * arrived when we looked: read them first */
 	uint64_t left_tx_off, left_rx_off; /* where each direction moved (stats) */
