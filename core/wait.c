@@ -206,6 +206,17 @@ int xio__conn_arm_locked(struct xio_conn *c, _Atomic uint32_t *w, _Atomic uint64
 			 uint64_t token)
 {
 	pthread_mutex_lock(&c->wait_mu);
+	/* A word armed with a token of its own (a parked member) stays so: a
+	 * sleep's shared token in its place would let a peer that rang for
+	 * that token skip this word, and whoever parked it, waiting for its
+	 * doorbell alone, would never hear (epoll_set.h). Its own doorbell
+	 * wakes every sleeper on the socket anyway. */
+	if (!(token & XIO_TOKEN_OWN) &&
+	    atomic_load_explicit(w, memory_order_relaxed) == XIO_WAIT_ARMED) {
+		uint64_t cur = atomic_load_explicit(tok, memory_order_relaxed);
+		if (cur & XIO_TOKEN_OWN)
+			token = cur;
+	}
 	int stale = xio_wait_arm_token(w, tok, token);
 	if (stale)
 		owe_locked(c, 1);

@@ -598,24 +598,6 @@ static int parkable(const struct pentry *e, int kind)
 	       !e->ps->conn->left;
 }
 
-/* Tokens of their own for the members one scan parks, drawn in batches. */
-struct park_tokens {
-	uint64_t next;
-	unsigned left;
-};
-
-static uint64_t park_token(struct park_tokens *t)
-{
-	if (!t->left) {
-		t->next = xio__wait_tokens(64);
-		t->left = t->next ? 64 : 0;
-		if (!t->left)
-			return xio__wait_token();
-	}
-	t->left--;
-	return t->next++;
-}
-
 /* Report ready accelerated members into out (at most max). Caller holds
  * ep->mu. depth > 0: a nested look, which reports without consuming
  * EPOLLET/EPOLLONESHOT state. Only the ready list is looked at: members
@@ -653,7 +635,7 @@ static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t ar
 		int et = (e->events & EPOLLET) && kind == PS_CONN;
 		uint64_t sig = et ? xio__conn_event_sig(e->ps->conn) : 0;
 		int parking = parkable(e, kind) && now - e->last_ready >= park;
-		uint64_t tok = parking ? park_token(&toks) : arm;
+		uint64_t tok = parking ? xio__park_token(&toks) : arm;
 		/* Not ready: armed with tok, and looked at again (conn_poll). */
 		uint32_t rev = entry_ready(e, tok, depth);
 		note_left(ep, e); /* it may have followed its peer just now */

@@ -186,6 +186,18 @@ void xio__epoll_poke(struct psock *ps)
 	}
 }
 
+uint64_t xio__park_token(struct park_tokens *t)
+{
+	if (!t->left) {
+		t->next = xio__wait_tokens(64);
+		t->left = t->next ? 64 : 0;
+		if (!t->left)
+			return xio__wait_token() | XIO_TOKEN_OWN;
+	}
+	t->left--;
+	return t->next++ | XIO_TOKEN_OWN;
+}
+
 static int64_t park_ns = 1000000;
 static pthread_once_t park_once = PTHREAD_ONCE_INIT;
 

@@ -103,8 +103,5 @@ void act_take_pokes(struct pepoll *ep);
 /* Every entry back on the ready list (after fork, or a poke that could
  * not be recorded). */
 void act_all(struct pepoll *ep);
-/* How long a member stays on the ready list once it was last found ready
- * (XIO_EPOLL_PARK_US, default 1000 microseconds). */
-int64_t xio__epoll_park_ns(void);
 
 #endif

@@ -52,6 +52,12 @@ struct psock {
 	 * set and cleared under that set's poke_mu. */
 	struct pepoll *member_of[PS_MAX_EPOLL];
 	struct pentry *ent[PS_MAX_EPOLL];
+	/* poll and select park a quiet socket as epoll does (w_poll.c): the
+	 * events its words are armed for with a token of its own (0: not
+	 * parked; cleared by xio__shim_wake_others), and when a poll last
+	 * found it ready. */
+	_Atomic int poll_parked;
+	_Atomic int64_t poll_ready_ns;
 };
 
 /* -1/errno at the POSIX boundary: the only place errno is set. */
@@ -229,5 +235,15 @@ void xio__epoll_look_all(struct pepoll *ep);
 /* Another thread may have taken back the arm of ps's connection: each set
  * that follows it looks at it again at its next wait (epoll_ready.c). */
 void xio__epoll_poke(struct psock *ps);
+/* Tokens of their own (XIO_TOKEN_OWN) for the members one wait parks,
+ * drawn in batches (epoll_ready.c); start with { 0, 0 }. */
+struct park_tokens {
+	uint64_t next;
+	unsigned left;
+};
+uint64_t xio__park_token(struct park_tokens *t);
+/* How long a member stays looked at once it was last found ready
+ * (XIO_EPOLL_PARK_US, default 1000 microseconds). */
+int64_t xio__epoll_park_ns(void);
 
 #endif

@@ -31,6 +31,7 @@ static void mark(int fd, struct psock *ps, void *child)
 	} else if (ps->ep) {
 		xio__epoll_look_all(ps->ep);
 	}
+	atomic_store(&ps->poll_parked, 0); /* each process looks for itself */
 	if (atomic_load(&ps->kind) == PS_CONN) {
 		ps->inherited = 1;
 		ps->conn->forked = 1;

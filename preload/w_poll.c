@@ -9,6 +9,15 @@
  * doorbells and let the kernel wait on everything at once, asking it only
  * for POLLIN on the accelerated sockets. A set with no accelerated socket
  * goes straight to libc, so does a set with no fds (poll as a sleep).
+ *
+ * poll's interface costs O(fds) in the kernel too; what the shim adds per
+ * fd is its look at the channels, which touches each connection's shared
+ * memory (cache and TLB misses, thousands of them with thousands of fds).
+ * So a socket no poll found ready for XIO_EPOLL_PARK_US is parked as epoll
+ * parks its quiet members (epoll_set.h): armed with a token of its own,
+ * and left to the kernel's ppoll, which every poll makes anyway, until its
+ * doorbell (or FIN, or RST) shows there, or a thread of this process takes
+ * its arm back (xio__shim_wake_others clears the mark).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +34,29 @@ static int64_t now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+#define PARK_EV (POLLIN | POLLRDNORM | POLLRDHUP | POLLOUT | POLLWRNORM)
+
+/* The readiness of ps for want (with token: armed if not ready, for a
+ * sleep); a parked socket is not looked at. now: this call's clock. */
+static short look(struct psock *ps, short want, uint64_t token, int64_t now,
+		  struct park_tokens *toks)
+{
+	struct xio_conn *c = ps->conn;
+	int parked = atomic_load_explicit(&ps->poll_parked, memory_order_acquire);
+	if (parked && c->accel && !c->left && !(want & PARK_EV & ~parked))
+		return 0;
+	int parking = c->accel && !c->left && now - atomic_load_explicit(&ps->poll_ready_ns,
+									  memory_order_relaxed) >=
+							    xio__epoll_park_ns();
+	short rev = xio__shim_conn_poll(ps, want, parking ? xio__park_token(toks) : token) & want;
+	if (rev)
+		atomic_store_explicit(&ps->poll_ready_ns, now, memory_order_relaxed);
+	else if (parking && c->accel && !c->left)
+		atomic_store_explicit(&ps->poll_parked, (want & PARK_EV) | parked,
+				      memory_order_release);
+	return rev;
 }
 
 static struct psock *pollable(int fd)
@@ -67,12 +99,12 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 
 	/* A short look at the accelerated sockets before anything else: the
 	 * peer usually answers within microseconds (see epoll.c). */
-	int64_t spin_end = tmo_ns != 0 ? now_ns() + (int64_t)xio__poll_spin_ns() : 0;
-	for (int found = 0; !found && now_ns() < spin_end; xio__poll_relax())
+	struct park_tokens toks = { 0, 0 };
+	int64_t now = now_ns();
+	int64_t spin_end = tmo_ns != 0 ? now + (int64_t)xio__poll_spin_ns() : 0;
+	for (int found = 0; !found && now < spin_end; xio__poll_relax(), now = now_ns())
 		for (nfds_t i = 0; i < n && !found; i++)
-			found = ps[i] && (xio__shim_conn_poll(ps[i],
-						     fds[i].events | POLLERR | POLLHUP, 0) &
-					  (fds[i].events | POLLERR | POLLHUP));
+			found = ps[i] && look(ps[i], fds[i].events | POLLERR | POLLHUP, 0, now, &toks);
 
 	for (int arm = 0;; arm = 1) {
 		int ready = 0;
@@ -82,12 +114,12 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 			efd = xio__poll_wait_begin(&listed, ps, n);
 		/* Armed only to sleep, all with one token (seg.h). */
 		uint64_t token = arm ? xio__wait_token() : 0;
+		now = now_ns();
 		for (nfds_t i = 0; i < n; i++) {
 			fds[i].revents = 0;
 			if (!ps[i])
 				continue;
-			short want = fds[i].events | POLLERR | POLLHUP;
-			fds[i].revents = xio__shim_conn_poll(ps[i], want, token) & want;
+			fds[i].revents = look(ps[i], fds[i].events | POLLERR | POLLHUP, token, now, &toks);
 			ready += fds[i].revents != 0;
 		}
 		memcpy(k, fds, n * sizeof(*k));
@@ -125,16 +157,22 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 		}
 		if (nk > n && k[n].revents)
 			xio__wake_read(efd); /* told to look again: below */
+		now = now_ns();
 		for (nfds_t i = 0; i < n; i++) {
 			if (ps[i]) {
-				if (k[i].revents && !fds[i].revents)
-					xio__conn_drain(ps[i]->conn); /* the doorbell */
-				/* Look at every accelerated socket again, not only
-				 * those that rang: a peer rings once per sleep token,
-				 * however many of our sockets it wrote to. */
+				if (k[i].revents && !fds[i].revents) {
+					/* The doorbell, or FIN or RST: parked no more. */
+					atomic_store_explicit(&ps[i]->poll_parked, 0,
+							      memory_order_release);
+					xio__conn_drain(ps[i]->conn);
+				}
+				/* Look at every accelerated socket again that is not
+				 * parked, not only those that rang: a peer rings once
+				 * per sleep token, however many of our sockets it
+				 * wrote to (a parked one has a token of its own). */
 				if (!fds[i].revents) {
-					short want = fds[i].events | POLLERR | POLLHUP;
-					fds[i].revents = xio__shim_conn_poll(ps[i], want, 0) & want;
+					fds[i].revents = look(ps[i], fds[i].events | POLLERR | POLLHUP,
+							      0, now, &toks);
 					ready += fds[i].revents != 0;
 				}
 			} else {

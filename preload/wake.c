@@ -126,6 +126,7 @@ void xio__shim_wake_others(struct xio_conn *c)
 	if (!ps)
 		return;
 	xio__epoll_poke(ps);
+	atomic_store_explicit(&ps->poll_parked, 0, memory_order_release);
 	for (int i = 0; i < PS_MAX_EPOLL; i++) {
 		struct pepoll *ep = ps->member_of[i];
 		if (ep)

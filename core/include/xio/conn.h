@@ -126,6 +126,10 @@ uint64_t xio__wait_token(void);
 /* The first of n consecutive tokens (n >= 1), or 0 if none could be had
  * at once: then draw them one by one. */
 uint64_t xio__wait_tokens(unsigned n);
+/* Marks a token armed on one word only (a parked member's): a peer never
+ * skips ringing for it, and xio__conn_arm_locked never replaces it with a
+ * sleep's shared token while the word stays armed. */
+#define XIO_TOKEN_OWN (1ull << 63)
 
 /* With the receive ring empty: 0 at end of file, -errno, or 1 for
  * "nothing yet". */
