@@ -177,11 +177,13 @@ void mon_limits_init(struct monitor *m)
 		}
 	}
 	const char *cunit = m->seg_views ? "mappings" : "fds";
-	if (c->limit_connections && c->limit_connections < cb)
+	if (c->limit_connections && c->limit_connections <= cb) {
 		cb = c->limit_connections;
-	else if (c->limit_connections > cb)
+		cunit = "connections (limit-connections)";
+	} else if (c->limit_connections > cb) {
 		mon_log(MON_WARN, "limit-connections %u is more than the monitor's %u %s allow: %u",
 			c->limit_connections, cb, cunit, cb);
+	}
 	m->conn_budget = cb;
 	m->lim.proc_listeners = c->limit_process_listeners;
 	m->lim.uid_listeners = c->limit_uid_listeners;

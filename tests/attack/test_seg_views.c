@@ -208,8 +208,9 @@ static long long stats_value(const char *file, const char *key)
  * no fd; without them: the fd), execs itself with the connection open. Its
  * new image asks for the segment again (REATTACH) and echoes 256 KiB over
  * shared memory; a segment it could not have would reset the connection.
+ * huge: the segment is on hugepages (the view is a whole hugepage).
  */
-static void exec_regives(int views)
+static void exec_regives(int views, int huge)
 {
 	char stats[] = "/tmp/xio-exec-stats-XXXXXX";
 	int sfd = mkstemp(stats);
@@ -217,7 +218,7 @@ static void exec_regives(int views)
 	close(sfd);
 	if (!views)
 		t_monitor_pre_exec = a_no_map_files;
-	t_monitor_start(&a_mon, NULL);
+	t_monitor_start(&a_mon, "--hugepages", huge ? "on" : "off", NULL);
 	t_monitor_pre_exec = NULL;
 	xio_listener *l;
 	struct sockaddr_in a = t_loopback(0);
@@ -241,6 +242,9 @@ static void exec_regives(int views)
 	cr_assert_eq(segfds, !views, "the monitor holds %d segment fds %s", segfds,
 		     views ? "after both sides had their answer" : "(it keeps them)");
 	cr_assert_eq(t_count_memfds(a_mon.pid), 1, "the monitor does not keep the segment");
+	struct xio_msg_status st0 = t_monitor_status();
+	cr_assert_eq(st0.segments_huge, (uint64_t)huge, "%llu segments on hugepages",
+		     (unsigned long long)st0.segments_huge);
 
 	b = 'g';
 	cr_assert_eq(xio_write(s, &b, 1), 1);
@@ -282,12 +286,21 @@ static void exec_regives(int views)
  * monitor's mapping of it: the fd was let go of long before. */
 Test(seg_views, exec_regives_a_segment_whose_fd_was_let_go)
 {
-	exec_regives(1);
+	exec_regives(1, 0);
+}
+
+/* The same for a segment on hugepages, which the monitor can map only in
+ * whole hugepages. */
+Test(seg_views, exec_regives_a_hugepage_segment)
+{
+	if (!t_hugepages_free(4))
+		cr_skip_test("fewer than 4 hugepages free (tools/test reserves some)");
+	exec_regives(1, 1);
 }
 
 /* A monitor that may not open its mappings again keeps the fd, says so at
  * start, and gives the segment again after exec from that fd. */
 Test(seg_views, without_map_files_the_fd_is_kept)
 {
-	exec_regives(0);
+	exec_regives(0, 0);
 }
