@@ -35,7 +35,7 @@ struct parser {
 	/* Line and token of each setting seen, for duplicates and for the
 	 * segment-size/max-msg check that can only run at the end. */
 	unsigned seg_line, msg_line, huge_line, default_line;
-	unsigned limit_line[7]; /* the limit-* settings, in limit_keywords order */
+	unsigned limit_line[8]; /* the limit-* settings, in limit_keywords order */
 	const char *seg_tok, *msg_tok;
 };
 
@@ -226,9 +226,10 @@ static int kw_default(struct parser *p, const char *kw)
 	return expect_end(p);
 }
 
-/* What one process, and all processes of one uid, may hold in the monitor
- * at once (docs/config.md, "Limits"). Those that hold fds may be "auto":
- * from the monitor's own fd limit, as when not written. */
+/* What one process, all processes of one uid, and everyone together may
+ * hold in the monitor at once (docs/config.md, "Limits"). Those that hold
+ * fds or connections may be "auto": from the monitor's own fd limit or
+ * vm.max_map_count, as when not written. */
 static const struct limit_keyword {
 	const char *name;
 	size_t offset;
@@ -241,6 +242,7 @@ static const struct limit_keyword {
 	{ "limit-uid-pending", offsetof(struct xio_config, limit_uid_pending), 1 },
 	{ "limit-uid-connections", offsetof(struct xio_config, limit_uid_connections), 1 },
 	{ "limit-uid-sessions", offsetof(struct xio_config, limit_uid_sessions), 1 },
+	{ "limit-connections", offsetof(struct xio_config, limit_connections), 1 },
 };
 
 static int kw_limit(struct parser *p, const char *kw)
@@ -490,6 +492,7 @@ static const struct keyword {
 	{ "limit-uid-pending", kw_limit },
 	{ "limit-uid-connections", kw_limit },
 	{ "limit-uid-sessions", kw_limit },
+	{ "limit-connections", kw_limit },
 	{ "allow", kw_allow },
 	{ "deny", kw_deny },
 };
@@ -565,6 +568,7 @@ void xio_config_defaults(struct xio_config *cfg)
 		.limit_uid_pending = 0,
 		.limit_uid_connections = 0,
 		.limit_uid_sessions = 0,
+		.limit_connections = 0,
 		.rules = NULL,
 		.nrules = 0,
 	};

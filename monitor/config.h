@@ -74,9 +74,10 @@ struct xio_config {
 	 * registered listeners; pending connections (intents not yet
 	 * answered, and connections one side has not taken yet); connections
 	 * (each segment the monitor keeps, from pairing to the last close);
-	 * control sessions. All but listeners hold fds in the monitor: 0, the
-	 * default, means "from the monitor's own fd limit" (limits.c), which
-	 * also caps a number written here. */
+	 * control sessions. All but listeners hold fds or mappings in the
+	 * monitor: 0, the default, means "from the monitor's own fd limit, or
+	 * for connections from vm.max_map_count" (limits.c), which also caps
+	 * a number written here. limit_connections is of all uids together. */
 	unsigned limit_process_listeners;   /* default 1024 */
 	unsigned limit_process_pending;     /* default 0: from the fd limit */
 	unsigned limit_process_connections; /* default 0: from the fd limit */
@@ -84,6 +85,7 @@ struct xio_config {
 	unsigned limit_uid_pending;         /* default 0: from the fd limit */
 	unsigned limit_uid_connections;     /* default 0: from the fd limit */
 	unsigned limit_uid_sessions;        /* default 0: from the fd limit */
+	unsigned limit_connections;         /* default 0: from the map or fd limit */
 	struct xio_acl_rule *rules; /* in file order; first match wins */
 	size_t nrules;
 };

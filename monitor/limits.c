@@ -1,21 +1,29 @@
 /*
  * limits.c - what one process, and all processes of one uid, may make the
- * monitor hold (issue 8, item 9; issue 15, item 6).
+ * monitor hold (issue 8, item 9; issue 15, item 6; issue 16).
  *
- * Every session, every intent and every segment holds an fd here, from its
- * start to its end: a segment from pairing until both sides closed (the
- * monitor marks a dead side gone in it, gives it again after exec, reads
- * its counters for xio stat), not only while its server side is awaited.
- * Uncounted, one user who paired with itself and closed without CLOSE held
- * 1,023 of the monitor's 1,024 fds, and nobody else was accelerated. So:
+ * Every session and every intent holds an fd here, from its start to its
+ * end. Every connection holds its segment from pairing until both sides
+ * closed (the monitor marks a dead side gone in it, gives it again after
+ * exec, reads its counters for xio stat), not only while its server side
+ * is awaited: as an fd until both sides have had their answer, then as a
+ * mapping of its start (seg_access.c, "Views"), or as the fd for its whole
+ * life in a monitor that may not reopen its mappings. Uncounted, one user
+ * who paired with itself and closed without CLOSE held 1,023 of the
+ * monitor's 1,024 fds, and nobody else was accelerated. So:
  *
- *  - the monitor's budget is its fd limit less a reserve (messages in
- *    flight, the closer's batches, its own few);
- *  - a uid takes one more fd only while it holds fewer than are left free:
- *    whatever it does, others keep at least as many as it holds, and a
- *    second uid as greedy leaves a third a quarter, and so on;
+ *  - the monitor has two budgets: fds, its fd limit less a reserve
+ *    (messages in flight, the closer's batches, a segment being given
+ *    again, its own few); and connections, vm.max_map_count less the
+ *    mappings it has at start and a reserve (threads, malloc, a segment
+ *    mapped whole for a moment), or the fd budget when each connection
+ *    holds an fd; limit-connections may lower the latter;
+ *  - a uid takes one more fd, or one more connection, only while it holds
+ *    fewer than are left free: whatever it does, others keep at least as
+ *    many as it holds, and a second uid as greedy leaves a third a
+ *    quarter, and so on;
  *  - fixed caps on top, from the configuration or, by default, from the
- *    budget (a process a quarter of it, a uid half), so that no setting
+ *    budgets (a process a quarter of one, a uid half), so that no setting
  *    lets one process take what the others need;
  *  - hugepages, a pool of the whole machine, follow the same rule: a uid's
  *    segments go on hugepages only while what it holds stays within what
@@ -84,22 +92,67 @@ static int hugepages_avail(unsigned long *avail)
 	return meminfo_hugepages(avail, &size);
 }
 
-static unsigned cap_limit(const char *name, unsigned configured, unsigned cap, unsigned budget)
+static unsigned cap_limit(const char *name, unsigned configured, unsigned cap, unsigned budget,
+			  const char *unit)
 {
 	if (!configured)
 		return cap;
 	if (configured > cap) {
-		mon_log(MON_WARN, "%s %u is more than the monitor's %u fds allow: %u", name,
-			configured, budget, cap);
+		mon_log(MON_WARN, "%s %u is more than the monitor's %u %s allow: %u", name,
+			configured, budget, unit, cap);
 		return cap;
 	}
 	return configured;
 }
 
+/* A quarter and a half of a budget, never 0. */
+static unsigned quarter(unsigned b)
+{
+	return b / 4 ? b / 4 : 1;
+}
+
+static unsigned half(unsigned b)
+{
+	return b / 2 ? b / 2 : 1;
+}
+
+/* Lines of /proc/self/maps: the mappings we have now. */
+static unsigned maps_now(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	unsigned n = 0;
+	int ch;
+	if (!f)
+		return 0;
+	while ((ch = getc(f)) != EOF)
+		n += ch == '\n';
+	fclose(f);
+	return n;
+}
+
+/* How many views the monitor may keep: the kernel's limit of mappings per
+ * process (mmap fails with ENOMEM past it, malloc's too) less those we
+ * have and a reserve for our own. *max_maps: that limit, for the log. */
+static unsigned view_budget(unsigned long *max_maps)
+{
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+	unsigned long v = 65530; /* the kernel's default */
+	if (f) {
+		if (fscanf(f, "%lu", &v) != 1)
+			v = 65530;
+		fclose(f);
+	}
+	*max_maps = v;
+	unsigned long used = maps_now() + MON_MAP_RESERVE;
+	if (v > 1ul << 30)
+		v = 1ul << 30;
+	return v > used ? (unsigned)(v - used) : 0;
+}
+
 void mon_limits_init(struct monitor *m)
 {
 	struct rlimit rl;
-	/* Sessions, intents and segments (one fd each) may use what the fd
+	/* Sessions, intents and segments' fds (one each) may use what the fd
 	 * limit leaves after a reserve for the messages read ahead (their
 	 * fds), segments being handed out, the closer's batches and our own
 	 * few: at the limit a message's fd would be lost (MSG_CTRUNC). */
@@ -108,16 +161,42 @@ void mon_limits_init(struct monitor *m)
 		n = 1u << 30;
 	unsigned reserve = n >= 4 * MON_FD_RESERVE ? MON_FD_RESERVE : (unsigned)n / 4;
 	unsigned b = m->fd_budget = (unsigned)n - reserve;
-	unsigned proc = b / 4 ? b / 4 : 1, uid = b / 2 ? b / 2 : 1;
 	const struct xio_config *c = &m->cfg;
+	/* Connections: one mapping each once paired (and an fd for a moment,
+	 * counted with the fds), or one fd each for life. */
+	unsigned long max_maps = 0;
+	unsigned cb = b;
+	if (m->seg_views) {
+		cb = view_budget(&max_maps);
+		if (!cb) {
+			mon_log(MON_WARN, "vm.max_map_count (%lu) leaves no room for segments' "
+					  "mappings: the monitor keeps an fd per connection",
+				max_maps);
+			m->seg_views = 0;
+			cb = b;
+		}
+	}
+	const char *cunit = m->seg_views ? "mappings" : "fds";
+	if (c->limit_connections && c->limit_connections <= cb) {
+		cb = c->limit_connections;
+		cunit = "connections (limit-connections)";
+	} else if (c->limit_connections > cb) {
+		mon_log(MON_WARN, "limit-connections %u is more than the monitor's %u %s allow: %u",
+			c->limit_connections, cb, cunit, cb);
+	}
+	m->conn_budget = cb;
 	m->lim.proc_listeners = c->limit_process_listeners;
 	m->lim.uid_listeners = c->limit_uid_listeners;
-	m->lim.proc_pending = cap_limit("limit-process-pending", c->limit_process_pending, proc, b);
-	m->lim.proc_conns =
-		cap_limit("limit-process-connections", c->limit_process_connections, proc, b);
-	m->lim.uid_pending = cap_limit("limit-uid-pending", c->limit_uid_pending, uid, b);
-	m->lim.uid_conns = cap_limit("limit-uid-connections", c->limit_uid_connections, uid, b);
-	m->lim.uid_sessions = cap_limit("limit-uid-sessions", c->limit_uid_sessions, uid, b);
+	m->lim.proc_pending =
+		cap_limit("limit-process-pending", c->limit_process_pending, quarter(b), b, "fds");
+	m->lim.proc_conns = cap_limit("limit-process-connections", c->limit_process_connections,
+				      quarter(cb), cb, cunit);
+	m->lim.uid_pending =
+		cap_limit("limit-uid-pending", c->limit_uid_pending, half(b), b, "fds");
+	m->lim.uid_conns = cap_limit("limit-uid-connections", c->limit_uid_connections, half(cb),
+				     cb, cunit);
+	m->lim.uid_sessions =
+		cap_limit("limit-uid-sessions", c->limit_uid_sessions, half(b), b, "fds");
 	unsigned long avail, size;
 	m->huge_pps = 0;
 	if (meminfo_hugepages(&avail, &size) == 0 && size && m->params.seg_size % size == 0) {
@@ -125,26 +204,30 @@ void mon_limits_init(struct monitor *m)
 		snprintf(huge_dir, sizeof(huge_dir), "/sys/kernel/mm/hugepages/hugepages-%lukB",
 			 size / 1024);
 	}
-	mon_log(MON_INFO, "limits: %u fds for clients; per process %u pending, %u connections; "
-			  "per uid %u pending, %u connections, %u sessions, and never more than "
-			  "are left free",
-		b, m->lim.proc_pending, m->lim.proc_conns, m->lim.uid_pending, m->lim.uid_conns,
-		m->lim.uid_sessions);
+	char why[96];
+	if (c->limit_connections == cb)
+		snprintf(why, sizeof(why), "limit-connections");
+	else if (m->seg_views)
+		snprintf(why, sizeof(why), "one mapping each, vm.max_map_count %lu", max_maps);
+	else
+		snprintf(why, sizeof(why), "one fd each");
+	mon_log(MON_INFO, "limits: %u fds for clients, %u connections (%s); per process %u "
+			  "pending, %u connections; per uid %u pending, %u connections, %u "
+			  "sessions, and never more than are left free",
+		b, cb, why, m->lim.proc_pending, m->lim.proc_conns, m->lim.uid_pending,
+		m->lim.uid_conns, m->lim.uid_sessions);
 }
 
-/* Whether u may take one more fd: the monitor has one, and u holds fewer
- * than would be left free for everyone else. */
-static int fd_for(const struct monitor *m, const struct mon_uid *u, int *err)
+/* Whether one more of a budget may be taken for a uid that holds mine of
+ * it: the monitor has one left, and the uid holds fewer than would be left
+ * free for everyone else. Returns 0, -ENFILE or -EDQUOT. */
+static int share_for(unsigned used, unsigned budget, unsigned mine)
 {
-	if (m->fds_used >= m->fd_budget) {
-		*err = -ENFILE;
-		return 0;
-	}
-	if (u->fds >= m->fd_budget - m->fds_used - 1) {
-		*err = -EDQUOT;
-		return 0;
-	}
-	return 1;
+	if (used >= budget)
+		return -ENFILE;
+	if (mine >= budget - used - 1)
+		return -EDQUOT;
+	return 0;
 }
 
 int mon_session_take(struct monitor *m, struct mon_proc *p)
@@ -155,7 +238,7 @@ int mon_session_take(struct monitor *m, struct mon_proc *p)
 	if (u->sessions >= m->lim.uid_sessions)
 		err = -EDQUOT;
 	else
-		fd_for(m, u, &err);
+		err = share_for(m->fds_used, m->fd_budget, u->fds);
 	if (err) {
 		if (refused++ % 1000 == 0)
 			mon_log(MON_WARN, "process %d (uid %u) refused: %s (%llu refused so far)",
@@ -210,62 +293,74 @@ static const char *kind_name(int kind)
 				           : "pending connections";
 }
 
+/* Which budget of the monitor a refusal was for (0: a fixed limit). */
+enum { BUDGET_NONE, BUDGET_FDS, BUDGET_CONNS };
+
 static void refused(struct monitor *m, struct mon_proc *p, int kind, int err, unsigned limit,
-		    int share)
+		    int budget)
 {
+	int share = budget && err == -EDQUOT;
 	unsigned bit = 1u << (kind * 4 + (err == -EMFILE ? 0 : err == -ENFILE ? 1 : share ? 2 : 3));
+	const char *what = budget == BUDGET_CONNS ? "connections" : "fds";
 	if (p->warned & bit)
 		return;
 	p->warned |= bit;
 	if (share)
 		mon_log(MON_WARN, "process %d (uid %u) is over its uid's share of the monitor's "
-				  "fds (the uid holds %u, %u are free): %s fall back to TCP",
-			(int)p->pid, (unsigned)p->uid, p->u->fds, m->fd_budget - m->fds_used,
+				  "%s (the uid holds %u, %u are free): %s fall back to TCP",
+			(int)p->pid, (unsigned)p->uid, what,
+			budget == BUDGET_CONNS ? p->u->conns : p->u->fds,
+			budget == BUDGET_CONNS ? m->conn_budget - m->conns_used
+					       : m->fd_budget - m->fds_used,
 			kind_name(kind));
+	else if (err == -ENFILE)
+		mon_log(MON_WARN, "process %d (uid %u): the monitor holds all of its %u %s: %s "
+				  "fall back to TCP",
+			(int)p->pid, (unsigned)p->uid, limit, what, kind_name(kind));
 	else
 		mon_log(MON_WARN, "process %d (uid %u) is over the %s limit of %u %s: falling back "
 				  "to TCP",
-			(int)p->pid, (unsigned)p->uid,
-			err == -EMFILE ? "per-process" : err == -EDQUOT ? "per-uid" : "monitor's fd",
+			(int)p->pid, (unsigned)p->uid, err == -EMFILE ? "per-process" : "per-uid",
 			limit, kind_name(kind));
 }
 
-/* The counters and limits of one kind. */
+/* The counters and limits of one kind, and what of the monitor's budgets
+ * it takes: an fd, a connection. */
 struct slot {
 	unsigned *pc, *uc;
 	unsigned plim, ulim;
-	int fd;
+	int fd, conn;
 };
 
 static struct slot slot_of(struct monitor *m, struct mon_proc *p, struct mon_uid *u, int kind)
 {
 	static unsigned none;
-	struct slot s = { &none, &none, 0, 0, 0 };
+	struct slot s = { &none, &none, 0, 0, 0, 0 };
 	switch (kind) {
 	case MON_LIMIT_LISTENERS:
 		s = (struct slot){ p ? &p->listeners : &none, &u->listeners, m->lim.proc_listeners,
-				   m->lim.uid_listeners, 0 };
+				   m->lim.uid_listeners, 0, 0 };
 		break;
 	case MON_LIMIT_INTENT:
 	case MON_LIMIT_WAITING:
 		s = (struct slot){ p ? &p->pending : &none, &u->pending, m->lim.proc_pending,
-				   m->lim.uid_pending, kind == MON_LIMIT_INTENT };
+				   m->lim.uid_pending, kind == MON_LIMIT_INTENT, 0 };
 		break;
 	case MON_LIMIT_CONNS:
 		s = (struct slot){ p ? &p->conns : &none, &u->conns, m->lim.proc_conns,
-				   m->lim.uid_conns, 1 };
+				   m->lim.uid_conns, 1, 1 };
 		break;
 	}
 	return s;
 }
 
-/* Why kind cannot be taken for p now (0: it can); *limit, *share for the
- * log. */
-static int over(struct monitor *m, struct mon_proc *p, int kind, unsigned *limit, int *share)
+/* Why kind cannot be taken for p now (0: it can); *limit and *budget for
+ * the log. */
+static int over(struct monitor *m, struct mon_proc *p, int kind, unsigned *limit, int *budget)
 {
 	struct slot s = slot_of(m, p, p->u, kind);
-	int err = 0;
-	*share = 0;
+	int err;
+	*budget = BUDGET_NONE;
 	if (*s.pc >= s.plim) {
 		*limit = s.plim;
 		return -EMFILE;
@@ -274,9 +369,15 @@ static int over(struct monitor *m, struct mon_proc *p, int kind, unsigned *limit
 		*limit = s.ulim;
 		return -EDQUOT;
 	}
-	if (s.fd && !fd_for(m, p->u, &err)) {
+	/* A uid's connections are its count of that kind (*s.uc). */
+	if (s.conn && (err = share_for(m->conns_used, m->conn_budget, *s.uc)) < 0) {
+		*limit = m->conn_budget;
+		*budget = BUDGET_CONNS;
+		return err;
+	}
+	if (s.fd && (err = share_for(m->fds_used, m->fd_budget, p->u->fds)) < 0) {
 		*limit = m->fd_budget;
-		*share = err == -EDQUOT;
+		*budget = BUDGET_FDS;
 		return err;
 	}
 	return 0;
@@ -285,7 +386,7 @@ static int over(struct monitor *m, struct mon_proc *p, int kind, unsigned *limit
 int mon_limit_take(struct monitor *m, struct mon_proc *p, int kind)
 {
 	unsigned limit = 0;
-	int share, err = over(m, p, kind, &limit, &share);
+	int budget, err = over(m, p, kind, &limit, &budget);
 	/* Connections its processes closed without a word (CLOSE) hold
 	 * nothing anybody can use: the uid gets them back before it is
 	 * refused (looked for at most once a second: it costs a kernel
@@ -295,10 +396,10 @@ int mon_limit_take(struct monitor *m, struct mon_proc *p, int kind)
 	    (now = mon_now_ms()) - p->u->reaped_ms >= REAP_EVERY_MS) {
 		p->u->reaped_ms = now;
 		if (mon_conns_reap(m, p->u))
-			err = over(m, p, kind, &limit, &share);
+			err = over(m, p, kind, &limit, &budget);
 	}
 	if (err) {
-		refused(m, p, kind, err, limit, share);
+		refused(m, p, kind, err, limit, budget);
 		return err;
 	}
 	struct slot s = slot_of(m, p, p->u, kind);
@@ -308,6 +409,8 @@ int mon_limit_take(struct monitor *m, struct mon_proc *p, int kind)
 		p->u->fds++;
 		m->fds_used++;
 	}
+	if (s.conn)
+		m->conns_used++;
 	return 0;
 }
 
@@ -317,10 +420,17 @@ void mon_limit_put(struct monitor *m, struct mon_proc *p, struct mon_uid *u, int
 	if (p)
 		(*s.pc)--;
 	(*s.uc)--;
-	if (s.fd) {
-		u->fds--;
-		m->fds_used--;
-	}
+	/* A connection's fd is given back when it is closed (mon_limit_fd_put). */
+	if (s.fd && !s.conn)
+		mon_limit_fd_put(m, u);
+	if (s.conn)
+		m->conns_used--;
+}
+
+void mon_limit_fd_put(struct monitor *m, struct mon_uid *u)
+{
+	u->fds--;
+	m->fds_used--;
 }
 
 int mon_huge_allowed(struct monitor *m, struct mon_uid *u)

@@ -148,7 +148,8 @@ static int write_pidfile(const char *path)
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
-	/* Each live connection costs the monitor one fd (its segment). */
+	/* Each session and intent costs the monitor an fd, and so does each
+	 * connection until both sides have it (for life without views). */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
@@ -425,6 +426,8 @@ int main(int argc, char **argv)
 	m.epfd = epoll_create1(EPOLL_CLOEXEC);
 	raise_fd_limit();
 	m.sock_path = absolute(m.sock_path); /* unlinked at the end, from / */
+	int views = mon_seg_views_probe();
+	m.seg_views = views == 0;
 	mon_limits_init(&m);
 	m.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (mon_diag_init() < 0) {
@@ -483,6 +486,12 @@ int main(int argc, char **argv)
 		m.huge > 0 ? "on" : m.huge == 0 ? "off" : "auto", m.cfg.nrules,
 		m.cfg.default_allow ? "allow" : "deny");
 	check_netns_readable();
+	if (views < 0)
+		mon_log(MON_WARN, "cannot open a segment again from the monitor's own mapping of "
+				  "it (/proc/self/map_files: %s; that needs CAP_SYS_ADMIN or "
+				  "CAP_CHECKPOINT_RESTORE): the monitor keeps an fd per connection, and "
+				  "its fd limit bounds the connections",
+			strerror(-views));
 	if (ready[1] >= 0) {
 		if (write(ready[1], "r", 1) < 0) {
 		}

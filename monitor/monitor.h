@@ -21,6 +21,7 @@
 #define MON_FIFO 32        /* messages read ahead per process */
 #define MON_OWNERS 4       /* processes that may hold one side */
 #define MON_FD_RESERVE 256 /* fds kept free for messages in flight and our own */
+#define MON_MAP_RESERVE 1024 /* mappings kept for our own (threads, malloc, a segment mapped whole) */
 
 struct mon_msg {
 	int fd; /* passed fd or -1 */
@@ -38,7 +39,7 @@ struct mon_msg {
 struct mon_uid {
 	uint32_t uid;
 	unsigned listeners, pending, conns, sessions;
-	unsigned fds;               /* sessions, intents and segments: fds we hold for it */
+	unsigned fds;               /* sessions, intents and segments' fds we hold for it */
 	unsigned huge_pages;        /* hugepages its segments hold */
 	unsigned warned;            /* refusals already logged for this uid */
 	uint64_t reaped_ms;         /* when its dead connections were last looked for */
@@ -118,7 +119,13 @@ struct mon_conn {
 	int accel;                  /* 0: both ends are told FALLBACK */
 	int reason;                 /* why not, when !accel */
 	int err;                    /* XIO_FB_LIMIT: which limit */
-	int segfd;                  /* kept to mark a dead side gone */
+	/* The segment: its fd until both sides have had their answer, and
+	 * the monitor's own mapping of its start (the header and both
+	 * channels' control blocks), which stands for the fd from then on
+	 * (seg_access.c). Either is -1 / NULL when there is none. */
+	int segfd;
+	void *view;
+	size_t view_len;
 	int huge;
 	uint64_t born_ms;           /* CLOCK_MONOTONIC, for xio stat's age */
 	uint32_t client_uid;
@@ -129,9 +136,10 @@ struct mon_conn {
 	 * counted as pending against the client and its uid. */
 	struct mon_proc *charged;
 	struct mon_uid *charged_uid;
-	/* The segment (segfd, and its hugepages) is counted against the
-	 * client and its uid for the life of the entry; the process's part
-	 * ends with the process (owner NULL), its uid's with the entry. */
+	/* The segment (one of the monitor's connections, its fd while it is
+	 * held, and its hugepages) is counted against the client and its uid
+	 * for the life of the entry; the process's part ends with the process
+	 * (owner NULL), its uid's with the entry. */
 	struct mon_proc *owner;
 	struct mon_uid *owner_uid;
 	unsigned huge_pages;
@@ -180,10 +188,15 @@ struct monitor {
 	struct mon_lsock *lsocks;
 	struct mon_intent *intents, *intents_by_cookie;
 	unsigned nintents;
-	/* What clients make the monitor hold (one fd each: sessions, intents
-	 * and segments, all uids), against the fd limit less a reserve; and
-	 * the limits in force, from the configuration and that budget. */
+	/* What clients make the monitor hold (all uids): one fd for each
+	 * session, intent and segment whose fd is held, against the fd limit
+	 * less a reserve; and connections, against a budget of their own (one
+	 * mapping each when seg_views, from vm.max_map_count; else one fd
+	 * each, the fd budget). And the limits in force, from the
+	 * configuration and those budgets (limits.c). */
 	unsigned fds_used, fd_budget;
+	unsigned conns_used, conn_budget;
+	int seg_views;              /* segments are kept as mappings, their fds let go */
 	struct {
 		unsigned proc_listeners, proc_pending, proc_conns;
 		unsigned uid_listeners, uid_pending, uid_conns, uid_sessions;
@@ -211,14 +224,28 @@ void mon_closer_stop(void);
  * speaks. */
 int mon_closer_backlog(void);
 
-/* seg_access.c: run fn on segment segfd, mapped for the call, under a
- * SIGBUS guard (a client may punch a hole in a hugetlb segment and take
+/* seg_access.c: run fn on segment segfd, mapped whole for the call, under
+ * a SIGBUS guard (a client may punch a hole in a hugetlb segment and take
  * every free hugepage). Returns fn's result, -EFAULT if the memory vanished
  * under it, or why it could not be mapped. */
 typedef int (*mon_seg_fn)(void *base, const struct xio_seg_layout *l, void *arg);
 int mon_seg_run(const struct monitor *m, int segfd, mon_seg_fn fn, void *arg);
+/* The same on c's segment for fn that touches only its header and the
+ * channels' control blocks: on the monitor's view of it if it has one,
+ * else mapped from its fd. */
+int mon_conn_seg_run(const struct monitor *m, const struct mon_conn *c, mon_seg_fn fn, void *arg);
 /* Set side_gone[side] in c's segment (if it has one). */
 void mon_seg_mark_gone(const struct monitor *m, const struct mon_conn *c, unsigned side);
+/* Whether this monitor may open its own mappings again
+ * (/proc/self/map_files: CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE): 0, or
+ * why not. Tried once at start: m->seg_views. */
+int mon_seg_views_probe(void);
+/* Map c's view from c->segfd. Returns 0 or -errno (then c has none). */
+int mon_seg_view_map(const struct monitor *m, struct mon_conn *c);
+void mon_seg_view_unmap(struct mon_conn *c);
+/* A new fd of c's segment, opened from the view (the fd was let go of):
+ * the caller closes it. Returns it, or -errno. */
+int mon_seg_reopen(const struct mon_conn *c);
 
 /* log.c */
 void mon_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -244,21 +271,24 @@ int mon_diag_held(uint64_t netns, const pid_t *pids, unsigned npids, const struc
 
 /* limits.c: take one listener, pending or connection slot for p (and
  * its uid), or say which limit is in the way: -EMFILE (p's), -EDQUOT (its
- * uid's, or its uid's share of the monitor), -ENFILE (the monitor's fds);
- * the first refusal of each kind is logged with p's pid, uid and the
- * limit. Give back with the matching put (p NULL: the process is gone, its
- * uid's part only). Kinds: a listener (no fd); an intent (pending, and the
- * fd of the client's socket); a client-first connection waiting for its
- * server side (pending; its segment is counted as a connection); a
- * connection (its segment's fd). */
+ * uid's, or its uid's share of the monitor), -ENFILE (the monitor's fds or
+ * connections); the first refusal of each kind is logged with p's pid,
+ * uid and the limit. Give back with the matching put (p NULL: the process
+ * is gone, its uid's part only). Kinds: a listener (no fd); an intent
+ * (pending, and the fd of the client's socket); a client-first connection
+ * waiting for its server side (pending; its segment is counted as a
+ * connection); a connection (one of the monitor's connections, and its
+ * segment's fd: the put gives back the connection only, the fd goes back
+ * with mon_limit_fd_put when it is closed). */
 enum { MON_LIMIT_LISTENERS, MON_LIMIT_INTENT, MON_LIMIT_WAITING, MON_LIMIT_CONNS };
 int mon_limit_take(struct monitor *m, struct mon_proc *p, int kind);
 void mon_limit_put(struct monitor *m, struct mon_proc *p, struct mon_uid *u, int kind);
+void mon_limit_fd_put(struct monitor *m, struct mon_uid *u);
 struct mon_uid *mon_uid_get(struct monitor *m, uint32_t uid);
 void mon_uids_free(struct monitor *m); /* at shutdown, after every process */
-/* The budget and limits from the fd limit (after it was raised) and the
- * configuration; a configured limit above what the budget allows is
- * lowered, and said. */
+/* The budgets and limits from the fd limit (after it was raised),
+ * vm.max_map_count (when m->seg_views) and the configuration; a configured
+ * limit above what a budget allows is lowered, and said. */
 void mon_limits_init(struct monitor *m);
 /* Take a session for p (just connected): within its uid's limit, its
  * uid's share and the monitor's fds; a refusal is logged (rate-limited).
@@ -281,6 +311,10 @@ struct mon_intent *mon_intent_by_cookie(struct monitor *m, uint64_t cookie);
 void mon_intent_add(struct monitor *m, struct mon_intent *in);
 void mon_intent_drop(struct monitor *m, struct mon_intent *in);
 struct mon_conn *mon_conn_new(struct monitor *m, const struct mon_ckey *k);
+/* Both sides of c have had their answer: its segment's fd is let go of if
+ * the monitor has a view of it (reopened from the view if a side must be
+ * given it again, after exec). */
+void mon_conn_settle(struct monitor *m, struct mon_conn *c);
 /* The server side of c was answered: it no longer counts as pending. */
 void mon_conn_uncharge(struct monitor *m, struct mon_conn *c);
 /* Free u's connections whose two sockets no process holds any more

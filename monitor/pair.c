@@ -49,19 +49,51 @@ static void reply_fallback(struct monitor *m, struct mon_proc *p, uint32_t seq, 
 	reply_fallback_err(m, p, seq, reason, 0, k, side);
 }
 
-static void reply_attach(struct monitor *m, struct mon_proc *p, uint32_t seq, struct mon_conn *c,
-			 unsigned side)
+/* Give p side of c's segment: its fd, or, once that was let go of, a new
+ * one opened from the monitor's view of it (seg_access.c). Returns 0, or
+ * -errno with nothing sent or changed (out of fds for a moment, or no room
+ * for another holder of the side): the caller answers FALLBACK. */
+static int reply_attach(struct monitor *m, struct mon_proc *p, uint32_t seq, struct mon_conn *c,
+			unsigned side)
 {
 	struct xio_msg_attach a;
-	memset(&a, 0, sizeof(a));
-	a.conn_id = c->id;
-	a.side = side;
-	a.params = m->params;
-	mon_side_add(c, side, p);
-	c->decided[side] = 1;
-	if (side == 1)
-		mon_conn_uncharge(m, c);
-	reply(p, &a, XIO_MSG_ATTACH, seq, c->segfd);
+	int fd = c->segfd;
+	if (fd < 0 && (fd = mon_seg_reopen(c)) < 0) {
+		static uint64_t failed;
+		if (failed++ % 1000 == 0)
+			mon_log(MON_WARN, "connection %llu: cannot open its segment again from the "
+					  "monitor's mapping: %s (%llu so far)",
+				(unsigned long long)c->id, strerror(-fd),
+				(unsigned long long)failed);
+		return fd;
+	}
+	int r = mon_side_add(c, side, p);
+	if (r == 0) {
+		memset(&a, 0, sizeof(a));
+		a.conn_id = c->id;
+		a.side = side;
+		a.params = m->params;
+		c->decided[side] = 1;
+		if (side == 1)
+			mon_conn_uncharge(m, c);
+		reply(p, &a, XIO_MSG_ATTACH, seq, fd);
+	}
+	if (fd != c->segfd)
+		xio_sys_close(fd);
+	if (r == 0)
+		mon_conn_settle(m, c);
+	return r;
+}
+
+/* reply_attach could not: p stays on TCP, told why (XIO_FB_LIMIT with
+ * -ENFILE when the monitor was out of fds). */
+static void reply_not_attached(struct monitor *m, struct mon_proc *p, uint32_t seq,
+			       struct mon_conn *c, unsigned side, int err)
+{
+	if (err == -EMFILE || err == -ENFILE)
+		reply_fallback_err(m, p, seq, XIO_FB_LIMIT, -ENFILE, &c->key, side);
+	else
+		reply_fallback(m, p, seq, XIO_FB_RESOURCES, &c->key, side);
 }
 
 static int acl_allows(struct monitor *m, const struct mon_ckey *k, uint32_t client_uid,
@@ -167,6 +199,7 @@ static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
 		c->reason = XIO_FB_RESOURCES;
 		mon_conn_uncharge(m, c);
 		mon_limit_put(m, c->owner, c->owner_uid, MON_LIMIT_CONNS);
+		mon_limit_fd_put(m, c->owner_uid);
 		c->owner = NULL;
 		c->owner_uid = NULL;
 		mon_log(MON_WARN, "no segment for %s -> %s: %s",
@@ -175,6 +208,15 @@ static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
 		return c;
 	}
 	c->segfd = fd;
+	/* The view that stands for the fd once both sides have it; without
+	 * one (out of mappings) this connection keeps its fd instead. */
+	if (m->seg_views && (r = mon_seg_view_map(m, c)) < 0) {
+		static uint64_t unmapped;
+		if (unmapped++ % 1000 == 0)
+			mon_log(MON_WARN, "cannot map a segment: %s; its connection keeps an fd "
+					  "(%llu so far)",
+				strerror(-r), (unsigned long long)unmapped);
+	}
 	if (c->huge) {
 		c->huge_pages = m->huge_pps;
 		client->u->huge_pages += c->huge_pages;
@@ -349,7 +391,8 @@ static void on_connected(struct monitor *m, struct mon_proc *p, struct mon_msg *
 		return;
 	}
 	if (c->accel) {
-		reply_attach(m, p, seq, c, 0);
+		if ((r = reply_attach(m, p, seq, c, 0)) < 0)
+			reply_not_attached(m, p, seq, c, 0, r);
 		return;
 	}
 	c->decided[0] = 1;
@@ -450,6 +493,7 @@ static void move_unjoined(struct monitor *m, struct mon_conn *c, const struct mo
 		}
 		c->decided[1] = 1;
 		mon_conn_uncharge(m, c);
+		mon_conn_settle(m, c);
 	}
 	mon_log(r < 0 ? MON_WARN : MON_INFO,
 		"connection %s -> %s: process %d (uid %u) that accepted it %s: %s",
@@ -513,7 +557,8 @@ static void on_accept(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 		}
 	}
 	if (c->accel) {
-		reply_attach(m, p, seq, c, 1);
+		if ((r = reply_attach(m, p, seq, c, 1)) < 0)
+			reply_not_attached(m, p, seq, c, 1, r);
 		goto out;
 	}
 	c->decided[1] = 1;
@@ -552,16 +597,17 @@ static void on_reattach(struct monitor *m, struct mon_proc *p, struct mon_msg *m
 	if (msg->fd >= 0)
 		mon_close_handed(msg->fd);
 	msg->fd = -1;
-	if (ok && mon_side_add(c, rm->side, p) < 0)
-		ok = 0;
-	if (ok)
-		reply_attach(m, p, msg->u.h.seq, c, rm->side);
-	else
+	int r = ok ? reply_attach(m, p, msg->u.h.seq, c, rm->side) : 0;
+	if (!ok)
 		reply_fallback(m, p, msg->u.h.seq, XIO_FB_UNKNOWN_INTENT, NULL, rm->side & 1);
+	else if (r == -ENOSPC) /* held by as many processes as it may be */
+		reply_fallback(m, p, msg->u.h.seq, XIO_FB_UNKNOWN_INTENT, NULL, rm->side & 1);
+	else if (r < 0)
+		reply_not_attached(m, p, msg->u.h.seq, c, rm->side, r);
 }
 
 /* The endpoints keep per-connection counters in each segment; the
- * monitor holds every live segment's fd and adds them up. */
+ * monitor keeps every live segment (a view, or its fd) and adds them up. */
 static int add_counts(void *base, const struct xio_seg_layout *l, void *arg)
 {
 	struct xio_msg_status *st = arg;
@@ -589,7 +635,7 @@ static void on_status(struct monitor *m, struct mon_proc *p, struct mon_msg *msg
 	struct mon_conn *c, *tmp;
 	HASH_ITER(hh, m->conns, c, tmp)
 	if (c->accel)
-		mon_seg_run(m, c->segfd, add_counts, &st);
+		mon_conn_seg_run(m, c, add_counts, &st);
 	reply(p, &st, XIO_MSG_STATUS_REPLY, msg->u.h.seq, -1);
 }
 

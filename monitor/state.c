@@ -128,6 +128,24 @@ struct mon_conn *mon_conn_new(struct monitor *m, const struct mon_ckey *k)
 	return c;
 }
 
+/* Close c's segment fd (if it is held) and give it back to its uid. */
+static void conn_close_fd(struct monitor *m, struct mon_conn *c)
+{
+	if (c->segfd < 0)
+		return;
+	xio_sys_close(c->segfd);
+	c->segfd = -1;
+	/* Every segment is made after its connection was taken (conn_decide). */
+	if (c->owner_uid)
+		mon_limit_fd_put(m, c->owner_uid);
+}
+
+void mon_conn_settle(struct monitor *m, struct mon_conn *c)
+{
+	if (c->view && c->decided[0] && c->decided[1])
+		conn_close_fd(m, c);
+}
+
 void mon_conn_uncharge(struct monitor *m, struct mon_conn *c)
 {
 	if (!c->charged_uid)
@@ -146,14 +164,14 @@ void mon_conn_free(struct monitor *m, struct mon_conn *c)
 		c->intent->orphaned = 1;
 	}
 	mon_conn_uncharge(m, c);
+	conn_close_fd(m, c);
+	mon_seg_view_unmap(c);
 	if (c->owner_uid) {
 		c->owner_uid->huge_pages -= c->huge_pages;
 		mon_limit_put(m, c->owner, c->owner_uid, MON_LIMIT_CONNS);
 	}
 	HASH_DELETE(hh, m->conns, c);
 	HASH_DELETE(hh_id, m->conns_by_id, c);
-	if (c->segfd >= 0)
-		xio_sys_close(c->segfd);
 	free(c);
 }
 
@@ -233,7 +251,7 @@ static int gone_room(struct monitor *m)
  */
 static void side_dead(struct monitor *m, struct mon_conn *c, unsigned side)
 {
-	if (!c->accel || c->segfd < 0)
+	if (!c->accel || (c->segfd < 0 && !c->view))
 		return;
 	if (side_held(c, side) == 0 || !gone_room(m)) {
 		mon_seg_mark_gone(m, c, side);
@@ -301,6 +319,8 @@ void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 		mon_conn_uncharge(m, c);
 	if (!mon_side_any(c, 1 - side) && c->decided[1 - side])
 		mon_conn_free(m, c);
+	else
+		mon_conn_settle(m, c);
 }
 
 /*
@@ -348,6 +368,7 @@ void mon_conn_sweep(struct monitor *m)
 		    !c->decided[1] && !mon_lsock_find(m, c->lcookie)) {
 			mon_seg_mark_gone(m, c, 1);
 			c->decided[1] = 1;
+			mon_conn_settle(m, c);
 		}
 		if (mon_side_any(c, 0) || mon_side_any(c, 1))
 			continue;
@@ -376,8 +397,10 @@ void mon_proc_reclaim(struct monitor *m, struct mon_proc *p)
 		if (in->proc != p)
 			continue;
 		/* The server side paired already; this client will never ask. */
-		if (in->conn)
+		if (in->conn) {
 			in->conn->decided[0] = 1;
+			mon_conn_settle(m, in->conn);
+		}
 		mon_intent_drop(m, in);
 	}
 

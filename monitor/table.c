@@ -156,7 +156,7 @@ static void fill_live(struct monitor *m, const struct xio_seg_layout *l, struct 
 	ci->transport = XIO_CONN_SHM;
 	ci->flags = c->huge ? XIO_SEG_F_HUGE : 0;
 	ci->buf_bytes = (uint32_t)l->buf_bytes;
-	mon_seg_run(m, c->segfd, read_counts, ci);
+	mon_conn_seg_run(m, c, read_counts, ci);
 }
 
 static void fill_recent(const struct mon_recent *r, struct xio_msg_conn_info *ci, uint64_t now)

@@ -3,9 +3,11 @@
 # "busyidle-pingpong" (issue 16): one busy connection beside N idle
 # accelerated connections on the same server, N = 0, 1000, 4000 and 10000
 # (--quick: 0 and 1000), over kernel TCP and under xio (every process
-# under the shim). 4000 is the issue's own last point, and below the
-# per-process connection limit of a monitor whose hard RLIMIT_NOFILE is
-# 20000 (a quarter of its fd budget: 4936); an xio row whose N + 1
+# under the shim). 4000 is the issue's own last point. The monitor's
+# per-process connection limit is a quarter of its connection budget: of
+# what vm.max_map_count leaves (16108 here), or, for a monitor without
+# CAP_SYS_ADMIN that keeps an fd per connection, of its fd budget (4936
+# with a hard RLIMIT_NOFILE of 20000); an xio row whose N + 1
 # connections are over the monitor's limit FAILs at once, naming it, since
 # the connections over it would stay on kernel TCP. The idle connections are held by a separate process
 # (bench/busyidle.c, "hold"; lib.sh's hold_start): each sent one greeting

@@ -5,8 +5,10 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -394,6 +397,36 @@ int a_monitor_log_has(const char *needle)
 	if (f)
 		fclose(f);
 	return found;
+}
+
+#ifndef CAP_CHECKPOINT_RESTORE
+#define CAP_CHECKPOINT_RESTORE 40
+#endif
+
+void a_no_map_files(void)
+{
+	prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0);
+	prctl(PR_CAPBSET_DROP, CAP_CHECKPOINT_RESTORE, 0, 0, 0);
+}
+
+int a_monitor_seg_fds(void)
+{
+	char path[64], link[256];
+	int n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)a_mon.pid);
+	DIR *d = opendir(path);
+	for (struct dirent *e; d && (e = readdir(d));) {
+		char p[64 + sizeof(e->d_name)];
+		snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+		ssize_t l = readlink(p, link, sizeof(link) - 1);
+		if (l > 0) {
+			link[l] = 0;
+			n += strncmp(link, "/memfd:xio-seg", 14) == 0;
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
 }
 
 /* --- a client-first connection accepted by a worker of another uid --- */

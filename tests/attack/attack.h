@@ -63,6 +63,12 @@ void a_monitor_with_config(const char *text);
 void a_monitor_stop(void);
 /* 1 if a line of a_mon's log holds needle. */
 int a_monitor_log_has(const char *needle);
+/* For t_monitor_pre_exec: CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE leave
+ * the bounding set, so that the root monitor may not open its own mappings
+ * again (/proc/self/map_files) and keeps an fd per connection. */
+void a_no_map_files(void);
+/* How many of a_mon's open fds are connection segments (memfds). */
+int a_monitor_seg_fds(void);
 
 /* Pass one fd over a UNIX socket (a one-byte message). Returns 0 / the fd,
  * or -errno. */

@@ -603,6 +603,13 @@ static void fd_limit_1024(void)
 	setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* ... and an fd kept per connection, as every monitor did before issue 16. */
+static void fd_limit_1024_no_map_files(void)
+{
+	fd_limit_1024();
+	a_no_map_files();
+}
+
 static int read_int(int fd, int timeout_ms)
 {
 	int v = -1;
@@ -617,21 +624,31 @@ static int read_int(int fd, int timeout_ms)
  * with itself, and keeps them (keep) or closes them without CLOSE. The
  * monitor holds at most half of its fds for it, and a process of uid 1003
  * is still accelerated (before, the monitor held 1,023 of its 1,024 fds,
- * and uid 1003 stayed on TCP). */
-static void self_pairs_bounded(int keep)
+ * and uid 1003 stayed on TCP). A monitor that keeps views (issue 16) holds
+ * no fd for a paired connection: its connections are bounded as its fds
+ * were, here by limit-connections 768 (the fd budget of 1,024 fds). */
+static void self_pairs_bounded(int keep, int views)
 {
 	struct selfpair sp = { .n = 1008, .keep = keep, .uid = A_UID_ATTACKER };
-	t_monitor_pre_exec = fd_limit_1024;
-	a_monitor_with_config("limit-process-pending 64\nlimit-uid-pending 128\n");
+	t_monitor_pre_exec = views ? fd_limit_1024 : fd_limit_1024_no_map_files;
+	a_monitor_with_config(views ? "limit-process-pending 64\nlimit-uid-pending 128\n"
+				      "limit-connections 768\n"
+				    : "limit-process-pending 64\nlimit-uid-pending 128\n");
 	t_monitor_pre_exec = NULL;
+	cr_assert(a_monitor_log_has(views ? "768 connections (limit-connections)"
+					  : "768 connections (one fd each)"),
+		  "the monitor's connections are not bounded as expected");
 	cr_assert_eq(pipe(sp.report), 0);
 	cr_assert_eq(pipe(sp.done), 0);
 	pid_t pid = a_fork(selfpair_main, &sp);
 	int accel = read_int(sp.report[0], 60000), limited = read_int(sp.report[0], 1000);
 	cr_assert(accel >= 0, "the attacker did not finish");
-	int fds = t_count_fds(a_mon.pid);
-	cr_log_info("uid %u: %d of %d accelerated, %d told a limit; the monitor holds %d fds",
-		    A_UID_ATTACKER, accel, sp.n, limited, fds);
+	int fds = t_count_fds(a_mon.pid), segfds = a_monitor_seg_fds();
+	cr_log_info("uid %u: %d of %d accelerated, %d told a limit; the monitor holds %d fds, %d "
+		    "of them segments",
+		    A_UID_ATTACKER, accel, sp.n, limited, fds, segfds);
+	if (views)
+		cr_expect_eq(segfds, 0, "the monitor holds %d segments' fds", segfds);
 	cr_expect_leq(fds, 512, "the monitor holds %d of its 1024 fds (%d connections of uid %u "
 				"accelerated, %d told the limit)",
 		      fds, accel, A_UID_ATTACKER, limited);
@@ -660,14 +677,26 @@ static void self_pairs_bounded(int keep)
 /* Connections kept open by the one who paired them count against it. */
 Test(exhaustion, established_connections_are_bounded, .timeout = 90)
 {
-	self_pairs_bounded(1);
+	self_pairs_bounded(1, 1);
 }
 
 /* Connections closed without CLOSE count until the monitor sees that
  * nobody holds their sockets; they never hold another uid out. */
 Test(exhaustion, connections_closed_without_close_are_bounded, .timeout = 90)
 {
-	self_pairs_bounded(0);
+	self_pairs_bounded(0, 1);
+}
+
+/* The same two in a monitor that keeps an fd per connection (it may not
+ * open its mappings again): bounded by its fds. */
+Test(exhaustion, established_connections_are_bounded_by_fds, .timeout = 90)
+{
+	self_pairs_bounded(1, 0);
+}
+
+Test(exhaustion, connections_closed_without_close_are_bounded_by_fds, .timeout = 90)
+{
+	self_pairs_bounded(0, 0);
 }
 
 /* A limit written above what the monitor's fds allow is lowered to it (a

@@ -598,9 +598,9 @@ Test(config, load_nul_byte)
 	cr_assert(strstr(err, ":2: NUL byte"), "%s", err);
 }
 
-/* The limits have their documented defaults (0: those that hold fds come
- * from the monitor's fd limit), and a file sets each one, or sets one that
- * holds fds back to "auto". */
+/* The limits have their documented defaults (0: those that hold fds or
+ * connections come from the monitor's fd limit or vm.max_map_count), and a
+ * file sets each one, or sets one of those back to "auto". */
 Test(config, limits)
 {
 	cr_assert_eq(cfg.limit_process_listeners, 1024);
@@ -610,9 +610,10 @@ Test(config, limits)
 	cr_assert_eq(cfg.limit_uid_pending, 0);
 	cr_assert_eq(cfg.limit_uid_connections, 0);
 	cr_assert_eq(cfg.limit_uid_sessions, 0);
+	cr_assert_eq(cfg.limit_connections, 0);
 	parse_ok("limit-process-listeners 1\nlimit-process-pending 2\nlimit-uid-listeners 3\n"
 		 "limit-uid-pending 4\nlimit-uid-sessions 1000000\nlimit-process-connections 5\n"
-		 "limit-uid-connections 6\n");
+		 "limit-uid-connections 6\nlimit-connections 7\n");
 	cr_assert_eq(cfg.limit_process_listeners, 1);
 	cr_assert_eq(cfg.limit_process_pending, 2);
 	cr_assert_eq(cfg.limit_uid_listeners, 3);
@@ -620,9 +621,11 @@ Test(config, limits)
 	cr_assert_eq(cfg.limit_uid_sessions, 1000000);
 	cr_assert_eq(cfg.limit_process_connections, 5);
 	cr_assert_eq(cfg.limit_uid_connections, 6);
-	parse_ok("limit-process-pending auto\nlimit-uid-connections auto\n");
+	cr_assert_eq(cfg.limit_connections, 7);
+	parse_ok("limit-process-pending auto\nlimit-uid-connections auto\nlimit-connections auto\n");
 	cr_assert_eq(cfg.limit_process_pending, 0);
 	cr_assert_eq(cfg.limit_uid_connections, 0);
+	cr_assert_eq(cfg.limit_connections, 0);
 }
 
 /* A limit is a number from 1 to 1000000, set once. */

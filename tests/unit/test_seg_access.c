@@ -85,6 +85,34 @@ Test(seg_access, hole_punched_under_a_touch)
 	close(fd2);
 }
 
+/* The same through the monitor's view of a segment whose fd it let go of
+ * (issue 16): the view is one whole hugepage, the segment opened again
+ * from it is the same file, and a hole punched under a touch of the view
+ * abandons the touch. */
+Test(seg_access, hole_punched_under_a_view)
+{
+	struct monitor m;
+	if (!t_hugepages_free(4))
+		cr_skip_test("fewer than 4 hugepages free (tools/test reserves some)");
+	int fd = make_huge_segment(&m);
+	struct mon_conn c = { .accel = 1, .segfd = fd };
+	cr_assert_eq(mon_seg_view_map(&m, &c), 0);
+	cr_expect_eq(c.view_len, HUGE_2M, "a view of %zu bytes", c.view_len);
+	close(fd);
+	c.segfd = -1;
+	int again = mon_seg_reopen(&c);
+	cr_assert(again >= 0, "reopen: %s", strerror(-again));
+	void *base;
+	cr_assert_eq(xio_seg_map(again, &m.params, &base), 0, "the reopened fd is not the segment");
+	cr_expect_eq(((struct xio_seg_hdr *)base)->magic, XIO_SEG_MAGIC);
+	xio_seg_unmap(base, &m.params);
+	int r = mon_conn_seg_run(&m, &c, punch_then_touch, &again);
+	give_back();
+	cr_expect_eq(r, -EFAULT, "the touch returned %d instead of -EFAULT", r);
+	mon_seg_view_unmap(&c);
+	close(again);
+}
+
 /* A SIGBUS that is not in a guarded touch is not swallowed. */
 Test(seg_access, other_sigbus_still_kills)
 {
