@@ -4,11 +4,13 @@
  * ones on the same server, as a server with keep-alive clients, pools or
  * subscribers has them.
  *
- *   xio-bench-busyidle server --listen EP [--ready FILE]
+ *   xio-bench-busyidle server --listen EP [--poll] [--ready FILE]
  *   xio-bench-busyidle hold --connect EP --conns N [--proto echo|redis|http] [--ready FILE]
  *
  * server: an echo server with one epoll set over its listener and all its
- * connections, as an event loop has: whatever a connection sends comes
+ * connections (--poll: one poll() over all of them, as libevent's or
+ * curl's poll back-ends and older servers wait), as an event loop has:
+ * whatever a connection sends comes
  * back on it. Unlike bench/pingpong.c's server (one connection, blocking
  * reads) every wait covers every connection, so the cost of a wait that
  * grows with the idle ones shows. It runs until SIGTERM or SIGINT (so that
@@ -56,7 +58,67 @@ struct opts {
 	const char *ep, *ready;
 	long conns;
 	enum proto proto;
+	int use_poll;
 };
+
+/* What the server waits on: one epoll set, or (--poll) one poll array
+ * whose first entry is the listener. */
+struct waitset {
+	int epfd;
+	struct pollfd *pf;
+	long npf, cap;
+};
+
+static void ws_add(struct waitset *w, int fd, long nth)
+{
+	if (w->epfd >= 0) {
+		/* data.fd -1 marks the listener (nth 0). */
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = nth ? fd : -1 };
+
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+			net_die("epoll_ctl (connection %ld): %s", nth, strerror(errno));
+		return;
+	}
+	if (w->npf == w->cap) {
+		w->cap = w->cap ? 2 * w->cap : 1024;
+		w->pf = realloc(w->pf, (size_t)w->cap * sizeof(*w->pf));
+		if (!w->pf)
+			net_die("out of memory");
+	}
+	w->pf[w->npf++] = (struct pollfd){ .fd = fd, .events = POLLIN };
+}
+
+static void ws_del(struct waitset *w, int fd)
+{
+	if (w->epfd >= 0) {
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+		return;
+	}
+	for (long i = 1; i < w->npf; i++)
+		if (w->pf[i].fd == fd) {
+			w->pf[i] = w->pf[--w->npf];
+			break;
+		}
+}
+
+/* Wait up to ms; the ready fds into fds (-1: the listener), at most max. */
+static int ws_wait(struct waitset *w, int *fds, int max, int ms)
+{
+	if (w->epfd >= 0) {
+		struct epoll_event evs[256];
+		int n = epoll_wait(w->epfd, evs, max < 256 ? max : 256, ms);
+
+		for (int k = 0; k < n; k++)
+			fds[k] = evs[k].data.fd;
+		return n;
+	}
+	int n = poll(w->pf, (nfds_t)w->npf, ms), k = 0;
+
+	for (long i = 0; n > 0 && i < w->npf && k < max; i++)
+		if (w->pf[i].revents)
+			fds[k++] = i ? w->pf[i].fd : -1;
+	return n < 0 ? n : k;
+}
 
 static volatile sig_atomic_t stop_now;
 
@@ -102,13 +164,14 @@ static int write_all_nb(int fd, const char *p, size_t len)
 
 static int serve(const struct opts *o)
 {
-	struct epoll_event evs[256];
+	int ready[256];
 	struct net_ep ep;
 	struct sigaction sa = { .sa_handler = on_stop };
+	struct waitset ws = { .epfd = -1 };
 	long accepted = 0;
 	uint64_t cpu0;
 	uint16_t port;
-	int lfd, epfd;
+	int lfd;
 	char *buf;
 
 	if (net_parse(o->ep, &ep) < 0)
@@ -118,16 +181,9 @@ static int serve(const struct opts *o)
 		net_die("out of memory");
 	lfd = net_listen(&ep, &port);
 	set_nonblock(lfd);
-	epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (epfd < 0)
+	if (!o->use_poll && (ws.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
 		net_die("epoll_create1: %s", strerror(errno));
-	{
-		/* data.fd -1 marks the listener. */
-		struct epoll_event ev = { .events = EPOLLIN, .data.fd = -1 };
-
-		if (epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) < 0)
-			net_die("epoll_ctl (listener): %s", strerror(errno));
-	}
+	ws_add(&ws, lfd, 0);
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
 		net_die("sigaction: %s", strerror(errno));
@@ -135,18 +191,17 @@ static int serve(const struct opts *o)
 		net_ready(o->ready, port);
 	cpu0 = net_cpu_us();
 	while (!stop_now) {
-		int n = epoll_wait(epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), 100);
+		int n = ws_wait(&ws, ready, (int)(sizeof(ready) / sizeof(ready[0])), 100);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			net_die("epoll_wait: %s", strerror(errno));
+			net_die("%s: %s", o->use_poll ? "poll" : "epoll_wait", strerror(errno));
 		for (int k = 0; k < n; k++) {
-			int fd = evs[k].data.fd;
+			int fd = ready[k];
 
 			if (fd < 0) {
 				for (;;) {
-					struct epoll_event ev = { .events = EPOLLIN };
 					int c = net_accept(lfd, ep.family);
 
 					if (c == -EAGAIN || c == -EWOULDBLOCK)
@@ -155,10 +210,7 @@ static int serve(const struct opts *o)
 						net_die("accept (connection %ld): %s", accepted + 1,
 							strerror(-c));
 					set_nonblock(c);
-					ev.data.fd = c;
-					if (epoll_ctl(epfd, EPOLL_CTL_ADD, c, &ev) < 0)
-						net_die("epoll_ctl (connection %ld): %s", accepted + 1,
-							strerror(errno));
+					ws_add(&ws, c, accepted + 1);
 					accepted++;
 				}
 				continue;
@@ -173,7 +225,7 @@ static int serve(const struct opts *o)
 					break;
 				if (r <= 0) {
 					/* End of stream, or a reset: this client is done. */
-					epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+					ws_del(&ws, fd);
 					close(fd);
 					break;
 				}
@@ -188,7 +240,9 @@ static int serve(const struct opts *o)
 	net_result("role=server conns=%ld cpu_us=%llu", accepted,
 		   (unsigned long long)(net_cpu_us() - cpu0));
 	/* The clients' connections still open close with the process. */
-	close(epfd);
+	if (ws.epfd >= 0)
+		close(ws.epfd);
+	free(ws.pf);
 	close(lfd);
 	if (ep.family == AF_UNIX)
 		unlink(ep.path);
@@ -331,7 +385,7 @@ static int hold(const struct opts *o)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: xio-bench-busyidle server --listen EP [--ready FILE]\n"
+		"usage: xio-bench-busyidle server --listen EP [--poll] [--ready FILE]\n"
 		"       xio-bench-busyidle hold --connect EP --conns N [--proto echo|redis|http] "
 		"[--ready FILE]\n"
 		"EP is tcp:HOST:PORT or uds:PATH.\n");
@@ -346,6 +400,7 @@ int main(int argc, char **argv)
 		{ "ready", required_argument, NULL, 'r' },
 		{ "conns", required_argument, NULL, 'n' },
 		{ "proto", required_argument, NULL, 'p' },
+		{ "poll", no_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .conns = 1 };
@@ -372,6 +427,11 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			o.ready = optarg;
+			break;
+		case 'P':
+			if (!is_server)
+				usage();
+			o.use_poll = 1;
 			break;
 		case 'n':
 			if (is_server)

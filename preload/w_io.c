@@ -95,10 +95,15 @@ static ssize_t ps_readv_once(struct psock *ps, const struct iovec *iov, int n, i
 	} else if (!xio__chan_rx_pending(&c->rx)) {
 		/* A copy of this connection in another process (fork), or
 		 * another thread here, may sleep on it in a call we cannot
-		 * see: stay armed, as a TCP socket would wake them. */
+		 * see: stay armed, as a TCP socket would wake them. With the
+		 * token it has, which the peer may have rung for already: so
+		 * never as a token of its own (XIO_TOKEN_OWN promises one not
+		 * rung yet, and a sleep would keep it rather than arm its own,
+		 * and sleep for ever: postgres' backends, issue 16). */
 		xio__conn_arm_locked(c, w, &c->rx.g.ctl->rx_token,
 				     atomic_load_explicit(&c->rx.g.ctl->rx_token,
-							  memory_order_relaxed));
+							  memory_order_relaxed) &
+					     ~XIO_TOKEN_OWN);
 	}
 	pthread_mutex_unlock(&ps->rlock);
 	return r;

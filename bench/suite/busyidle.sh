@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# bench/suite/busyidle.sh - scenarios "busyidle-redis" and
-# "busyidle-pingpong" (issue 16): one busy connection beside N idle
+# bench/suite/busyidle.sh - scenarios "busyidle-redis", "busyidle-pingpong"
+# and "busyidle-pollpong" (issue 16): one busy connection beside N idle
 # accelerated connections on the same server, N = 0, 1000, 4000 and 10000
 # (--quick: 0 and 1000), over kernel TCP and under xio (every process
 # under the shim). 4000 is the issue's own last point. The monitor's
@@ -18,6 +18,9 @@
 #   pingpong: bench/busyidle.c's epoll echo server on CPU 0 (one epoll set
 #             over all its connections); the busy connection is
 #             bench/pingpong.c's client, 64 B, on CPU 1: round trips/s.
+#   pollpong: the same with the server waiting in poll() over all its
+#             connections (--poll): poll is O(fds) in the kernel as well,
+#             so what shows is what the shim adds per fd.
 # Each row: the rate, p50, p99, the server's CPU per request (from /proc,
 # over the busy client's run), the server's RSS (VmRSS) when the busy
 # client is done, and under xio the shim's counters, where accel_conns must
@@ -48,7 +51,7 @@ sc_busyidle() {
       rec busyidle-limits all 0 nofile_hard "$(ulimit -Hn)"
       rec busyidle-limits all 0 monitor_proc_conns "$mlim"
     fi
-    for w in redis pingpong; do
+    for w in redis pingpong pollpong; do
       for t in tcp xio; do
         step_begin "busyidle-$w" "$t" "$n" || { step_end; continue; }
         if [ "$hard" != unlimited ] && [ $((n + 200)) -gt "$hard" ]; then
@@ -58,7 +61,7 @@ sc_busyidle() {
         elif [ $w = redis ]; then
           busyidle_redis "$n" "$lim"
         else
-          busyidle_pingpong "$n" "$lim"
+          busyidle_pingpong "$n" "$lim" "$w"
         fi
         step_end
       done
@@ -99,12 +102,15 @@ busyidle_redis() {
     "$(div $((s1 - s0)) "$reqs")" "$rss" GET/s
 }
 
+# busyidle_pingpong N LIM pingpong|pollpong: the echo server waits with
+# epoll_wait, or (pollpong) with poll() over all its connections.
 busyidle_pingpong() {
-  local n=$1 lim=$2 dur=1 warm=500 spid rc s0 s1 rss port c=$STEP/cli.out limit=60
+  local n=$1 lim=$2 w=$3 dur=1 warm=500 spid rc s0 s1 rss port c=$STEP/cli.out limit=60 mode=()
   [ "$QUICK" = 1 ] && { dur=0.5; warm=200; }
+  [ "$w" = pollpong ] && mode=(--poll)
   bg_start spid "$STEP/srv.out" "$STEP/srv.err" prlimit --nofile="$(nofile_opt "$lim")" taskset -c 0 \
     "${SRV_ENV[@]}" "$BUILD/bench/xio-bench-busyidle" server --listen tcp:127.0.0.1:0 \
-    --ready "$STEP/ready"
+    "${mode[@]}" --ready "$STEP/ready"
   wait_file "$STEP/ready" "$spid" 10 || { bg_stop "$spid" KILL 2; fail_step "the server did not start listening within 10 s"; return; }
   port=$(cat "$STEP/ready")
   hold_start "$n" "$lim" "$port" echo || { bg_stop "$spid" KILL 2; return; }
@@ -123,7 +129,7 @@ busyidle_pingpong() {
   fi
   hold_stop || { bg_stop "$spid" KILL 2; return; }
   bg_stop "$spid" TERM 30 || { fail_step "the server did not exit normally on SIGTERM (status $BG_RC)"; return; }
-  busyidle_record pingpong "$n" "$(kv "$c" rt_per_s)" "$(div "$(kv "$c" p50_ns)" 1000)" \
+  busyidle_record "$w" "$n" "$(kv "$c" rt_per_s)" "$(div "$(kv "$c" p50_ns)" 1000)" \
     "$(div "$(kv "$c" p99_ns)" 1000)" "$(div $((s1 - s0)) $(($(kv "$c" rts) + warm)))" "$rss" rt/s
 }
 

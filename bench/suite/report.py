@@ -275,6 +275,8 @@ def idle_table(d, md, notes):
 
 BUSYIDLE = [("busyidle-redis", "redis-server + redis-benchmark -c 1 -n 20000 -t get", "GET/s"),
             ("busyidle-pingpong", "epoll echo server (bench/busyidle.c) + 64 B ping-pong (bench/pingpong.c)",
+             "round trips/s"),
+            ("busyidle-pollpong", "poll() echo server (bench/busyidle.c --poll) + 64 B ping-pong",
              "round trips/s")]
 
 
