@@ -394,8 +394,9 @@ void xio__conn_arm(struct xio_conn *c, short events, uint64_t token)
 		stale += (unsigned)xio__conn_arm_locked(c, &c->rx.g.ctl->rx_waiting,
 							&c->rx.g.ctl->rx_token, token);
 	if (events & (POLLOUT | POLLWRNORM))
-		stale += (unsigned)xio__conn_arm_locked(c, &c->tx.g.ctl->tx_waiting,
-							&c->tx.g.ctl->tx_token, token);
+		stale += (unsigned)xio__conn_arm_locked(
+			c, &c->tx.g.ctl->tx_waiting, &c->tx.g.ctl->tx_token,
+			token & XIO_TOKEN_OWN ? token | XIO_TOKEN_TX : token);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (!stale && atomic_load_explicit(&c->owed_late, memory_order_relaxed))
 		xio__conn_take_late(c);

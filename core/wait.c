@@ -83,7 +83,8 @@ uint64_t xio__wait_token(void)
 		uint64_t r = 0;
 		if (XIO__SC(SYS_getrandom, &r, sizeof(r), 0, 0, 0, 0) != (long)sizeof(r))
 			r = now_ns() * 0x9e3779b97f4a7c15ull ^ ((uint64_t)pid << 40);
-		/* Below 2^62, so that no count ever reaches XIO_TOKEN_OWN: a
+		/* Below 2^62, so that no count ever reaches XIO_TOKEN_OWN (nor
+		 * XIO_TOKEN_TX, which marks the tx word's own token): a
 		 * sleep's token that carried it would pass for a parked word's
 		 * own, be kept where a fresh one belongs, and replace a real
 		 * own token (half of all processes did, by chance of the

@@ -130,6 +130,10 @@ uint64_t xio__wait_tokens(unsigned n);
  * skips ringing for it, and xio__conn_arm_locked never replaces it with a
  * sleep's shared token while the word stays armed. */
 #define XIO_TOKEN_OWN (1ull << 63)
+/* ... and the tx word's own token differs from the rx word's by this bit
+ * (xio__conn_arm): a peer that rang for one must not skip the other, whose
+ * arm is kept until it rings (nginx's EPOLLOUT after a proxied reply). */
+#define XIO_TOKEN_TX (1ull << 62)
 
 /* With the receive ring empty: 0 at end of file, -errno, or 1 for
  * "nothing yet". */
