@@ -32,31 +32,9 @@
 #include <unistd.h>
 
 #define REP 3
+#include "peer_report.h"
 #define CMD 4
 #define MAX_EVENTS 256
-
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
-{
-	char line[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if (n > (int)sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
-	line[n++] = '\n';
-	if (write(REP, line, (size_t)n) < 0)
-		_exit(3);
-}
-
-static void fail(const char *what)
-{
-	report("fail %s: %s", what, strerror(errno));
-	_exit(1);
-}
 
 static unsigned char buf[65536];
 

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #define REP 3
+#include "peer_report.h"
 #define CMD 4
 #define CHUNK 65536
 #define SMALL_BUF 16384
@@ -59,29 +60,6 @@ static void fill(unsigned char *b, size_t n, uint64_t pos)
 {
 	for (size_t i = 0; i < n; i++)
 		b[i] = pattern(pos + i);
-}
-
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
-{
-	char line[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if (n > (int)sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
-	line[n++] = '\n';
-	if (write(REP, line, (size_t)n) < 0)
-		_exit(3);
-}
-
-static void fail(const char *what)
-{
-	report("fail %s: %s", what, strerror(errno));
-	_exit(1);
 }
 
 /* The next command byte; the test ending (end of file) ends us. */
