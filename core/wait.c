@@ -317,9 +317,9 @@ static void drop_stray(struct xio_conn *c)
 	 * it is owed outside wait_mu). Anything else there is the peer's
 	 * forgery: it broke the protocol, and its connection ends as a reset
 	 * one does (ECONNRESET, which programs expect of TCP; EPROTO is not
-	 * in their vocabulary) with its noise dropped. Skipping the drop for such values let one
-	 * stray byte keep the socket readable for ever, and an event loop
-	 * spinning on it (issue 16, test_epoll_hostile). */
+	 * in their vocabulary) with its noise dropped. Skipping the drop for
+	 * such values let one stray byte keep the socket readable for ever,
+	 * and an event loop spinning on it (issue 16, test_epoll_hostile). */
 	uint32_t rw = atomic_load_explicit(&c->rx.g.ctl->rx_waiting, memory_order_acquire);
 	uint32_t tw = atomic_load_explicit(&c->tx.g.ctl->tx_waiting, memory_order_acquire);
 	if (atomic_load_explicit(&c->rx.g.ctl->tx_left, memory_order_acquire) ||

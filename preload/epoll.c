@@ -226,7 +226,6 @@ static struct epoll_event kernel_reg(struct pentry *e, int kind, int left)
 static void unlink_entry(struct pepoll *ep, struct pentry *e)
 {
 	set_remove(ep, e);
-	ep->nxio--;
 	free(e);
 }
 
@@ -525,7 +524,6 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		struct epoll_event kev = kernel_reg(e, kind, left);
 		r = REAL(epoll_ctl)(epfd, op, fd, &kev);
 		if (r == 0) {
-			ep->nxio++;
 			set_bind_slot(ep, e);
 			act_add(ep, e);
 		} else {
@@ -683,10 +681,8 @@ static int scan(struct pepoll *ep, struct epoll_event *out, int max, uint64_t ar
 	if (depth == 0 && n == max)
 		act_rotate_after(ep, last);
 	atomic_fetch_add_explicit(&xio_stats.ep_looks, looks, memory_order_relaxed);
-	if (parks) {
-		ep->parks += parks;
+	if (parks)
 		atomic_fetch_add_explicit(&xio_stats.ep_parks, parks, memory_order_relaxed);
-	}
 	return n;
 }
 
@@ -800,10 +796,7 @@ static int kernel_look(struct pepoll *ep, struct epoll_event *out, int *n, int m
 				e->et_seen = 0;
 			else
 				note_left(ep, e);
-			if (!e->active) {
-				ep->unparks++;
-				unparks++;
-			}
+			unparks += !e->active;
 			act_add(ep, e);
 			continue;
 		}
@@ -918,7 +911,7 @@ static int plain_wait(struct pepoll *ep, struct epoll_event *ev, int max, int64_
 		int timeout = ms_left(deadline);
 		if (timeout != 0)
 			sleep_enter(ep);
-		if (timeout != 0 && ep->nxio) {
+		if (timeout != 0 && ep->nentries) {
 			sleep_leave(ep);
 			return PLAIN_SWITCH;
 		}
@@ -938,7 +931,7 @@ static int plain_wait(struct pepoll *ep, struct epoll_event *ev, int max, int64_
 		}
 		if (k || timeout == 0)
 			return k;
-		if (kicked && ep->nxio)
+		if (kicked && ep->nentries)
 			return PLAIN_SWITCH;
 	}
 }
@@ -948,7 +941,7 @@ static int shim_wait(struct pepoll *ep, struct epoll_event *ev, int max, int ms,
 		     const sigset_t *mask)
 {
 	int64_t deadline = ms >= 0 ? now_ns() + (int64_t)ms * 1000000 : -1;
-	if (ep->nxio == 0) {
+	if (ep->nentries == 0) {
 		int r = plain_wait(ep, ev, max, deadline, mask);
 		if (r != PLAIN_SWITCH)
 			return r < 0 ? -errno : r;

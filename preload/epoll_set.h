@@ -56,8 +56,8 @@ struct pepoll {
 	/* Every entry, by fd (an fd is in a set once): by_fd[fd], cap slots. */
 	struct pentry **by_fd;
 	int cap;
-	unsigned nentries;
-	unsigned nxio; /* entries that are accelerated or nested sets */
+	unsigned nentries; /* sockets that are or may become accelerated, and
+			    * nested sets: 0 for a set the kernel waits on alone */
 	uint16_t next_tagid;
 	/* The ready list (above), under mu. */
 	struct pentry *act_head, *act_tail;
@@ -81,9 +81,6 @@ struct pepoll {
 	 * set under TAG_KICK the first time it is needed. */
 	_Atomic int sleepers;
 	_Atomic int kickfd;
-	/* Counted for XIO_STATS: members parked, and members the kernel
-	 * reported back from parked. */
-	uint64_t parks, unparks;
 };
 
 /* epoll_ready.c: the entry table and the ready list. Caller holds ep->mu,

@@ -6,7 +6,8 @@
  * (one line; epoll_looks counts the members epoll_wait looked at in shared
  * memory, so looks per wait say whether waits grow with the set (they
  * must not: epoll_set.h); epoll_parks and epoll_unparks count members that
- * went quiet and came back through the kernel; tx/rx count payload over shared memory only), and a line
+ * went quiet and came back through the kernel; tx/rx count payload over
+ * shared memory only), and a line
  *   xio-left pid=N fd=N reason=R tx_off=N rx_off=N [peer=R]
  * when a connection moves back to kernel TCP (at the byte offsets of each
  * direction where it did; peer= when it followed its peer, with why). XIO_STATS=1

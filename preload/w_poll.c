@@ -43,17 +43,19 @@ static int64_t now_ns(void)
 static short look(struct psock *ps, short want, uint64_t token, int64_t now,
 		  struct park_tokens *toks)
 {
-	struct xio_conn *c = ps->conn;
+	/* Only a connection on shared memory parks: its doorbell is what
+	 * the kernel's ppoll will report. */
+	int parkable = ps->conn->accel && !ps->conn->left;
 	int parked = atomic_load_explicit(&ps->poll_parked, memory_order_acquire);
-	if (parked && c->accel && !c->left && !(want & PARK_EV & ~parked))
+	if (parkable && parked && !(want & PARK_EV & ~parked))
 		return 0;
-	int parking = c->accel && !c->left && now - atomic_load_explicit(&ps->poll_ready_ns,
-									  memory_order_relaxed) >=
-							    xio__epoll_park_ns();
+	int parking = parkable && now - atomic_load_explicit(&ps->poll_ready_ns,
+							     memory_order_relaxed) >=
+					  xio__epoll_park_ns();
 	short rev = xio__shim_conn_poll(ps, want, parking ? xio__park_token(toks) : token) & want;
 	if (rev)
 		atomic_store_explicit(&ps->poll_ready_ns, now, memory_order_relaxed);
-	else if (parking && c->accel && !c->left)
+	else if (parking && ps->conn->accel && !ps->conn->left) /* not followed its peer */
 		atomic_store_explicit(&ps->poll_parked, (want & PARK_EV) | parked,
 				      memory_order_release);
 	return rev;
