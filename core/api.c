@@ -321,7 +321,11 @@ int xio_alloc(xio_conn *c, size_t len, struct xio_buf *b)
 		ssize_t s = xio__conn_tx_state(c);
 		if (s < 0)
 			return (int)s;
-		int64_t off = xio__chan_alloc(&c->tx, (uint32_t)len);
+		/* Held (tx_active) until the allocation is posted or given
+		 * back: a receiver may be giving quiet memory back (chan.h). */
+		int e = xio__chan_tx_enter(&c->tx);
+		int64_t off = e < 0 ? e : xio__chan_alloc(&c->tx, (uint32_t)len);
+		xio__chan_tx_leave(&c->tx);
 		if (off >= 0) {
 			uint32_t chunk = c->params.chunk_size;
 			uint32_t cap = ((uint32_t)len + chunk - 1) & ~(chunk - 1);
@@ -356,6 +360,7 @@ ssize_t xio_send(xio_conn *c, struct xio_buf *b)
 		left_settle(c);
 		ssize_t r = xio_write(c, xio__chan_tx_ptr(&c->tx, b->token), b->len);
 		xio__chan_unalloc(&c->tx, b->token);
+		xio__chan_tx_leave(&c->tx);
 		b->flags = 0;
 		return r;
 	}
@@ -364,11 +369,14 @@ ssize_t xio_send(xio_conn *c, struct xio_buf *b)
 	ssize_t s = xio__conn_tx_state(c);
 	if (s < 0) {
 		xio__chan_unalloc(&c->tx, b->token);
+		xio__chan_tx_leave(&c->tx);
 		return s;
 	}
 	int r = xio__chan_post(&c->tx, b->token, b->len);
+	xio__chan_tx_leave(&c->tx);
 	if (r < 0)
 		return r;
+	xio__conn_mem_note(c);
 	c->st.tx_bytes += b->len;
 	c->st.tx_msgs++;
 	xio__conn_after_post(c);
@@ -428,6 +436,8 @@ int xio_release(xio_conn *c, struct xio_buf *b)
 	case BUF_RX:
 		if (!c->accel)
 			return -EINVAL;
+		if (c->rx.loans)
+			c->rx.loans--;
 		xio__chan_release(&c->rx, b->token);
 		xio__conn_after_release(c);
 		break;
@@ -435,6 +445,7 @@ int xio_release(xio_conn *c, struct xio_buf *b)
 		if (!c->accel)
 			return -EINVAL;
 		xio__chan_unalloc(&c->tx, b->token);
+		xio__chan_tx_leave(&c->tx);
 		break;
 	default:
 		return -EINVAL;

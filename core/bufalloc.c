@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 int xio_bufalloc_init(struct xio_bufalloc *a, uint32_t nchunks)
 {
@@ -12,6 +13,55 @@ int xio_bufalloc_init(struct xio_bufalloc *a, uint32_t nchunks)
 	a->head = a->tail = a->used = 0;
 	a->len = calloc(nchunks, sizeof(*a->len));
 	return a->len ? 0 : -ENOMEM;
+}
+
+static int resize_len(struct xio_bufalloc *a, uint32_t nchunks)
+{
+	uint16_t *l = realloc(a->len, (size_t)nchunks * sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	if (nchunks > a->n)
+		memset(l + a->n, 0, (size_t)(nchunks - a->n) * sizeof(*l));
+	a->len = l;
+	return 0;
+}
+
+int xio_bufalloc_grow(struct xio_bufalloc *a, uint32_t nchunks)
+{
+	if (nchunks <= a->n)
+		return 0;
+	uint32_t old = a->n;
+	if (a->used == 0) {
+		a->head = a->tail = 0;
+	} else if (a->head == 0) {
+		/* What is out ends exactly at the end: [tail, n). The next
+		 * allocation goes right after it, into the new chunks. */
+	} else if (a->tail >= a->head) {
+		return 0; /* out: [tail, n) then [0, head): wraps */
+	}
+	int r = resize_len(a, nchunks);
+	if (r < 0)
+		return r;
+	if (a->used && a->head == 0)
+		a->head = old;
+	a->n = nchunks;
+	return 1;
+}
+
+int xio_bufalloc_reset(struct xio_bufalloc *a, uint32_t nchunks)
+{
+	if (a->used)
+		return -EBUSY;
+	if (nchunks != a->n) {
+		uint16_t *l = realloc(a->len, (size_t)nchunks * sizeof(*l));
+		if (!l)
+			return -ENOMEM;
+		a->len = l;
+	}
+	memset(a->len, 0, (size_t)nchunks * sizeof(*a->len));
+	a->n = nchunks;
+	a->head = a->tail = 0;
+	return 0;
 }
 
 void xio_bufalloc_fini(struct xio_bufalloc *a)

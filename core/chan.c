@@ -16,6 +16,9 @@
 #include <string.h>
 
 #include "xio/spsc.h"
+#include "xio/sys.h"
+
+#include <sys/mman.h>
 
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -31,6 +34,7 @@ void xio__chan_geom(struct xio_chan_geom *g, void *base, const struct xio_seg_pa
 	g->chunk_shift = (uint32_t)__builtin_ctz(p->chunk_size);
 	g->max_msg = p->max_msg;
 	g->slots = p->ring_slots;
+	g->huge = (p->flags & XIO_SEG_F_HUGE) != 0;
 }
 
 /* The four ring sides of a direction, with this process's constants and
@@ -59,7 +63,62 @@ int xio__chan_tx_init(struct xio_chan_tx *tx, const struct xio_chan_geom *g)
 	tx->data_prod = tx->free_cons = 0;
 	tx->seq = 0;
 	tx->err = 0;
-	return xio_bufalloc_init(&tx->ba, g->buf_bytes >> g->chunk_shift);
+	/* The window starts at XIO_WIN_START, never below one largest
+	 * message, never past the area. */
+	uint32_t area = g->buf_bytes >> g->chunk_shift, unit = 1u << g->chunk_shift;
+	uint32_t start = XIO_WIN_START > g->max_msg ? XIO_WIN_START : g->max_msg;
+	tx->win_max = area;
+	tx->win_min = (start + unit - 1) / unit < area ? (start + unit - 1) / unit : area;
+	tx->turned = tx->budget = tx->snd_limit = tx->unposted = 0;
+	tx->small = 0;
+	return xio_bufalloc_init(&tx->ba, tx->win_min);
+}
+
+/*
+ * Window and budget. The allocator hands out the first ba.n chunks of the
+ * area only, so a direction touches no more memory than its window: it
+ * starts at win_min and doubles, up to the whole area, when a write finds
+ * it full after the receiver gave a whole window back since it last grew
+ * (the connection is kept full and drained: TCP's autotuning grows its
+ * buffers on the same evidence). A receiver that does not read never
+ * makes it grow. The budget is the kernel's bound on what one direction
+ * holds in flight when the program set both ends' buffers: the sender's
+ * SO_SNDBUF plus the receiver's SO_RCVBUF (as getsockopt reports them,
+ * doubled). With one of them left to autotuning the kernel's bound is
+ * its autotuning, which the window follows. A message always goes out
+ * when nothing is in flight, as a TCP send buffer takes one skb past its
+ * size.
+ */
+void xio__chan_tx_budget(struct xio_chan_tx *tx)
+{
+	uint32_t rcv = atomic_load_explicit(&tx->g.ctl->rx_rcvbuf, memory_order_relaxed);
+	if (!tx->snd_limit || !rcv) {
+		tx->budget = 0;
+		return;
+	}
+	uint64_t b = ((uint64_t)tx->snd_limit + rcv) >> tx->g.chunk_shift;
+	tx->budget = b == 0 ? 1 : b > tx->win_max ? tx->win_max : (uint32_t)b;
+}
+
+/* Chunks the budget leaves for a new message now (UINT32_MAX: no bound). */
+static inline uint32_t budget_left(const struct xio_chan_tx *tx)
+{
+	if (!tx->budget || tx->ba.used == 0)
+		return UINT32_MAX;
+	return tx->ba.used >= tx->budget ? 0 : tx->budget - tx->ba.used;
+}
+
+/* Grow the window if the evidence is there (above); 1 if it grew. */
+static int tx_grow(struct xio_chan_tx *tx)
+{
+	uint32_t n = tx->ba.n;
+	if (n >= tx->win_max || tx->turned < n || (tx->budget && n >= tx->budget))
+		return 0;
+	n = n > tx->win_max / 2 ? tx->win_max : n * 2;
+	if (xio_bufalloc_grow(&tx->ba, n) <= 0)
+		return 0;
+	tx->turned = 0;
+	return 1;
 }
 
 void xio__chan_tx_fini(struct xio_chan_tx *tx)
@@ -91,8 +150,10 @@ int xio__chan_reclaim(struct xio_chan_tx *tx)
 			if (unlikely((off & ((1u << tx->g.chunk_shift) - 1)) != 0 ||
 				     off >= tx->g.buf_bytes))
 				return tx->err = -EPROTO;
-			if (unlikely(xio_bufalloc_put(&tx->ba, off >> tx->g.chunk_shift) < 0))
+			int k = xio_bufalloc_put(&tx->ba, off >> tx->g.chunk_shift);
+			if (unlikely(k < 0))
 				return tx->err = -EPROTO; /* not ours, or returned twice */
+			tx->turned += (uint32_t)k;
 		}
 		total += (int)n;
 		if (n < 64)
@@ -115,14 +176,39 @@ int64_t xio__chan_alloc(struct xio_chan_tx *tx, uint32_t len)
 	if (unlikely(len == 0 || len > tx->g.max_msg))
 		return -EMSGSIZE;
 	uint32_t k = (len + (1u << tx->g.chunk_shift) - 1) >> tx->g.chunk_shift;
-	int64_t c = xio_bufalloc_get(&tx->ba, k);
+	if (tx->ba.used == 0 && tx->snd_limit)
+		xio__chan_tx_budget(tx); /* the receiver's SO_RCVBUF may be new */
+	int64_t c = budget_left(tx) >= k ? xio_bufalloc_get(&tx->ba, k) : -ENOBUFS;
 	if (c == -ENOBUFS) {
 		int r = xio__chan_reclaim(tx);
 		if (r < 0)
 			return r;
+		xio__chan_tx_budget(tx);
+		if (budget_left(tx) < k)
+			return -ENOBUFS;
 		c = xio_bufalloc_get(&tx->ba, k);
+		if (c == -ENOBUFS && tx_grow(tx))
+			c = xio_bufalloc_get(&tx->ba, k);
 	}
+	if (c >= 0)
+		tx->unposted++;
 	return c < 0 ? c : c << tx->g.chunk_shift;
+}
+
+static inline uint32_t tx_room(const struct xio_chan_tx *tx)
+{
+	uint32_t room = xio_bufalloc_max_contig(&tx->ba), b = budget_left(tx);
+	return room < b ? room : b;
+}
+
+int xio__chan_tx_room(struct xio_chan_tx *tx)
+{
+	if (tx_room(tx) > 0)
+		return 1;
+	/* Returns waiting in the free ring count: the write takes them back.
+	 * An impossible index counts too: the write then reports it. */
+	struct xio_spsc q = free_q(&tx->g, &tx->free_cons);
+	return xio_spsc_count(&q) != 0;
 }
 
 int64_t xio__chan_alloc_upto(struct xio_chan_tx *tx, uint32_t len, uint32_t *got)
@@ -132,12 +218,17 @@ int64_t xio__chan_alloc_upto(struct xio_chan_tx *tx, uint32_t len, uint32_t *got
 	if (len > tx->g.max_msg)
 		len = tx->g.max_msg;
 	uint32_t want = (len + (1u << tx->g.chunk_shift) - 1) >> tx->g.chunk_shift;
-	uint32_t room = xio_bufalloc_max_contig(&tx->ba);
+	if (tx->ba.used == 0 && tx->snd_limit)
+		xio__chan_tx_budget(tx); /* the receiver's SO_RCVBUF may be new */
+	uint32_t room = tx_room(tx);
 	if (room < want) {
 		int r = xio__chan_reclaim(tx);
 		if (r < 0)
 			return r;
-		room = xio_bufalloc_max_contig(&tx->ba);
+		xio__chan_tx_budget(tx);
+		room = tx_room(tx);
+		if (room < want && tx_grow(tx))
+			room = tx_room(tx);
 	}
 	if (room == 0)
 		return -ENOBUFS;
@@ -148,13 +239,15 @@ int64_t xio__chan_alloc_upto(struct xio_chan_tx *tx, uint32_t len, uint32_t *got
 	int64_t c = xio_bufalloc_get(&tx->ba, want);
 	if (c < 0)
 		return c;
+	tx->unposted++;
 	*got = len;
 	return c << tx->g.chunk_shift;
 }
 
 void xio__chan_unalloc(struct xio_chan_tx *tx, uint32_t off)
 {
-	xio_bufalloc_put(&tx->ba, off >> tx->g.chunk_shift);
+	if (xio_bufalloc_put(&tx->ba, off >> tx->g.chunk_shift) >= 0 && tx->unposted)
+		tx->unposted--;
 }
 
 int xio__chan_post(struct xio_chan_tx *tx, uint32_t off, uint32_t len)
@@ -168,6 +261,8 @@ int xio__chan_post(struct xio_chan_tx *tx, uint32_t off, uint32_t len)
 	struct xio_spsc q = data_q(&tx->g, &tx->data_prod);
 	if (unlikely(xio_spsc_enqueue(&q, &d, 1, 1) != 1))
 		return tx->err = -EPROTO;
+	if (tx->unposted)
+		tx->unposted--;
 	return 0;
 }
 
@@ -392,6 +487,7 @@ int xio__chan_next(struct xio_chan_rx *rx, uint32_t *off, uint32_t *skip, uint32
 	if (r <= 0)
 		return r;
 	const struct xio_desc *d = &rx->cache[rx->pos];
+	rx->loans++;
 	*off = d->off;
 	*skip = rx->consumed; /* a copying read may have taken the start */
 	*len = d->len - rx->consumed;
@@ -418,4 +514,155 @@ size_t xio__chan_readable(struct xio_chan_rx *rx)
 	if (bytes == 0 && rx_fill(rx) > 0)
 		return xio__chan_readable(rx);
 	return bytes;
+}
+
+/* --- giving memory back (reclaim.c) ------------------------------------- */
+
+#define PAGE 4096u
+
+/* Give back the whole pages of [p, p + len). */
+static void punch(char *p, size_t len)
+{
+	uintptr_t lo = ((uintptr_t)p + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+	uintptr_t hi = ((uintptr_t)p + len) & ~(uintptr_t)(PAGE - 1);
+	if (hi > lo)
+		xio_sys_madvise((void *)lo, hi - lo, MADV_REMOVE);
+}
+
+/* The free ring's slots, but for the pages that hold entries
+ * [lo, lo + n) (returns the sender has not taken back yet). */
+static void punch_free_ring(const struct xio_chan_geom *g, uint32_t lo, uint32_t n)
+{
+	char *slots = (char *)(g->free + 1);
+	size_t bytes = (size_t)g->slots * sizeof(uint32_t);
+	if (n == 0) {
+		punch(slots, bytes);
+		return;
+	}
+	uint32_t first = lo & (g->slots - 1), last = (lo + n - 1) & (g->slots - 1);
+	size_t a = (size_t)first * sizeof(uint32_t) / PAGE * PAGE;
+	size_t b = ((size_t)last * sizeof(uint32_t) / PAGE + 1) * PAGE;
+	if (first <= last) { /* live pages [a, b): the rest goes */
+		punch(slots, a);
+		if (b < bytes)
+			punch(slots + b, bytes - b);
+	} else if (b < a) { /* live [a, end) and [0, b): [b, a) goes */
+		punch(slots + b, a - b);
+	}
+}
+
+/* Everything of direction g but its headers and the live free entries. */
+static void punch_direction(const struct xio_chan_geom *g, uint32_t free_lo, uint32_t free_n)
+{
+	if (g->huge)
+		return; /* a hugepage goes back whole or not at all */
+	punch(g->buf, g->buf_bytes);
+	punch((char *)(g->data + 1), (size_t)g->slots * sizeof(struct xio_desc));
+	punch_free_ring(g, free_lo, free_n);
+}
+
+int xio__chan_tx_shrink(struct xio_chan_tx *tx)
+{
+	_Atomic uint32_t *w = &tx->g.ctl->shrink;
+	uint32_t s = atomic_load_explicit(w, memory_order_acquire);
+	if (tx->err)
+		return tx->err;
+	if (tx->small && s == XIO_SHRINK_IDLE)
+		return 1;
+	/* The receiver gave it back already (DONE), or nobody is at it. */
+	if (s != XIO_SHRINK_DONE &&
+	    (s != XIO_SHRINK_IDLE ||
+	     !atomic_compare_exchange_strong_explicit(w, &s, XIO_SHRINK_SELF, memory_order_acq_rel,
+						      memory_order_relaxed)))
+		return 0;
+	int r = xio__chan_reclaim(tx);
+	int quiet = r >= 0 && tx->ba.used == 0 && tx->unposted == 0;
+	if (quiet && s == XIO_SHRINK_IDLE)
+		punch_direction(&tx->g, 0, 0); /* nothing in flight: no live entry */
+	if (quiet) {
+		xio_bufalloc_reset(&tx->ba, tx->win_min);
+		tx->turned = 0;
+		tx->small = 1;
+		atomic_store_explicit(&tx->g.ctl->tx_small, 1, memory_order_relaxed);
+	}
+	/* From SELF or DONE back to IDLE: a DONE taken over is settled too. */
+	atomic_store_explicit(w, XIO_SHRINK_IDLE, memory_order_release);
+	return r < 0 ? r : quiet;
+}
+
+int xio__chan_tx_enter_slow(struct xio_chan_tx *tx)
+{
+	_Atomic uint32_t *w = &tx->g.ctl->shrink;
+	if (tx->small) {
+		tx->small = 0;
+		atomic_store_explicit(&tx->g.ctl->tx_small, 0, memory_order_relaxed);
+	}
+	/* The receiver decides within microseconds (a membarrier and a few
+	 * madvise calls); one that holds the word for a second is broken or
+	 * hostile, and only this connection pays. */
+	for (unsigned i = 0; i < 64 + 1000; i++) {
+		uint32_t s = atomic_load_explicit(w, memory_order_acquire);
+		if (s == XIO_SHRINK_IDLE)
+			return 0;
+		if (s == XIO_SHRINK_DONE) {
+			/* Given back while we were away: start the window over
+			 * (what came back is taken first: it is all there is). */
+			int r = xio__chan_reclaim(tx);
+			if (r < 0)
+				return r;
+			if (tx->ba.used == 0 && tx->unposted == 0) {
+				xio_bufalloc_reset(&tx->ba, tx->win_min);
+				tx->turned = 0;
+			}
+			atomic_compare_exchange_strong_explicit(w, &s, XIO_SHRINK_IDLE,
+								memory_order_acq_rel,
+								memory_order_relaxed);
+			atomic_store_explicit(&tx->g.ctl->tx_small, 0, memory_order_relaxed);
+			continue;
+		}
+		if (i >= 64)
+			xio_sys_sleep_ms(1);
+	}
+	return tx->err = -EPROTO;
+}
+
+int xio__chan_rx_shrink_ask(struct xio_chan_rx *rx)
+{
+	struct xio_chan_ctl *ctl = rx->g.ctl;
+	if (rx->g.huge || rx->err || rx->pos < rx->n || rx->nrel || rx->loans ||
+	    !atomic_load_explicit(&ctl->tx_mb, memory_order_relaxed) ||
+	    atomic_load_explicit(&ctl->tx_small, memory_order_relaxed) ||
+	    atomic_load_explicit(&ctl->tx_active, memory_order_relaxed))
+		return 0;
+	struct xio_spsc q = data_q(&rx->g, &rx->data_cons);
+	if (xio_spsc_count(&q) != 0)
+		return 0;
+	uint32_t s = XIO_SHRINK_IDLE;
+	return atomic_compare_exchange_strong_explicit(&ctl->shrink, &s, XIO_SHRINK_ASK,
+						       memory_order_acq_rel, memory_order_relaxed);
+}
+
+int xio__chan_rx_shrink_finish(struct xio_chan_rx *rx, int barrier_ok)
+{
+	struct xio_chan_ctl *ctl = rx->g.ctl;
+	/* After the membarrier: a sender that set tx_active before it is
+	 * seen here; one that sets it after sees ASK and waits for us. */
+	struct xio_spsc q = data_q(&rx->g, &rx->data_cons);
+	int go = barrier_ok && atomic_load_explicit(&ctl->tx_active, memory_order_acquire) == 0 &&
+		 xio_spsc_count(&q) == 0;
+	if (go) {
+		/* Returns the sender has not taken back are live: from its
+		 * consumer index to ours. */
+		uint32_t cons = __atomic_load_n(&rx->g.free->cons.tail, __ATOMIC_ACQUIRE);
+		uint32_t live = rx->free_prod - cons;
+		if (live < rx->g.slots)
+			punch_direction(&rx->g, cons, live);
+		else
+			go = 0; /* an impossible index: leave it alone */
+	}
+	if (go)
+		atomic_store_explicit(&ctl->tx_small, 1, memory_order_relaxed);
+	atomic_store_explicit(&ctl->shrink, go ? XIO_SHRINK_DONE : XIO_SHRINK_IDLE,
+			      memory_order_release);
+	return go;
 }

@@ -66,6 +66,10 @@ int xio__conn_attach(struct xio_conn *c, const struct xio_msg_attach *a, int seg
 		return r;
 	}
 	xio__chan_rx_init(&c->rx, &grx);
+	/* This side's process answers the receiver's membarrier (reclaim.c);
+	 * the flag is ours to write, and a lie would only cost this
+	 * connection. */
+	atomic_store_explicit(&gtx.ctl->tx_mb, (uint32_t)xio__reclaim_mb(), memory_order_relaxed);
 	int on = 1;
 	socklen_t ol = sizeof(c->app_nodelay);
 	if (xio_sys_getsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &c->app_nodelay, &ol) < 0)
@@ -265,7 +269,7 @@ struct conn_image {
 	uint32_t side, tx_seq;
 	struct xio_seg_params params;
 	int32_t shut_rd, shut_wr, kernel_eof, kernel_err, kernel_errq, ring_due, app_nodelay;
-	uint32_t ba_n, ba_head, ba_tail, ba_used;
+	uint32_t ba_n, ba_head, ba_tail, ba_used, snd_limit;
 	uint32_t rx_pos, rx_n, rx_consumed, rx_nrel;
 	uint32_t tx_data_prod, tx_free_cons, rx_data_cons, rx_free_prod;
 	struct xio_desc rx_cache[XIO_RX_BURST];
@@ -301,6 +305,7 @@ int xio__conn_image_save(const struct xio_conn *c, void *buf, size_t len)
 	im->ba_head = c->tx.ba.head;
 	im->ba_tail = c->tx.ba.tail;
 	im->ba_used = c->tx.ba.used;
+	im->snd_limit = c->tx.snd_limit;
 	im->rx_pos = c->rx.pos;
 	im->rx_n = c->rx.n;
 	im->rx_consumed = c->rx.consumed;
@@ -337,6 +342,12 @@ int xio__conn_image_restore(struct xio_conn *c, const void *buf, size_t len,
 	int r = xio__conn_attach(c, a, segfd);
 	if (r < 0)
 		return r;
+	/* The window the old image had grown to (its allocator's size). */
+	if (im->ba_n == 0 || im->ba_n > c->tx.win_max ||
+	    xio_bufalloc_reset(&c->tx.ba, im->ba_n) < 0) {
+		xio__conn_detach_quiet(c);
+		return -EINVAL;
+	}
 	if (im->ba_n != c->tx.ba.n || im->size != xio__conn_image_size(c) ||
 	    im->rx_n > XIO_RX_BURST || im->rx_pos > im->rx_n || im->rx_nrel > XIO_RX_BURST) {
 		xio__conn_detach_quiet(c);
@@ -353,6 +364,7 @@ int xio__conn_image_restore(struct xio_conn *c, const void *buf, size_t len,
 	c->tx.ba.head = im->ba_head;
 	c->tx.ba.tail = im->ba_tail;
 	c->tx.ba.used = im->ba_used;
+	c->tx.snd_limit = im->snd_limit;
 	memcpy(c->tx.ba.len, im->ba_len, (size_t)im->ba_n * sizeof(uint16_t));
 	c->rx.pos = im->rx_pos;
 	c->rx.n = im->rx_n;

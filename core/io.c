@@ -231,6 +231,7 @@ ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt,
 						      memory_order_relaxed);
 			}
 			got += (size_t)r;
+			xio__conn_mem_note(c);
 			if (!(fl & XIO_IO_WAITALL) || got == want || (fl & XIO_IO_PEEK))
 				return (ssize_t)got;
 			continue;
@@ -245,12 +246,28 @@ ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt,
 
 /* --- writing ------------------------------------------------------------ */
 
+static ssize_t ring_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt,
+			   unsigned fl);
+
 ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl)
 {
 	if (!c->accel || c->left)
 		return left_writev(c, iov, iovcnt, fl);
 	if (xio__conn_peer_left(c))
 		return XIO__FOLLOW;
+	/* The area and ring are touched only inside enter/leave (chan.h):
+	 * a receiver may be giving a quiet direction's memory back. */
+	ssize_t r = xio__chan_tx_enter(&c->tx);
+	if (r == 0)
+		r = ring_writev(c, iov, iovcnt, fl);
+	xio__chan_tx_leave(&c->tx);
+	if (r > 0)
+		xio__conn_mem_note(c);
+	return r;
+}
+
+static ssize_t ring_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl)
+{
 	size_t done = 0, want = iov_total(iov, iovcnt);
 	int i = 0;
 	size_t ioff = 0; /* offset inside iov[i] */
@@ -348,8 +365,7 @@ static short readiness(struct xio_conn *c)
 	int below = !c->notsent_lowat ||
 		    c->st.tx_bytes - atomic_load_explicit(&c->tx.g.ctl->rx_bytes, memory_order_relaxed) <
 			    c->notsent_lowat;
-	if (err || c->shut_wr || rx_gone || c->kernel_eof ||
-	    (below && (xio_bufalloc_max_contig(&c->tx.ba) > 0 || xio__chan_tx_can_reclaim(&c->tx))))
+	if (err || c->shut_wr || rx_gone || c->kernel_eof || (below && xio__chan_tx_room(&c->tx)))
 		rev |= POLLOUT | POLLWRNORM;
 	return rev;
 }

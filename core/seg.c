@@ -33,6 +33,13 @@ static size_t align_up(size_t v, size_t a)
 	return (v + a - 1) & ~(a - 1);
 }
 
+/* Where a ring that must not start before off goes: its slots on a page
+ * boundary, its header just before. */
+static size_t ring_place(size_t off)
+{
+	return align_up(off + sizeof(struct rte_ring), 4096) - sizeof(struct rte_ring);
+}
+
 static int is_pow2(uint64_t v)
 {
 	return v && !(v & (v - 1));
@@ -53,16 +60,23 @@ int xio_seg_layout(const struct xio_seg_params *p, struct xio_seg_layout *l)
 	if (p->max_msg > l->buf_bytes / 2 || l->buf_bytes > UINT32_MAX)
 		return -EINVAL;
 
-	size_t off = XIO_SEG_HDR_SIZE;
+	/* Page 0: the header, both control blocks and the first ring's
+	 * header. Every ring's slots start on a page of their own and every
+	 * area too, so that the memory a quiet direction gives back is whole
+	 * pages (reclaim.c), and what stays of an idle connection is four
+	 * pages: this one and the other three ring headers'. */
+	size_t off = align_up(sizeof(struct xio_seg_hdr), XIO_CACHE_LINE);
 	for (int d = 0; d < 2; d++) {
 		l->chan_off[d] = off;
 		off = align_up(off + sizeof(struct xio_chan_ctl), XIO_CACHE_LINE);
-		l->data_ring_off[d] = off;
-		off = align_up(off + l->data_ring_bytes, XIO_CACHE_LINE);
-		l->free_ring_off[d] = off;
-		off = align_up(off + l->free_ring_bytes, 4096);
+	}
+	for (int d = 0; d < 2; d++) {
+		l->data_ring_off[d] = ring_place(off);
+		off = l->data_ring_off[d] + l->data_ring_bytes;
+		l->free_ring_off[d] = ring_place(off);
+		off = align_up(l->free_ring_off[d] + l->free_ring_bytes, 4096);
 		l->buf_off[d] = off;
-		off += l->buf_bytes;
+		off = align_up(off + l->buf_bytes, 4096);
 	}
 	l->used = off;
 	return off <= p->seg_size ? 0 : -EINVAL;

@@ -880,9 +880,12 @@ static int xepoll_wait(struct pepoll *ep, struct epoll_event *out, int max, int 
 		 * are armed already). Counted as a sleeper first, so that a
 		 * thread that changes the set or takes a word back after our
 		 * look wakes us. */
+		xio__reclaim_tick();
 		sleep_enter(ep);
 		n = scan_top(ep, out, max, xio__wait_token());
-		int k = n ? 0 : kernel_look(ep, out, &n, max, ms_left(deadline), mask);
+		int k = n ? 0
+			  : kernel_look(ep, out, &n, max, xio__reclaim_cap_ms(ms_left(deadline)),
+					mask);
 		sleep_leave(ep);
 		if (k < 0)
 			return n ? n : k;

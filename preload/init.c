@@ -34,6 +34,7 @@ __attribute__((constructor(101))) static void shim_ctor(void)
 	xio__real_init();
 	xio__stats_init();
 	xio__conn_wake_others = xio__shim_wake_others;
+	xio__reclaim_init();
 	xio__ctl_capture_env();
 	const char *a = getenv("XIO_ALLOW");
 	if (a) {

@@ -38,6 +38,7 @@ void psock_ref(struct psock *ps)
 
 static void psock_free(struct psock *ps)
 {
+	xio__reclaim_forget(ps);
 	pthread_mutex_destroy(&ps->lock);
 	pthread_mutex_destroy(&ps->rlock);
 	pthread_mutex_destroy(&ps->wlock);
@@ -334,6 +335,19 @@ static void install_conn(struct psock *ps, struct xio_conn *c)
 	xio__epoll_became_conn(ps);
 }
 
+void psock_apply_bufs(struct psock *ps)
+{
+	struct xio_conn *c = ps->conn;
+	if (!c || !c->accel || c->left)
+		return;
+	if (ps->snd_set)
+		c->tx.snd_limit = (uint32_t)ps->snd_set;
+	if (ps->rcv_set)
+		atomic_store_explicit(&c->rx.g.ctl->rx_rcvbuf, (uint32_t)ps->rcv_set,
+				      memory_order_relaxed);
+	xio__chan_tx_budget(&c->tx);
+}
+
 void psock_pair_connected(struct psock *ps, int fd, uint64_t intent)
 {
 	struct xio_conn *c = xio__conn_kernel(fd);
@@ -341,6 +355,7 @@ void psock_pair_connected(struct psock *ps, int fd, uint64_t intent)
 		xio__conn_pair_connected(c, intent);
 		if (c->accel) {
 			install_conn(ps, c);
+			psock_apply_bufs(ps);
 			if (fd <= 2) /* stdio may use it behind our back */
 				xio__shim_leave(ps, XIO_LEAVE_STDIO);
 			return;

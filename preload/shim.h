@@ -58,6 +58,18 @@ struct psock {
 	 * found it ready. */
 	_Atomic int poll_parked;
 	_Atomic int64_t poll_ready_ns;
+	/* On the list of connections that may hold memory to give back
+	 * (reclaim.c), under its lock: links, the traffic count last seen and
+	 * since when. */
+	/* SO_SNDBUF and SO_RCVBUF as getsockopt reported them after the
+	 * program set them (0: not set); an accepted socket inherits its
+	 * listener's, as in the kernel. They bound what a connection holds in
+	 * flight (psock_apply_bufs, chan.c "budget"). */
+	int snd_set, rcv_set;
+	struct psock *rc_next, *rc_prev;
+	_Atomic int rc_on;
+	uint64_t rc_sig;
+	int64_t rc_since;
 };
 
 /* -1/errno at the POSIX boundary: the only place errno is set. */
@@ -245,5 +257,19 @@ uint64_t xio__park_token(struct park_tokens *t);
 /* How long a member stays looked at once it was last found ready
  * (XIO_EPOLL_PARK_US, default 1000 microseconds). */
 int64_t xio__epoll_park_ns(void);
+
+/* Give ps's connection the buffer sizes the program set (shim.h). */
+void psock_apply_bufs(struct psock *ps);
+
+/* Giving quiet connections' memory back (reclaim.c): the hook installed
+ * at start; a psock forgotten before it is freed; after fork, in the
+ * child; a sweep if one is due (before a wait sleeps); the next sweep's
+ * time (0: none); a sleep of ms (-1: for ever) shortened to reach it. */
+void xio__reclaim_init(void);
+void xio__reclaim_forget(struct psock *ps);
+void xio__reclaim_after_fork(void);
+void xio__reclaim_tick(void);
+int64_t xio__reclaim_due_ns(void);
+int xio__reclaim_cap_ms(int ms);
 
 #endif

@@ -62,6 +62,7 @@ EXPORT pid_t fork(void)
 			xio__shim_pid_reset();
 			atomic_store(&xio__shim_sleepers, 0); /* only this thread exists */
 			xio__wake_after_fork();
+			xio__reclaim_after_fork();
 		}
 		errno = saved;
 	}

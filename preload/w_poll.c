@@ -139,13 +139,21 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 			ts.tv_sec = 0;
 			ts.tv_nsec = 0;
 			tp = &ts;
-		} else if (deadline >= 0) {
-			int64_t left = deadline - now_ns();
-			if (left < 0)
-				left = 0;
-			ts.tv_sec = left / 1000000000;
-			ts.tv_nsec = left % 1000000000;
-			tp = &ts;
+		} else {
+			/* Asleep until the deadline, or the next sweep of quiet
+			 * connections' memory (reclaim.c), whichever is first. */
+			xio__reclaim_tick();
+			int64_t due = xio__reclaim_due_ns(), t = now_ns();
+			int64_t left = deadline >= 0 ? deadline - t : -1;
+			if (due && (left < 0 || due - t < left))
+				left = due - t;
+			if (left >= 0 || deadline >= 0) {
+				if (left < 0)
+					left = 0;
+				ts.tv_sec = left / 1000000000;
+				ts.tv_nsec = left % 1000000000;
+				tp = &ts;
+			}
 		}
 		int sleeps = arm && !ready;
 		if (sleeps)

@@ -143,6 +143,9 @@ static int after_accept(struct psock *lps, int nfd, int flags)
 			if (ps) {
 				ps->conn = c;
 				c->owner = ps;
+				ps->snd_set = lps->snd_set;
+				ps->rcv_set = lps->rcv_set;
+				psock_apply_bufs(ps);
 				atomic_store(&ps->kind, PS_CONN);
 				STAT_ADD(accel_conns, 1);
 				/* On fds 0-2 stdio may use it behind our back: paired
@@ -440,6 +443,24 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
 		return r;
 	}
 	int r = REAL(setsockopt)(fd, level, name, val, len);
+	if (r == 0 && ps && level == SOL_SOCKET &&
+	    (name == SO_SNDBUF || name == SO_RCVBUF || name == SO_SNDBUFFORCE ||
+	     name == SO_RCVBUFFORCE)) {
+		/* What the kernel made of it (doubled, clamped) bounds what
+		 * the connection holds in flight, as in the kernel. */
+		int saved = errno, v = 0;
+		socklen_t l = sizeof(v);
+		int snd = name == SO_SNDBUF || name == SO_SNDBUFFORCE;
+		if (REAL(getsockopt)(fd, SOL_SOCKET, snd ? SO_SNDBUF : SO_RCVBUF, &v, &l) == 0 &&
+		    v > 0) {
+			pthread_mutex_lock(&ps->wlock);
+			*(snd ? &ps->snd_set : &ps->rcv_set) = v;
+			if (atomic_load(&ps->kind) == PS_CONN)
+				psock_apply_bufs(ps);
+			pthread_mutex_unlock(&ps->wlock);
+		}
+		errno = saved;
+	}
 	if (r == 0 && ps && level == IPPROTO_TCP && name == TCP_DEFER_ACCEPT && val &&
 	    len >= sizeof(int) && *(const int *)val > 0 && atomic_load(&ps->kind) == PS_LISTENER) {
 		/* Set after listen (defers_accept above): no new connection of

@@ -42,6 +42,20 @@ uint32_t xio_bufalloc_max_contig(const struct xio_bufalloc *a);
  * or -EPROTO if chunk is not the start of an allocation that is out. */
 int xio_bufalloc_put(struct xio_bufalloc *a, uint32_t chunk);
 
+/*
+ * The area follows the traffic (chan.c, "window"): the allocator hands out
+ * only the first n chunks, n growing while the connection is kept full and
+ * starting over small once it has been idle. The length table grows and
+ * shrinks with n, so an idle connection holds a small one.
+ * xio_bufalloc_grow: n becomes nchunks (> n) if what is out does not wrap
+ *   around the end now (the new chunks then simply follow the free space
+ *   at the end); 1 if grown, 0 if not now (try at a later full), -ENOMEM.
+ * xio_bufalloc_reset: nothing is out: start over with nchunks. 0, -EBUSY
+ *   (something is out) or -ENOMEM.
+ */
+int xio_bufalloc_grow(struct xio_bufalloc *a, uint32_t nchunks);
+int xio_bufalloc_reset(struct xio_bufalloc *a, uint32_t nchunks);
+
 /* Chunks out now. */
 static inline uint32_t xio_bufalloc_used(const struct xio_bufalloc *a)
 {

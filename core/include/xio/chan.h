@@ -13,6 +13,7 @@
 #ifndef XIO_CORE_CHAN_H
 #define XIO_CORE_CHAN_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -33,7 +34,12 @@ struct xio_chan_geom {
 	uint32_t chunk_shift;
 	uint32_t max_msg;
 	uint32_t slots;
+	int huge; /* on hugepages: nothing is given back (reclaim.c) */
 };
+
+/* The window a direction starts with (and starts over with after it was
+ * idle), in bytes: the kernel's initial receive buffer (tcp_rmem[1]). */
+#define XIO_WIN_START (128u * 1024u)
 
 struct xio_chan_tx {
 	struct xio_chan_geom g;
@@ -43,6 +49,15 @@ struct xio_chan_tx {
 	uint32_t data_prod, free_cons;
 	uint32_t seq;
 	int err; /* 0, or -EPROTO once the receiver broke the protocol */
+	/* What the direction may use (chan.c, "window and budget"): the
+	 * allocator hands out ba.n chunks, from win_min up to win_max as the
+	 * connection is kept full (turned: chunks given back since it last
+	 * grew); budget: chunks in flight that SO_SNDBUF and the receiver's
+	 * SO_RCVBUF allow (0: no bound but the window). snd_limit: the
+	 * program's SO_SNDBUF as getsockopt reports it, 0 if not set. */
+	uint32_t win_min, win_max, turned, budget, snd_limit;
+	uint32_t unposted; /* allocations not posted (or given back) yet */
+	int small;         /* gave its memory back; tx_small says so */
 };
 
 struct xio_chan_rx {
@@ -54,6 +69,7 @@ struct xio_chan_rx {
 	uint32_t nrel;
 	uint32_t data_cons, free_prod;       /* private ring indices (spsc.h) */
 	int ring_due; /* a flush inside release() owes the sender a doorbell */
+	uint32_t loans; /* messages taken whole (xio__chan_next), not released */
 	int err;
 };
 
@@ -100,6 +116,54 @@ static inline void *xio__chan_tx_ptr(const struct xio_chan_tx *tx, uint32_t off)
 {
 	return tx->g.buf + off;
 }
+
+/*
+ * The sender's part in giving memory back (reclaim.c): it touches its area
+ * and data ring only between xio__chan_tx_enter (0, or the error a write
+ * returns) and xio__chan_tx_leave, which ends that only once no
+ * allocation is out unposted. Enter is two stores and a load on lines the
+ * sender writes anyway; the receiver's membarrier makes that enough.
+ */
+int xio__chan_tx_enter_slow(struct xio_chan_tx *tx);
+static inline int xio__chan_tx_enter(struct xio_chan_tx *tx)
+{
+	atomic_store_explicit(&tx->g.ctl->tx_active, 1, memory_order_relaxed);
+	atomic_signal_fence(memory_order_seq_cst);
+	if (__builtin_expect(
+		    atomic_load_explicit(&tx->g.ctl->shrink, memory_order_relaxed) != 0 || tx->small,
+		    0))
+		return xio__chan_tx_enter_slow(tx);
+	return 0;
+}
+static inline void xio__chan_tx_leave(struct xio_chan_tx *tx)
+{
+	if (tx->unposted == 0)
+		atomic_store_explicit(&tx->g.ctl->tx_active, 0, memory_order_release);
+}
+/* Recompute the budget from snd_limit and the receiver's rx_rcvbuf. */
+void xio__chan_tx_budget(struct xio_chan_tx *tx);
+/* Chunks a write could take now (window, budget and the free ring's
+ * returns considered): poll's POLLOUT. */
+int xio__chan_tx_room(struct xio_chan_tx *tx);
+
+/*
+ * Giving a quiet direction's memory back (reclaim.c, docs/design.md
+ * "Memory that follows the traffic"): whole pages of its area and ring
+ * slots go back to the kernel (MADV_REMOVE); the next use faults fresh
+ * zero pages in.
+ * xio__chan_tx_shrink: by the sender, with every write of the direction
+ *   excluded by the caller: 1 if given back (or already small), 0 if
+ *   something is in flight or the receiver is at it, -errno.
+ * xio__chan_rx_shrink_ask: by the receiver, with its reads excluded: 1 if
+ *   it may try (it took the shrink word; a membarrier must follow before
+ *   xio__chan_rx_shrink_finish), 0 if there is nothing to do.
+ * xio__chan_rx_shrink_finish: after that membarrier (barrier_ok 0: it
+ *   failed): 1 if given back, 0 if the sender was at work (the word is
+ *   put back).
+ */
+int xio__chan_tx_shrink(struct xio_chan_tx *tx);
+int xio__chan_rx_shrink_ask(struct xio_chan_rx *rx);
+int xio__chan_rx_shrink_finish(struct xio_chan_rx *rx, int barrier_ok);
 
 /*
  * Receiver side.

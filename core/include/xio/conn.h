@@ -89,6 +89,9 @@ struct xio_conn {
 	pthread_mutex_t wait_mu;
 	pthread_cond_t wait_cv;
 	int sleeper;
+	/* On the shim's list of connections that may hold memory to give
+	 * back (reclaim.c); set and cleared by the shim under its lock. */
+	_Atomic int mem_dirty;
 };
 
 /* TCP_NOTSENT_LOWAT as kept in notsent_lowat: the kernel's "no limit"
@@ -333,6 +336,33 @@ static inline void xio__conn_tell_waiters(struct xio_conn *c)
 	void (*fn)(struct xio_conn *) = xio__conn_wake_others;
 	if (fn)
 		fn(c);
+}
+
+/*
+ * Giving quiet connections' memory back (reclaim.c, chan.c). A connection
+ * that moved data is noted once (mem_dirty, xio__conn_mem_hook: the shim
+ * keeps the list its sweeps walk); a sweep that excludes its reads and
+ * writes and finds xio__conn_traffic unchanged for a second calls
+ * xio__conn_quiet_shrink: the sending direction is given back (1) or not
+ * (0, -errno), and *ask_rx (only if may_ask) says the receiving one awaits
+ * xio__reclaim_barrier() then xio__chan_rx_shrink_finish. Once
+ * xio__conn_small, nothing is left to give back until traffic comes.
+ * xio__reclaim_mb: 1 if this process answers the barrier (registers
+ * once, and again in forked children).
+ */
+int xio__reclaim_mb(void);
+int xio__reclaim_barrier(void);
+uint64_t xio__conn_traffic(const struct xio_conn *c);
+int xio__conn_quiet_shrink(struct xio_conn *c, int may_ask, int *ask_rx);
+int xio__conn_small(const struct xio_conn *c);
+extern void (*xio__conn_mem_hook)(struct xio_conn *c);
+static inline void xio__conn_mem_note(struct xio_conn *c)
+{
+	if (__builtin_expect(!atomic_load_explicit(&c->mem_dirty, memory_order_relaxed), 0)) {
+		void (*fn)(struct xio_conn *) = xio__conn_mem_hook;
+		if (fn)
+			fn(c);
+	}
 }
 
 /* Ring the peer's doorbell: one byte on the kernel socket. */

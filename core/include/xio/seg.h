@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define XIO_SEG_MAGIC 0x31474553204f4958ull /* "XIO SEG1" little-endian */
-#define XIO_SEG_VERSION 1u
+#define XIO_SEG_VERSION 2u
 #define XIO_SEG_HDR_SIZE 4096u
 #define XIO_CACHE_LINE 64u
 
@@ -110,6 +110,14 @@ struct xio_chan_ctl {
 	 * the rest again closes its socket with a byte unread, and its kernel
 	 * resets the connection instead of ending it. */
 	_Atomic uint32_t rx_left_bell;
+	/* The receiver's SO_RCVBUF as getsockopt reports it, when the program
+	 * set one (0: not set, the buffer follows the traffic): part of what
+	 * the sender may have in flight (chan.c, "budget"). */
+	_Atomic uint32_t rx_rcvbuf;
+	/* Giving an idle direction's memory back (reclaim.c): XIO_SHRINK_*.
+	 * Either side may take it from IDLE; the receiver's take is only
+	 * good once a membarrier shows the sender outside every write. */
+	_Atomic uint32_t shrink;
 	/* Written by the sender (and cleared by the receiver when it rings). */
 	alignas(XIO_CACHE_LINE) _Atomic uint32_t tx_waiting; /* sender armed: blocked on full */
 	_Atomic uint32_t tx_fin;                              /* sender will write no more */
@@ -119,6 +127,14 @@ struct xio_chan_ctl {
 	 * tx_left_bytes; what follows comes over the kernel socket. */
 	_Atomic uint32_t tx_left;
 	_Atomic uint64_t tx_left_bytes;
+	/* The sender touches its area or data ring only with tx_active set
+	 * (from before it looks at shrink until it holds no allocation); with
+	 * tx_mb 1 its process answers membarrier(GLOBAL_EXPEDITED), so the
+	 * receiver may give the direction's memory back while it is away
+	 * (reclaim.c). tx_small: nothing was touched since the last give-back. */
+	_Atomic uint32_t tx_active;
+	_Atomic uint32_t tx_mb;
+	_Atomic uint32_t tx_small;
 };
 _Static_assert(offsetof(struct xio_chan_ctl, rx_waiting) % XIO_CACHE_LINE == 0, "rx line");
 _Static_assert(offsetof(struct xio_chan_ctl, tx_waiting) % XIO_CACHE_LINE == 0, "tx line");
@@ -139,6 +155,12 @@ enum { XIO_WAIT_IDLE = 0, XIO_WAIT_ARMED = 1, XIO_WAIT_CLAIMED = 2, XIO_WAIT_LEF
 /* XIO_WAIT_LEFT: the side has left shared memory (leave.c); its word can
  * never be claimed again, so no doorbell byte can land in what is now a
  * plain TCP stream. */
+
+/* shrink: nobody is giving the direction's memory back; the receiver
+ * asks to (the sender must not start a write until it is decided); the
+ * receiver gave it back (the sender starts its window over, then sets
+ * IDLE); the sender is giving it back itself. */
+enum { XIO_SHRINK_IDLE = 0, XIO_SHRINK_ASK = 1, XIO_SHRINK_DONE = 2, XIO_SHRINK_SELF = 3 };
 
 /* rx_left_bell: not decided yet; the leave bell is rung; it is not (the
  * sender is leaving at the same moment, and reads no bell). Decided before

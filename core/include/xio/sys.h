@@ -163,6 +163,14 @@ static inline int xio_sys_munmap(void *addr, size_t len)
 {
 	return (int)XIO__SC(SYS_munmap, addr, len, 0, 0, 0, 0);
 }
+static inline int xio_sys_madvise(void *addr, size_t len, int advice)
+{
+	return (int)XIO__SC(SYS_madvise, addr, len, advice, 0, 0, 0);
+}
+static inline int xio_sys_membarrier(int cmd, unsigned flags)
+{
+	return (int)XIO__SC(SYS_membarrier, cmd, flags, 0, 0, 0, 0);
+}
 static inline int xio_sys_fstat(int fd, struct stat *st)
 {
 	return (int)XIO__SC(SYS_fstat, fd, st, 0, 0, 0, 0);

@@ -1,0 +1,172 @@
+/*
+ * reclaim.c - the shim's sweep over the connections that may hold memory
+ * to give back (docs/design.md, "Memory that follows the traffic").
+ *
+ * A connection that moved data goes on a list once (core's mem_dirty, via
+ * xio__conn_mem_hook), and leaves it once both its directions are small
+ * again. A sweep runs at most every SWEEP_NS, from a thread about to
+ * sleep in poll, select or epoll_wait (whose sleep it shortens to the
+ * next sweep while the list is not empty); it looks at the listed
+ * connections only (those that moved something lately, not all of them),
+ * without ever waiting for a lock: a connection whose traffic count has
+ * not changed for QUIET_NS gives its sending direction back, and its
+ * receiving one after one membarrier for the whole batch (core/reclaim.c).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "shim.h"
+
+#define SWEEP_NS 250000000ll
+#define QUIET_NS 1000000000ll
+#define BATCH 64
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct psock *head;
+static _Atomic int64_t due_ns; /* the next sweep; 0: the list is empty */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+static void unlink_locked(struct psock *ps)
+{
+	if (ps->rc_prev)
+		ps->rc_prev->rc_next = ps->rc_next;
+	else
+		head = ps->rc_next;
+	if (ps->rc_next)
+		ps->rc_next->rc_prev = ps->rc_prev;
+	ps->rc_next = ps->rc_prev = NULL;
+	atomic_store_explicit(&ps->rc_on, 0, memory_order_relaxed);
+	if (ps->conn)
+		atomic_store_explicit(&ps->conn->mem_dirty, 0, memory_order_relaxed);
+}
+
+/* core's hook: c moved data and is not listed. */
+static void note(struct xio_conn *c)
+{
+	struct psock *ps = c->owner;
+	if (!ps)
+		return;
+	pthread_mutex_lock(&mu);
+	if (!atomic_load_explicit(&ps->rc_on, memory_order_relaxed)) {
+		int64_t now = now_ns();
+		ps->rc_prev = NULL;
+		ps->rc_next = head;
+		if (head)
+			head->rc_prev = ps;
+		head = ps;
+		ps->rc_sig = 0;
+		ps->rc_since = now;
+		atomic_store_explicit(&ps->rc_on, 1, memory_order_relaxed);
+		atomic_store_explicit(&c->mem_dirty, 1, memory_order_relaxed);
+		int64_t d = 0;
+		atomic_compare_exchange_strong(&due_ns, &d, now + SWEEP_NS);
+	}
+	pthread_mutex_unlock(&mu);
+}
+
+void xio__reclaim_init(void)
+{
+	xio__conn_mem_hook = note;
+}
+
+void xio__reclaim_forget(struct psock *ps)
+{
+	if (!atomic_load_explicit(&ps->rc_on, memory_order_relaxed))
+		return;
+	pthread_mutex_lock(&mu);
+	if (atomic_load_explicit(&ps->rc_on, memory_order_relaxed))
+		unlink_locked(ps);
+	pthread_mutex_unlock(&mu);
+}
+
+void xio__reclaim_after_fork(void)
+{
+	pthread_mutex_init(&mu, NULL); /* only this thread exists */
+}
+
+int64_t xio__reclaim_due_ns(void)
+{
+	return atomic_load_explicit(&due_ns, memory_order_relaxed);
+}
+
+int xio__reclaim_cap_ms(int ms)
+{
+	int64_t due = xio__reclaim_due_ns();
+	if (!due)
+		return ms;
+	int64_t left = (due - now_ns()) / 1000000 + 1;
+	if (left < 1)
+		left = 1;
+	return ms < 0 || ms > left ? (int)left : ms;
+}
+
+static void unlock_io(struct psock *ps)
+{
+	pthread_mutex_unlock(&ps->rlock);
+	pthread_mutex_unlock(&ps->wlock);
+}
+
+/* Both directions of ps's connection given back (or nothing to give):
+ * off the list until it moves data again. */
+static void settle(struct psock *ps)
+{
+	if (xio__conn_small(ps->conn))
+		unlink_locked(ps);
+	unlock_io(ps);
+}
+
+void xio__reclaim_tick(void)
+{
+	int64_t due = xio__reclaim_due_ns();
+	if (!due)
+		return;
+	int64_t now = now_ns();
+	if (now < due || pthread_mutex_trylock(&mu) != 0)
+		return; /* not yet, or another thread is at it */
+	struct psock *batch[BATCH];
+	int nb = 0;
+	for (struct psock *ps = head, *next; ps; ps = next) {
+		next = ps->rc_next;
+		struct xio_conn *c = ps->conn;
+		if (atomic_load(&ps->kind) != PS_CONN || !c) {
+			unlink_locked(ps);
+			continue;
+		}
+		if (pthread_mutex_trylock(&ps->wlock) != 0)
+			continue;
+		if (pthread_mutex_trylock(&ps->rlock) != 0) {
+			pthread_mutex_unlock(&ps->wlock);
+			continue;
+		}
+		uint64_t sig = c->accel ? xio__conn_traffic(c) : 0;
+		if (sig != ps->rc_sig || now - ps->rc_since < QUIET_NS) {
+			if (sig != ps->rc_sig)
+				ps->rc_since = now;
+			ps->rc_sig = sig;
+			unlock_io(ps);
+			continue;
+		}
+		int ask = 0;
+		xio__conn_quiet_shrink(c, nb < BATCH, &ask);
+		if (ask)
+			batch[nb++] = ps; /* locks kept until the barrier is past */
+		else
+			settle(ps);
+	}
+	if (nb) {
+		int ok = xio__reclaim_barrier() == 0;
+		for (int i = 0; i < nb; i++) {
+			xio__chan_rx_shrink_finish(&batch[i]->conn->rx, ok);
+			settle(batch[i]);
+		}
+	}
+	atomic_store_explicit(&due_ns, head ? now + SWEEP_NS : 0, memory_order_relaxed);
+	pthread_mutex_unlock(&mu);
+}
