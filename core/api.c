@@ -415,6 +415,9 @@ ssize_t xio_recv(xio_conn *c, struct xio_buf *b)
 			b->flags = BUF_RX;
 			c->st.rx_bytes += len;
 			c->st.rx_msgs++;
+			/* The sender's POLLOUT and SIOCOUTQ go by it (io.c). */
+			atomic_store_explicit(&c->rx.g.ctl->rx_bytes, c->st.rx_bytes,
+					      memory_order_relaxed);
 			return len;
 		}
 		if (r < 0)

@@ -69,7 +69,7 @@ int xio__chan_tx_init(struct xio_chan_tx *tx, const struct xio_chan_geom *g)
 	uint32_t start = XIO_WIN_START > g->max_msg ? XIO_WIN_START : g->max_msg;
 	tx->win_max = area;
 	tx->win_min = (start + unit - 1) / unit < area ? (start + unit - 1) / unit : area;
-	tx->turned = tx->budget = tx->snd_limit = tx->unposted = 0;
+	tx->budget = tx->snd_limit = tx->unposted = 0;
 	tx->small = 0;
 	return xio_bufalloc_init(&tx->ba, tx->win_min);
 }
@@ -77,17 +77,17 @@ int xio__chan_tx_init(struct xio_chan_tx *tx, const struct xio_chan_geom *g)
 /*
  * Window and budget. The allocator hands out the first ba.n chunks of the
  * area only, so a direction touches no more memory than its window: it
- * starts at win_min and doubles, up to the whole area, when a write finds
- * it full after the receiver gave a whole window back since it last grew
- * (the connection is kept full and drained: TCP's autotuning grows its
- * buffers on the same evidence). A receiver that does not read never
- * makes it grow. The budget is the kernel's bound on what one direction
- * holds in flight when the program set both ends' buffers: the sender's
- * SO_SNDBUF plus the receiver's SO_RCVBUF (as getsockopt reports them,
- * doubled). With one of them left to autotuning the kernel's bound is
- * its autotuning, which the window follows. A message always goes out
- * when nothing is in flight, as a TCP send buffer takes one skb past its
- * size.
+ * starts at win_min and doubles, up to the whole area, each time a write
+ * finds it full with what came back taken back: kept full, as TCP's
+ * autotuning grows its buffers (over loopback the kernel takes megabytes
+ * for a peer that does not read). It starts over at win_min when the
+ * direction is given back after a quiet second (reclaim.c). The budget is
+ * the kernel's bound on what one direction holds in flight when the
+ * program set both ends' buffers: the sender's SO_SNDBUF plus the
+ * receiver's SO_RCVBUF (as getsockopt reports them, doubled). With one of
+ * them left to autotuning the kernel's bound is its autotuning, which the
+ * window follows. A message always goes out when nothing is in flight, as
+ * a TCP send buffer takes one skb past its size.
  */
 void xio__chan_tx_budget(struct xio_chan_tx *tx)
 {
@@ -112,13 +112,10 @@ static inline uint32_t budget_left(const struct xio_chan_tx *tx)
 static int tx_grow(struct xio_chan_tx *tx)
 {
 	uint32_t n = tx->ba.n;
-	if (n >= tx->win_max || tx->turned < n || (tx->budget && n >= tx->budget))
+	if (n >= tx->win_max || (tx->budget && n >= tx->budget))
 		return 0;
 	n = n > tx->win_max / 2 ? tx->win_max : n * 2;
-	if (xio_bufalloc_grow(&tx->ba, n) <= 0)
-		return 0;
-	tx->turned = 0;
-	return 1;
+	return xio_bufalloc_grow(&tx->ba, n) > 0;
 }
 
 void xio__chan_tx_fini(struct xio_chan_tx *tx)
@@ -150,10 +147,8 @@ int xio__chan_reclaim(struct xio_chan_tx *tx)
 			if (unlikely((off & ((1u << tx->g.chunk_shift) - 1)) != 0 ||
 				     off >= tx->g.buf_bytes))
 				return tx->err = -EPROTO;
-			int k = xio_bufalloc_put(&tx->ba, off >> tx->g.chunk_shift);
-			if (unlikely(k < 0))
+			if (unlikely(xio_bufalloc_put(&tx->ba, off >> tx->g.chunk_shift) < 0))
 				return tx->err = -EPROTO; /* not ours, or returned twice */
-			tx->turned += (uint32_t)k;
 		}
 		total += (int)n;
 		if (n < 64)
@@ -199,6 +194,12 @@ static inline uint32_t tx_room(const struct xio_chan_tx *tx)
 {
 	uint32_t room = xio_bufalloc_max_contig(&tx->ba), b = budget_left(tx);
 	return room < b ? room : b;
+}
+
+uint64_t xio__chan_tx_capacity(const struct xio_chan_tx *tx)
+{
+	uint32_t n = tx->budget && tx->budget < tx->ba.n ? tx->budget : tx->ba.n;
+	return (uint64_t)n << tx->g.chunk_shift;
 }
 
 int xio__chan_tx_room(struct xio_chan_tx *tx)
@@ -581,7 +582,6 @@ int xio__chan_tx_shrink(struct xio_chan_tx *tx)
 		punch_direction(&tx->g, 0, 0); /* nothing in flight: no live entry */
 	if (quiet) {
 		xio_bufalloc_reset(&tx->ba, tx->win_min);
-		tx->turned = 0;
 		tx->small = 1;
 		atomic_store_explicit(&tx->g.ctl->tx_small, 1, memory_order_relaxed);
 	}
@@ -610,10 +610,8 @@ int xio__chan_tx_enter_slow(struct xio_chan_tx *tx)
 			int r = xio__chan_reclaim(tx);
 			if (r < 0)
 				return r;
-			if (tx->ba.used == 0 && tx->unposted == 0) {
+			if (tx->ba.used == 0 && tx->unposted == 0)
 				xio_bufalloc_reset(&tx->ba, tx->win_min);
-				tx->turned = 0;
-			}
 			atomic_compare_exchange_strong_explicit(w, &s, XIO_SHRINK_IDLE,
 								memory_order_acq_rel,
 								memory_order_relaxed);

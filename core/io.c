@@ -362,10 +362,15 @@ static short readiness(struct xio_conn *c)
 		rev |= POLLHUP;
 	/* Unread by the peer: what we posted less what it says it took (its
 	 * count is only ever compared, for this connection's own readiness). */
-	int below = !c->notsent_lowat ||
-		    c->st.tx_bytes - atomic_load_explicit(&c->tx.g.ctl->rx_bytes, memory_order_relaxed) <
-			    c->notsent_lowat;
-	if (err || c->shut_wr || rx_gone || c->kernel_eof || (below && xio__chan_tx_room(&c->tx)))
+	uint64_t unread =
+		c->st.tx_bytes - atomic_load_explicit(&c->tx.g.ctl->rx_bytes, memory_order_relaxed);
+	int below = !c->notsent_lowat || unread < c->notsent_lowat;
+	/* Room, and as tcp_poll has it, a third of what may be in flight
+	 * free: a writer woken for a few freed bytes would only fill them and
+	 * sleep again. */
+	int third = unread <= xio__chan_tx_capacity(&c->tx) / 3 * 2;
+	if (err || c->shut_wr || rx_gone || c->kernel_eof ||
+	    (below && third && xio__chan_tx_room(&c->tx)))
 		rev |= POLLOUT | POLLWRNORM;
 	return rev;
 }
@@ -420,7 +425,26 @@ void xio__conn_arm(struct xio_conn *c, short events, uint64_t token)
 
 size_t xio__conn_nread(struct xio_conn *c)
 {
-	return c->accel && !c->rx_raw ? xio__chan_readable(&c->rx) : 0;
+	if (!c->accel || c->rx_raw)
+		return 0;
+	/* What the peer says it posted less what we read: the whole ring,
+	 * not only what a read has taken off it yet. Its count is only
+	 * believed within the area's size, and never below what we hold. */
+	size_t have = xio__chan_readable(&c->rx);
+	uint64_t posted = atomic_load_explicit(&c->rx.g.ctl->tx_bytes, memory_order_relaxed);
+	uint64_t unread = posted - c->st.rx_bytes;
+	if (unread > c->rx.g.buf_bytes)
+		return have;
+	return unread > have ? (size_t)unread : have;
+}
+
+size_t xio__conn_nwrite(struct xio_conn *c)
+{
+	if (!c->accel || c->left)
+		return 0;
+	uint64_t unread =
+		c->st.tx_bytes - atomic_load_explicit(&c->tx.g.ctl->rx_bytes, memory_order_relaxed);
+	return unread > c->tx.g.buf_bytes ? 0 : (size_t)unread;
 }
 
 uint64_t xio__conn_event_sig(struct xio_conn *c)

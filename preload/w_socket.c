@@ -9,6 +9,7 @@
 #include <string.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
+#include <linux/sockios.h>
 
 #include "shim.h"
 #include "xio/ctl.h"
@@ -358,6 +359,16 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 	void *arg = va_arg(ap, void *);
 	va_end(ap);
 	struct psock *ps = fdtab_lookup(fd);
+	if (ps && (req == SIOCOUTQ || req == SIOCOUTQNSD) && atomic_load(&ps->kind) == PS_CONN &&
+	    ps->conn->accel && !ps->conn->left) {
+		/* Written, not read by the peer yet: what the kernel socket
+		 * would hold unacknowledged (or unsent) over loopback. */
+		pthread_mutex_lock(&ps->wlock);
+		size_t n = xio__conn_nwrite(ps->conn);
+		pthread_mutex_unlock(&ps->wlock);
+		*(int *)arg = n > INT32_MAX ? INT32_MAX : (int)n;
+		return 0;
+	}
 	if (ps && (req == FIONREAD || req == SIOCATMARK) && atomic_load(&ps->kind) == PS_CONN) {
 		pthread_mutex_lock(&ps->rlock);
 		struct xio_conn *c = ps->conn;

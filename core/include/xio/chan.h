@@ -51,11 +51,11 @@ struct xio_chan_tx {
 	int err; /* 0, or -EPROTO once the receiver broke the protocol */
 	/* What the direction may use (chan.c, "window and budget"): the
 	 * allocator hands out ba.n chunks, from win_min up to win_max as the
-	 * connection is kept full (turned: chunks given back since it last
-	 * grew); budget: chunks in flight that SO_SNDBUF and the receiver's
+	 * connection is kept full; budget: chunks in flight that SO_SNDBUF
+	 * and the receiver's
 	 * SO_RCVBUF allow (0: no bound but the window). snd_limit: the
 	 * program's SO_SNDBUF as getsockopt reports it, 0 if not set. */
-	uint32_t win_min, win_max, turned, budget, snd_limit;
+	uint32_t win_min, win_max, budget, snd_limit;
 	uint32_t unposted; /* allocations not posted (or given back) yet */
 	int small;         /* gave its memory back; tx_small says so */
 };
@@ -145,6 +145,9 @@ void xio__chan_tx_budget(struct xio_chan_tx *tx);
 /* Chunks a write could take now (window, budget and the free ring's
  * returns considered): poll's POLLOUT. */
 int xio__chan_tx_room(struct xio_chan_tx *tx);
+/* Bytes the direction may hold in flight now: the window, or the budget
+ * if smaller (POLLOUT's "a third of it free", as tcp_poll). */
+uint64_t xio__chan_tx_capacity(const struct xio_chan_tx *tx);
 
 /*
  * Giving a quiet direction's memory back (reclaim.c, docs/design.md

@@ -157,8 +157,11 @@ void xio__conn_after_post(struct xio_conn *c);
  * arrives: the shim's EPOLLET edges. */
 uint64_t xio__conn_event_sig(struct xio_conn *c);
 
-/* Bytes that a read could return now (FIONREAD). */
+/* Bytes that a read could return now (FIONREAD), and bytes written that
+ * the peer has not read yet (SIOCOUTQ; over loopback nothing else is
+ * unacknowledged). */
 size_t xio__conn_nread(struct xio_conn *c);
+size_t xio__conn_nwrite(struct xio_conn *c);
 
 /*
  * Leaving shared memory for the kernel TCP socket at an exact byte offset
