@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: run_all.sh BUILD_DIR [NAME...]}
 shift
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(redis nginx postgres memcached python_http socat node mixed git ssh nginx_proxy java erlang)
+[ ${#cases[@]} -gt 0 ] || cases=(redis nginx postgres memcached python_http python_asyncio socat node mixed git ssh nginx_proxy java erlang)
 passed=0; failed=0; failed_names=()
 for c in "${cases[@]}"; do
   start=$(date +%s)
