@@ -431,6 +431,8 @@ size_t xio__conn_nread(struct xio_conn *c)
 	 * not only what a read has taken off it yet. Its count is only
 	 * believed within the area's size, and never below what we hold. */
 	size_t have = xio__chan_readable(&c->rx);
+	if (c->left || xio__conn_peer_left(c))
+		return have; /* the ring's rest; the counts go on over the kernel */
 	uint64_t posted = atomic_load_explicit(&c->rx.g.ctl->tx_bytes, memory_order_relaxed);
 	uint64_t unread = posted - c->st.rx_bytes;
 	if (unread > c->rx.g.buf_bytes)
