@@ -86,8 +86,8 @@ int xio__chan_tx_init(struct xio_chan_tx *tx, const struct xio_chan_geom *g)
  * program set both ends' buffers: the sender's SO_SNDBUF plus the
  * receiver's SO_RCVBUF (as getsockopt reports them, doubled). With one of
  * them left to autotuning the kernel's bound is its autotuning, which the
- * window follows. A message always goes out when nothing is in flight, as
- * a TCP send buffer takes one skb past its size.
+ * window follows. A copying write takes what the budget leaves; a
+ * zero-copy message of any size goes when nothing is in flight.
  */
 void xio__chan_tx_budget(struct xio_chan_tx *tx)
 {
@@ -103,7 +103,7 @@ void xio__chan_tx_budget(struct xio_chan_tx *tx)
 /* Chunks the budget leaves for a new message now (UINT32_MAX: no bound). */
 static inline uint32_t budget_left(const struct xio_chan_tx *tx)
 {
-	if (!tx->budget || tx->ba.used == 0)
+	if (!tx->budget)
 		return UINT32_MAX;
 	return tx->ba.used >= tx->budget ? 0 : tx->budget - tx->ba.used;
 }
@@ -173,13 +173,15 @@ int64_t xio__chan_alloc(struct xio_chan_tx *tx, uint32_t len)
 	uint32_t k = (len + (1u << tx->g.chunk_shift) - 1) >> tx->g.chunk_shift;
 	if (tx->ba.used == 0 && tx->snd_limit)
 		xio__chan_tx_budget(tx); /* the receiver's SO_RCVBUF may be new */
-	int64_t c = budget_left(tx) >= k ? xio_bufalloc_get(&tx->ba, k) : -ENOBUFS;
+	/* A whole message past the budget only when nothing is in flight. */
+	int64_t c = budget_left(tx) >= k || tx->ba.used == 0 ? xio_bufalloc_get(&tx->ba, k)
+							     : -ENOBUFS;
 	if (c == -ENOBUFS) {
 		int r = xio__chan_reclaim(tx);
 		if (r < 0)
 			return r;
 		xio__chan_tx_budget(tx);
-		if (budget_left(tx) < k)
+		if (budget_left(tx) < k && tx->ba.used)
 			return -ENOBUFS;
 		c = xio_bufalloc_get(&tx->ba, k);
 		if (c == -ENOBUFS && tx_grow(tx))
