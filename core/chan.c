@@ -620,6 +620,8 @@ int xio__chan_tx_enter_slow(struct xio_chan_tx *tx)
 			atomic_store_explicit(&tx->g.ctl->tx_small, 0, memory_order_relaxed);
 			continue;
 		}
+		if (s != XIO_SHRINK_ASK)
+			break; /* SELF is ours, taken only with writes excluded: forged */
 		if (i >= 64)
 			xio_sys_sleep_ms(1);
 	}

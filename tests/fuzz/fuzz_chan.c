@@ -7,11 +7,14 @@
  *
  * Input: a script of operations, 4 bytes each: op, then 3 bytes of
  * argument. Honest operations (post, read, zero-copy next/release, flush,
- * reclaim) mix with raw writes of the input's own bytes at any offset of
- * the control block or the rings. Whatever the peer writes, no access may
+ * reclaim, and giving a quiet direction's pages back by either side,
+ * issue 17) mix with raw writes of the input's own bytes at any offset of
+ * the control block or the rings: the shrink word, the receiver's
+ * SO_RCVBUF and the sender's flags are the peer's to forge too. Whatever the peer writes, no access may
  * leave the segment (a guard page would fault), every length handed out
  * must lie inside the buffer area, and a broken channel stays broken.
  */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int64_t off;
 		ssize_t n;
 		uint32_t o, skip, l;
-		switch (data[i] % 9) {
+		switch (data[i] % 12) {
 		case 0: /* an honest message */
 			off = xio__chan_alloc(&tx, len ? len : 1);
 			if (off >= 0) {
@@ -129,8 +132,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			break;
 		case 4:
-			if (nheld)
+			if (nheld) {
+				if (rx.loans)
+					rx.loans--;
 				xio__chan_release(&rx, held[--nheld]);
+			}
 			xio__chan_flush(&rx);
 			break;
 		case 5:
@@ -142,6 +148,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 7: /* the peer writes one word anywhere in the metadata */
 			hostile_write(a, a + 2, 1);
+			break;
+		case 9: /* the sender gives its quiet direction back */
+			xio__chan_tx_shrink(&tx);
+			break;
+		case 10: /* the receiver does, the barrier said ok or not */
+			if (xio__chan_rx_shrink_ask(&rx))
+				xio__chan_rx_shrink_finish(&rx, a[2] & 1);
+			break;
+		case 11: /* a write's bracket, and the budget from what the peer says;
+			  * a forged ASK would only make it wait a second, then fail */
+			tx.snd_limit = a[2] & 1 ? 4608u * (a[1] & 3) : 0;
+			xio__chan_tx_budget(&tx);
+			if (atomic_load_explicit(&tx.g.ctl->shrink, memory_order_relaxed) != XIO_SHRINK_ASK) {
+				xio__chan_tx_enter(&tx);
+				xio__chan_tx_leave(&tx);
+			}
+			if (xio__chan_tx_capacity(&tx) > tx.g.buf_bytes)
+				abort();
+			xio__chan_tx_room(&tx);
 			break;
 		case 8:
 			xio__chan_readable(&rx);
