@@ -481,12 +481,16 @@ SCALE_NAMES = {"tcp": "kernel TCP", "uds": "UNIX socket", "xio": "xio"}
 
 def scale_ratios(d, tr, n):
     """speed_vs_tcp: TCP's traffic time over this transport's (higher is
-    faster); mem_vs_tcp: this transport's memory over TCP's (lower is
-    smaller)."""
+    faster); mem_vs_tcp, acct_vs_tcp: this transport's memory over TCP's
+    by either measure (lower is smaller), None when either figure is 0 or
+    less (the machine's noise swallowed it)."""
+    def mem(metric):
+        a, b = d.med("scale", tr, n, metric), d.med("scale", "tcp", n, metric)
+        return ratio(a, b) if a is not None and b is not None and a > 0 and b > 0 else None
     return {
         "speed_vs_tcp": ratio(d.med("scale", "tcp", n, "traffic_ms"), d.med("scale", tr, n, "traffic_ms")),
-        "mem_vs_tcp": ratio(d.med("scale", tr, n, "mem_mib"), d.med("scale", "tcp", n, "mem_mib")),
-        "acct_vs_tcp": ratio(d.med("scale", tr, n, "acct_mib"), d.med("scale", "tcp", n, "acct_mib")),
+        "mem_vs_tcp": mem("mem_mib"),
+        "acct_vs_tcp": mem("acct_mib"),
     }
 
 
@@ -512,9 +516,9 @@ def scale_target(r, target, higher):
 
 
 def scale_mem_target(rm, ra):
-    """The memory target by both measures; a negative ratio (TCP's figure
-    lost in the machine's noise) decides nothing."""
-    cells = [f"{name} {'?' if r is None or r <= 0 else 'met' if r <= SCALE_MEM_TARGET else '**not met**'}"
+    """The memory target by both measures; a ratio that could not be had
+    (a figure lost in the machine's noise) decides nothing."""
+    cells = [f"{name} {'?' if r is None else 'met' if r <= SCALE_MEM_TARGET else '**not met**'}"
              for name, r in (("MemAvailable", rm), ("accounted", ra))]
     return f"≤ {SCALE_MEM_TARGET:g}x: " + ", ".join(cells)
 

@@ -293,5 +293,12 @@ scale_record() {
   elif [ "$TRANSPORT" = tcp ]; then
     SCALE_TCP_MS[$n]=$ms SCALE_TCP_MEM[$n]=$mem SCALE_TCP_ACCT[$n]=$acct
   fi
-  say "scale $n conns $TRANSPORT: connect $(div "$(kv "$c" connect_us)" 1000) ms, traffic $ms ms; memory held $(div "$mem" 1024) MiB, $(div "$mem" "$n") KiB/conn (MemAvailable -$(div $((a0 - a1)) 1024), Shmem +$(div $((s1 - s0)) 1024), hugepages +$(div $((h1 - h0)) 1024) MiB); accounted $(div "$acct" 1024) MiB, $(div "$acct" "$n") KiB/conn (Pss srv $(div "$sp" 1024) / cli $(div "$cp" 1024), socket slab +$(div "$slab" 1024) MiB); RSS srv $(div "$sr" 1024) / cli $(div "$cr" 1024) MiB (peak $(div "$sh" 1024) / $(div "$ch" 1024))$([ "${lo:-0}" -gt 0 ] && echo ", $lo TCP listen overflows")$note$XIO_NOTE"
+  say "scale $n conns $TRANSPORT: connect $(div "$(kv "$c" connect_us)" 1000) ms, traffic $ms ms; memory held $(div "$mem" 1024) MiB, $(div "$mem" "$n") KiB/conn (MemAvailable drop $(div $((a0 - a1)) 1024), Shmem $(scale_signed $((s1 - s0))), hugepages $(scale_signed $((h1 - h0))) MiB); accounted $(div "$acct" 1024) MiB, $(div "$acct" "$n") KiB/conn (Pss srv $(div "$sp" 1024) / cli $(div "$cp" 1024), socket slab $(scale_signed "$slab") MiB); RSS srv $(div "$sr" 1024) / cli $(div "$cr" 1024) MiB (peak $(div "$sh" 1024) / $(div "$ch" 1024))$([ "${lo:-0}" -gt 0 ] && echo ", $lo TCP listen overflows")$note$XIO_NOTE"
+}
+
+# scale_signed KIB: KIB in MiB with its sign ("+1.500", "-0.078"); "?"
+# when empty.
+scale_signed() {
+  [ -n "$1" ] || { echo "?"; return; }
+  awk -v k="$1" 'BEGIN { printf "%+.3f\n", k / 1024 }'
 }
