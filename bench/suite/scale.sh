@@ -288,12 +288,18 @@ scale_record() {
     if [ -n "${SCALE_TCP_MS[$n]:-}" ]; then
       r=$(div "${SCALE_TCP_MS[$n]}" "$ms")
       note=", ${r:-?}x TCP's speed (target >= 1.5x)"
-      note="$note, $(div "$mem" "${SCALE_TCP_MEM[$n]}")x TCP's memory ($(div "$acct" "${SCALE_TCP_ACCT[$n]}")x accounted; target <= 1.5x)"
+      note="$note, $(scale_ratio "$mem" "${SCALE_TCP_MEM[$n]}")x TCP's memory ($(scale_ratio "$acct" "${SCALE_TCP_ACCT[$n]}")x accounted; target <= 1.5x)"
     fi
   elif [ "$TRANSPORT" = tcp ]; then
     SCALE_TCP_MS[$n]=$ms SCALE_TCP_MEM[$n]=$mem SCALE_TCP_ACCT[$n]=$acct
   fi
   say "scale $n conns $TRANSPORT: connect $(div "$(kv "$c" connect_us)" 1000) ms, traffic $ms ms; memory held $(div "$mem" 1024) MiB, $(div "$mem" "$n") KiB/conn (MemAvailable drop $(div $((a0 - a1)) 1024), Shmem $(scale_signed $((s1 - s0))), hugepages $(scale_signed $((h1 - h0))) MiB); accounted $(div "$acct" 1024) MiB, $(div "$acct" "$n") KiB/conn (Pss srv $(div "$sp" 1024) / cli $(div "$cp" 1024), socket slab $(scale_signed "$slab") MiB); RSS srv $(div "$sr" 1024) / cli $(div "$cr" 1024) MiB (peak $(div "$sh" 1024) / $(div "$ch" 1024))$([ "${lo:-0}" -gt 0 ] && echo ", $lo TCP listen overflows")$note$XIO_NOTE"
+}
+
+# scale_ratio A B: A / B, or "?" unless both are above 0 (a memory
+# figure the machine's noise made 0 or less gives no ratio).
+scale_ratio() {
+  if [ "${1:-0}" -gt 0 ] && [ "${2:-0}" -gt 0 ]; then div "$1" "$2"; else echo "?"; fi
 }
 
 # scale_signed KIB: KIB in MiB with its sign ("+1.500", "-0.078"); "?"
