@@ -10,8 +10,8 @@ transport,size,why), and writes:
                ratio_vs_uds of the scenario's headline metric
   results.md   one Markdown table per scenario group
   *.png        one bar chart per group, busyidle's rate against N as lines,
-               crowd's xio/TCP ratios beside the issue's targets (gnuplot,
-               when it is installed)
+               crowd's xio/TCP ratios beside the issue's targets, scale's
+               memory and time against N (gnuplot, when it is installed)
 
 Medians, not means: one round disturbed by the rest of a shared machine
 should not move the figure. p99 columns are the median of the rounds' p99s.
@@ -182,6 +182,15 @@ def write_csv(d, out):
                 r = crowd_ratio(d, scen, size, metric)
                 if r is not None:
                     w.writerow([scen, "xio", size, name, f"{r:.4g}"])
+        # scale: each transport's traffic speed and memory against TCP's
+        # at the same N.
+        for scen, size in d.order:
+            if scen != "scale":
+                continue
+            for tr in ("uds", "xio"):
+                for name, r in scale_ratios(d, tr, size).items():
+                    if r is not None:
+                        w.writerow([scen, tr, size, name, f"{r:.4g}"])
     return path
 
 
@@ -462,6 +471,188 @@ def crowd_table(d, md, notes):
                   "the clients' may have fallen back or left for TCP.\n")
 
 
+# scale (bench/suite/scale.sh): the issue's targets for xio against
+# kernel TCP at the same N: traffic speed at least 1.5x TCP's, memory at
+# most 1.5x TCP's.
+SCALE_SPEED_TARGET = 1.5
+SCALE_MEM_TARGET = 1.5
+SCALE_NAMES = {"tcp": "kernel TCP", "uds": "UNIX socket", "xio": "xio"}
+
+
+def scale_ratios(d, tr, n):
+    """speed_vs_tcp: TCP's traffic time over this transport's (higher is
+    faster); mem_vs_tcp, acct_vs_tcp: this transport's memory over TCP's
+    by either measure (lower is smaller), None when either figure is 0 or
+    less (the machine's noise swallowed it)."""
+    def mem(metric):
+        a, b = d.med("scale", tr, n, metric), d.med("scale", "tcp", n, metric)
+        return ratio(a, b) if a is not None and b is not None and a > 0 and b > 0 else None
+    return {
+        "speed_vs_tcp": ratio(d.med("scale", "tcp", n, "traffic_ms"), d.med("scale", tr, n, "traffic_ms")),
+        "mem_vs_tcp": mem("mem_mib"),
+        "acct_vs_tcp": mem("acct_mib"),
+    }
+
+
+def scale_cell(d, tr, n, notes):
+    """None when the row has figures, else its first cell: FAIL with a note,
+    or "not run"."""
+    if d.med("scale", tr, n, "traffic_ms") is not None:
+        return None
+    f = d.failures.get(("scale", tr, n)) or d.failures.get(("scale", "all", "0"))
+    if not f:
+        return "not run"
+    line = f"scale {n} {tr}: " + "; ".join(f)
+    if line not in notes:
+        notes.append(line)
+    return f"**FAIL** (note {notes.index(line) + 1})"
+
+
+def scale_target(r, target, higher):
+    if r is None:
+        return f"{'≥' if higher else '≤'} {target:g}x"
+    met = r >= target if higher else r <= target
+    return f"{'≥' if higher else '≤'} {target:g}x: {'met' if met else '**not met**'}"
+
+
+def scale_mem_target(rm, ra):
+    """The memory target by both measures; a ratio that could not be had
+    (a figure lost in the machine's noise) decides nothing."""
+    cells = [f"{name} {'?' if r is None else 'met' if r <= SCALE_MEM_TARGET else '**not met**'}"
+             for name, r in (("MemAvailable", rm), ("accounted", ra))]
+    return f"≤ {SCALE_MEM_TARGET:g}x: " + ", ".join(cells)
+
+
+def scale_table(d, md, notes):
+    """N connections each moving 256 KiB, then held: the traffic phase's
+    time and the memory held, per transport, xio's against TCP's beside the
+    issue's targets."""
+    ns = [z for s, z in d.order if s == "scale"]
+    if not ns:
+        return
+    def mib(v):
+        return "–" if v is None else f"{v / 1024:,.1f}"
+
+    md.append("## Many connections, each moving 256 KiB, then held (bench/suite/scale.sh)\n")
+    md.append("One client process (bench/scale.c, CPU 1) opens N connections to one epoll server "
+              "(CPU 0) all at once and waits for every greeting (connect), writes 256 KiB on each in "
+              "64 KiB writes interleaved across the connections and waits for every ack (traffic), "
+              "then holds them all open and silent in epoll_wait; the memory is sampled 2 s into the "
+              "hold.\n")
+    md.append("| N | transport | traffic ms (median) | connect ms | close ms | CPU server ms | "
+              "CPU client ms | speed vs TCP | target | accel_conns srv/cli |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|")
+    for n in ns:
+        label = f"{int(n):,}"
+        for tr in ("tcp", "uds", "xio"):
+            c = scale_cell(d, tr, n, notes)
+            if c is not None:
+                md.append(f"| {label} | {tr} | {c} |" + " |" * 7)
+                label = ""
+                continue
+            r = scale_ratios(d, tr, n)["speed_vs_tcp"] if tr != "tcp" else None
+            acc = (d.med("scale", tr, n, "accel_conns_srv"), d.med("scale", tr, n, "accel_conns_cli"))
+            md.append(f"| {label} | {tr} | {fmt(d.med('scale', tr, n, 'traffic_ms'))} | "
+                      f"{fmt(d.med('scale', tr, n, 'connect_ms'))} | {fmt(d.med('scale', tr, n, 'close_ms'))} | "
+                      f"{fmt(d.med('scale', tr, n, 'cpu_srv_ms'))} | {fmt(d.med('scale', tr, n, 'cpu_cli_ms'))} | "
+                      f"{'–' if r is None else f'{r:.2f}x'} | "
+                      f"{scale_target(r, SCALE_SPEED_TARGET, True) if tr == 'xio' else ''} | "
+                      f"{'–' if None in acc else f'{acc[0]:.0f}/{acc[1]:.0f}'} |")
+            label = ""
+    md.append("\nspeed vs TCP: TCP's traffic time over this row's (higher is faster). CPU: each "
+              "end's user + system time over its whole run.\n")
+    md.append("| N | transport | memory MiB (median) | KiB per connection | vs TCP | accounted MiB | "
+              "KiB per connection | vs TCP | target | MemAvailable drop MiB | Shmem + MiB | "
+              "hugepages MiB | socket slab + MiB | RSS server / client MiB | of it shared MiB | "
+              "Pss server / client MiB | peak RSS server / client MiB | still taken after MiB |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for n in ns:
+        label = f"{int(n):,}"
+        for tr in ("tcp", "uds", "xio"):
+            c = scale_cell(d, tr, n, notes)
+            if c is not None:
+                md.append(f"| {label} | {tr} | {c} |" + " |" * 15)
+                label = ""
+                continue
+            r = scale_ratios(d, tr, n) if tr != "tcp" else {}
+            rm, ra = r.get("mem_vs_tcp"), r.get("acct_vs_tcp")
+            m = {k: d.med("scale", tr, n, k) for k in (
+                "srv_rss_kib", "cli_rss_kib", "srv_shmem_kib", "cli_shmem_kib", "srv_pss_kib", "cli_pss_kib",
+                "srv_hwm_kib", "cli_hwm_kib")}
+            md.append(f"| {label} | {tr} | {fmt(d.med('scale', tr, n, 'mem_mib'))} | "
+                      f"{fmt(d.med('scale', tr, n, 'kib_per_conn'))} | {'–' if rm is None else f'{rm:.2f}x'} | "
+                      f"{fmt(d.med('scale', tr, n, 'acct_mib'))} | "
+                      f"{fmt(d.med('scale', tr, n, 'acct_kib_per_conn'))} | "
+                      f"{'–' if ra is None else f'{ra:.2f}x'} | "
+                      f"{scale_mem_target(rm, ra) if tr == 'xio' else ''} | "
+                      f"{fmt(d.med('scale', tr, n, 'memavail_drop_mib'))} | "
+                      f"{fmt(d.med('scale', tr, n, 'shmem_mib'))} | {fmt(d.med('scale', tr, n, 'huge_mib'))} | "
+                      f"{fmt(d.med('scale', tr, n, 'sock_slab_mib'))} | "
+                      f"{mib(m['srv_rss_kib'])} / {mib(m['cli_rss_kib'])} | "
+                      f"{mib(m['srv_shmem_kib'])} / {mib(m['cli_shmem_kib'])} | "
+                      f"{mib(m['srv_pss_kib'])} / {mib(m['cli_pss_kib'])} | "
+                      f"{mib(m['srv_hwm_kib'])} / {mib(m['cli_hwm_kib'])} | "
+                      f"{fmt(d.med('scale', tr, n, 'left_mib'))} |")
+            label = ""
+    lim = [d.med("scale-limits", "all", "0", k) for k in ("nofile_hard", "monitor_proc_conns", "monitor_uid_conns")]
+    md.append("\nmemory: the MemAvailable drop plus the hugepages taken, from just before the server "
+              "started to 2 s into the hold: everything the N connections held (both ends' private "
+              "memory, shared memory, the kernel's socket memory, the monitor's share), the issue's "
+              "measure; it is the whole machine's figure, so what else ran meanwhile is in it too "
+              "(still taken after, the same drop once both ends had exited, shows how much). "
+              "accounted: both ends' Pss (a page shared by k processes counts 1/k in each) and "
+              "hugepages, the monitor's Pss growth and the growth of the slab caches of sockets, files "
+              "and epoll entries, at the same moment: blind to the rest of the machine (and to kernel "
+              "memory outside those caches). RSS: VmRSS (shared pages count in both ends); peak: "
+              "VmHWM." + (
+                  f" Hard RLIMIT_NOFILE {lim[0]:.0f}; the monitor accelerates at most "
+                  f"{'?' if lim[1] is None else f'{lim[1]:,.0f}'} connections per process and "
+                  f"{'?' if lim[2] is None else f'{lim[2]:,.0f}'} per uid; a row past one FAILs, "
+                  "naming it." if lim[0] is not None else "") + "\n")
+
+
+def scale_chart(d, out, gp):
+    """scale.png: the memory held (both measures) and the traffic phase's
+    time against N, one line per transport (log scales: xio and the kernel
+    may be orders of magnitude apart; a figure of 0 or less, the machine's
+    noise in the MemAvailable drop, is left out)."""
+    ns = sorted({int(z) for s, z in d.order if s == "scale"})
+    panels = []
+    for metric, title, unit in (("mem_mib", "Memory held (MemAvailable drop + hugepages)", "MiB"),
+                                ("acct_mib", "Memory held, accounted (Pss, hugepages, socket slab)", "MiB"),
+                                ("traffic_ms", "Traffic phase: 256 KiB on each of N connections", "ms")):
+        cols = [tr for tr in ("tcp", "uds", "xio") if any(
+            (d.med("scale", tr, str(n), metric) or 0) > 0 for n in ns)]
+        if not cols:
+            continue
+        dat = os.path.join(out, "charts", f"scale-{metric}.dat")
+        with open(dat, "w") as f:
+            f.write("N " + " ".join(cols) + "\n")
+            for n in ns:
+                vals = [d.med("scale", tr, str(n), metric) for tr in cols]
+                f.write(f"{n} " + " ".join("?" if v is None or v <= 0 else f"{v:.6g}" for v in vals) + "\n")
+        plots = ", ".join(f"'{dat}' using 1:{i + 2} with linespoints lw 2 pt 7 title '{SCALE_NAMES[tr]}'"
+                          for i, tr in enumerate(cols))
+        panels += [f"set title '{gp_quote(title)}' noenhanced",
+                   f"set ylabel '{unit} (lower is better)' noenhanced",
+                   f"plot {plots}"]
+    if not panels:
+        return None, None
+    count = sum(1 for p in panels if p.startswith("plot"))
+    png = os.path.join(out, "scale.png")
+    script = "\n".join(gp_png(gp, png, f"{560 * count},480") + [
+        f"set multiplot layout 1,{count} title "
+        "'Many connections (scale): memory and time against N' noenhanced",
+        "set logscale y",
+        "set grid xtics ytics",
+        "set key top left",
+        "set xlabel 'connections N'",
+        "set xtics (" + ", ".join(f"'{x:,}' {x}" for x in ns) + ")",
+        "set offsets graph 0.05, graph 0.05, 0, 0",
+    ] + panels + ["unset multiplot"])
+    return gp_run(gp, script, png)
+
+
 def startup_table(d, md, notes):
     if not any(s == "startup" for s, _ in d.order):
         return
@@ -559,7 +750,7 @@ def charts(d, out):
             made.append(os.path.basename(png))
         else:
             return f"gnuplot failed on {name}: {r.stderr.strip()[:300]}"
-    for chart in (busyidle_chart, crowd_chart):
+    for chart in (busyidle_chart, crowd_chart, scale_chart):
         png, err = chart(d, out, gp)
         if err:
             return err
@@ -673,6 +864,7 @@ def main():
     idle_table(d, md, notes)
     busyidle_table(d, md, notes)
     crowd_table(d, md, notes)
+    scale_table(d, md, notes)
     startup_table(d, md, notes)
     # Failures of whole scenarios (a tool missing) and any not shown above.
     shown = "\n".join(notes)

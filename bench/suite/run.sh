@@ -9,7 +9,7 @@
 #                      [--out DIR] [--csv]
 #
 # Scenarios, in the order they run in each round (one file each here):
-#   pingpong stream shortconn redis nginx memcached idle busyidle crowd startup echo
+#   pingpong stream shortconn redis nginx memcached idle busyidle crowd startup echo scale
 # Output: a folder (default build/bench-results/DATE-TIME) with results.md,
 # results.csv, raw.csv, failures.csv (if any), PNG charts and logs/ (each
 # step's output and counters). Progress, one line per step, on stderr.
@@ -20,7 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../tools/lib.sh"
 . "$here/lib.sh"
 
-ALL_SCENARIOS=(pingpong stream shortconn redis nginx memcached idle busyidle crowd startup echo)
+ALL_SCENARIOS=(pingpong stream shortconn redis nginx memcached idle busyidle crowd startup echo scale)
 
 usage() {
   cat <<EOF
