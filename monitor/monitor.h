@@ -328,6 +328,11 @@ int mon_side_add(struct mon_conn *c, unsigned side, struct mon_proc *p);
 void mon_conn_side_gone(struct monitor *m, struct mon_conn *c, unsigned side,
 			struct mon_proc *p, int crashed);
 void mon_conn_free(struct monitor *m, struct mon_conn *c);
+/* bulk.c: with `hugepages auto`, hugepages only for a server endpoint whose
+ * recent connections each moved 64 MiB or more (learnt as they end). */
+int mon_bulk_wants_huge(const struct xio_ep *server);
+void mon_bulk_learn(const struct monitor *m, const struct mon_conn *c);
+void mon_bulk_clear(void);
 void mon_conn_sweep(struct monitor *m);
 /* Mark the sides whose socket has closed since their last owner died
  * (side_gone); returns the milliseconds until the next look (at a side, or

@@ -190,7 +190,9 @@ static struct mon_conn *conn_decide(struct monitor *m, const struct mon_ckey *k,
 	 * share of them already (limits.c): it gets ordinary pages, as two
 	 * uids do. With none free, `on` fails the segment as before. */
 	int huge = 0;
-	if (same_uid && m->huge) {
+	/* With `auto`, only a service whose connections stream a lot gets
+	 * them (bulk.c): a hugepage is never given back in part. */
+	if (same_uid && (m->huge > 0 || (m->huge < 0 && mon_bulk_wants_huge(&k->server)))) {
 		int h = mon_huge_allowed(m, client->u);
 		huge = h > 0 || (h == 0 && m->huge > 0) ? m->huge : 0;
 	}

@@ -165,6 +165,7 @@ void mon_conn_free(struct monitor *m, struct mon_conn *c)
 	}
 	mon_conn_uncharge(m, c);
 	conn_close_fd(m, c);
+	mon_bulk_learn(m, c);
 	mon_seg_view_unmap(c);
 	if (c->owner_uid) {
 		c->owner_uid->huge_pages -= c->huge_pages;

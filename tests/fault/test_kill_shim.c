@@ -483,7 +483,7 @@ static struct outcome run_case(const struct kcase *k, const char *name, int huge
 	struct outcome out = { 0 };
 	struct peer pv, psv, *both[2];
 	int nconn = k->nconn;
-	t_monitor_start(&mon, "--hugepages", huge ? "auto" : "off", NULL);
+	t_monitor_start(&mon, "--hugepages", huge ? "on" : "off", NULL);
 	struct xio_msg_status st0 = t_monitor_status();
 	int fds0 = t_count_fds(mon.pid);
 	unsigned hp0 = t_hugepages_free_count();

@@ -21,6 +21,13 @@ static void setup_on(void)
 	t_monitor_start(&mon, "--hugepages", "on", NULL);
 }
 
+static void setup_auto(void)
+{
+	if (!t_hugepages_free(4))
+		cr_skip_test("no hugepages reserved: echo 64 > /proc/sys/vm/nr_hugepages");
+	t_monitor_start(&mon, "--hugepages", "auto", NULL);
+}
+
 static void setup_off(void)
 {
 	t_monitor_start(&mon, "--hugepages", "off", NULL);
@@ -33,8 +40,10 @@ static void teardown(void)
 
 TestSuite(hugepages_on, .init = setup_on, .fini = teardown);
 TestSuite(hugepages_off, .init = setup_off, .fini = teardown);
+TestSuite(hugepages_auto, .init = setup_auto, .fini = teardown, .timeout = 60);
 
-#define BYTES (4u << 20)
+/* Bytes each way of one echo: 4 MiB, or what a test sets. */
+static size_t BYTES = 4u << 20;
 
 /* Client: BYTES of pattern out, the same back. */
 static int client_echo(xio_conn *c, void *arg)
@@ -43,23 +52,35 @@ static int client_echo(xio_conn *c, void *arg)
 	char *buf = malloc(BYTES);
 	t_pattern_fill(buf, BYTES, 71, 0);
 	ssize_t r = xio_write(c, buf, BYTES);
-	T_CHECK(r == BYTES, "xio_write: %zd (%s)", r, xio_strerror((int)r));
+	T_CHECK(r == (ssize_t)BYTES, "xio_write: %zd (%s)", r, xio_strerror((int)r));
 	memset(buf, 0, BYTES);
 	r = t_read_full(c, buf, BYTES);
-	T_CHECK(r == BYTES, "read back: %zd (%s)", r, xio_strerror((int)r));
+	T_CHECK(r == (ssize_t)BYTES, "read back: %zd (%s)", r, xio_strerror((int)r));
 	T_CHECK(t_pattern_check(buf, BYTES, 71, 0), "echoed bytes differ");
 	return 0;
 }
 
 /* One accelerated connection echoing BYTES; returns the monitor's counts
  * before and after. */
+static void echo_on(xio_listener *l, struct xio_msg_status *before,
+		    struct xio_msg_status *after);
+
 static void accelerated_echo(struct xio_msg_status *before, struct xio_msg_status *after)
 {
 	xio_listener *l;
 	struct sockaddr_in a = t_loopback(0);
 	int r = xio_listen(&l, (struct sockaddr *)&a, sizeof(a), 4, 0);
 	cr_assert_eq(r, 0, "xio_listen: %s", xio_strerror(r));
-	a = t_loopback(t_listener_port(l));
+	echo_on(l, before, after);
+	xio_listener_close(l);
+}
+
+/* The same through listener l (kept open: one server endpoint). */
+static void echo_on(xio_listener *l, struct xio_msg_status *before,
+		    struct xio_msg_status *after)
+{
+	struct sockaddr_in a = t_loopback(t_listener_port(l));
+	int r;
 	*before = t_monitor_status();
 	pid_t pid = t_fork_client((struct sockaddr *)&a, sizeof(a), 0, 1, client_echo, NULL);
 	xio_conn *c;
@@ -82,7 +103,6 @@ static void accelerated_echo(struct xio_msg_status *before, struct xio_msg_statu
 	int st = t_wait(pid, 10000);
 	cr_assert_eq(st, 0, "client exited with %d (see its stderr)", st);
 	cr_assert_eq(xio_close(c), 0);
-	xio_listener_close(l);
 	*after = t_monitor_settle(1);
 }
 
@@ -118,4 +138,37 @@ Test(hugepages_off, segment_on_small_pages)
 		     (unsigned long long)after.segments_small, free_pages);
 	cr_assert_eq(after.segments_huge, 0, "segments_huge %llu with --hugepages off (free: %d)",
 		     (unsigned long long)after.segments_huge, free_pages);
+}
+
+/* With `--hugepages auto` (the default) a hugepage, which is never given
+ * back in part, goes only to a service that streams a lot: the first
+ * connections to a listener are on ordinary pages; once two of them each
+ * moved 64 MiB or more, the next one is on a hugepage (monitor/bulk.c). */
+Test(hugepages_auto, only_a_streaming_service_earns_hugepages)
+{
+	xio_listener *l;
+	struct sockaddr_in a = t_loopback(0);
+	int r = xio_listen(&l, (struct sockaddr *)&a, sizeof(a), 4, 0);
+	cr_assert_eq(r, 0, "xio_listen: %s", xio_strerror(r));
+	struct xio_msg_status before, after;
+	BYTES = 1u << 20;
+	echo_on(l, &before, &after);
+	cr_assert_eq(after.segments_huge, before.segments_huge, "a small connection took one");
+	BYTES = 40u << 20; /* 80 MiB moved in all */
+	for (int i = 0; i < 2; i++) {
+		echo_on(l, &before, &after);
+		cr_assert_eq(after.segments_huge, before.segments_huge,
+			     "bulk connection %d on a hugepage before the service earned it", i);
+	}
+	BYTES = 1u << 20;
+	echo_on(l, &before, &after);
+	cr_assert_eq(after.segments_huge, before.segments_huge + 1,
+		     "after two bulk connections the next is not on a hugepage (%llu -> %llu)",
+		     (unsigned long long)before.segments_huge,
+		     (unsigned long long)after.segments_huge);
+	xio_listener_close(l);
+	/* A fresh service starts on ordinary pages. */
+	BYTES = 1u << 20;
+	accelerated_echo(&before, &after);
+	cr_assert_eq(after.segments_huge, before.segments_huge, "a new service took one");
 }
