@@ -183,6 +183,7 @@ void psock_unlisten(struct psock *ps)
 static void teardown(struct psock *ps, int fd)
 {
 	xio__epoll_forget(ps);
+	xio__reclaim_forget(ps); /* before its conn is freed: a sweep may look */
 	switch (atomic_load(&ps->kind)) {
 	case PS_CONN:
 		ps->conn->fd = fd; /* still open: the wrapper closes it after us */

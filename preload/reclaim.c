@@ -43,8 +43,6 @@ static void unlink_locked(struct psock *ps)
 		ps->rc_next->rc_prev = ps->rc_prev;
 	ps->rc_next = ps->rc_prev = NULL;
 	atomic_store_explicit(&ps->rc_on, 0, memory_order_relaxed);
-	if (ps->conn)
-		atomic_store_explicit(&ps->conn->mem_dirty, 0, memory_order_relaxed);
 }
 
 /* core's hook: c moved data and is not listed. */
@@ -117,8 +115,10 @@ static void unlock_io(struct psock *ps)
  * off the list until it moves data again. */
 static void settle(struct psock *ps)
 {
-	if (xio__conn_small(ps->conn))
+	if (xio__conn_small(ps->conn)) {
 		unlink_locked(ps);
+		atomic_store_explicit(&ps->conn->mem_dirty, 0, memory_order_relaxed);
+	}
 	unlock_io(ps);
 }
 
@@ -134,8 +134,9 @@ void xio__reclaim_tick(void)
 	int nb = 0;
 	for (struct psock *ps = head, *next; ps; ps = next) {
 		next = ps->rc_next;
-		struct xio_conn *c = ps->conn;
-		if (atomic_load(&ps->kind) != PS_CONN || !c) {
+		/* A socket that left shared memory is done with: its conn is
+		 * not ours to touch (it may be freed under its locks). */
+		if (atomic_load(&ps->kind) != PS_CONN) {
 			unlink_locked(ps);
 			continue;
 		}
@@ -143,6 +144,12 @@ void xio__reclaim_tick(void)
 			continue;
 		if (pthread_mutex_trylock(&ps->rlock) != 0) {
 			pthread_mutex_unlock(&ps->wlock);
+			continue;
+		}
+		struct xio_conn *c = ps->conn;
+		if (atomic_load(&ps->kind) != PS_CONN || !c) {
+			unlink_locked(ps);
+			unlock_io(ps);
 			continue;
 		}
 		uint64_t sig = c->accel ? xio__conn_traffic(c) : 0;

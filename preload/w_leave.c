@@ -48,6 +48,7 @@ static void detach_each(int fd, struct psock *ps, void *arg)
 	(void)arg;
 	if (atomic_load(&ps->kind) != PS_KERNEL || !ps->conn)
 		return;
+	xio__reclaim_forget(ps);
 	pthread_mutex_lock(&ps->rlock);
 	pthread_mutex_lock(&ps->wlock);
 	struct xio_conn *c = ps->conn;
