@@ -145,6 +145,7 @@ int xio_accept(xio_listener *l, xio_conn **out, unsigned flags)
 	c->nonblock = !!(flags & XIO_NONBLOCK);
 	if (atomic_load_explicit(&l->id, memory_order_relaxed))
 		xio__conn_pair_accepted(c);
+	xio__conn_publish_rcvbuf(c, 0);
 	*out = c;
 	return 0;
 }
@@ -209,6 +210,7 @@ int xio_connect(xio_conn **out, const struct sockaddr *addr, socklen_t addrlen, 
 	set_nodelay(fd);
 	c->nonblock = !!(flags & XIO_NONBLOCK);
 	xio__conn_pair_connected(c, intent);
+	xio__conn_publish_rcvbuf(c, 0);
 	*out = c;
 	return 0;
 }

@@ -83,7 +83,8 @@ int xio__chan_tx_init(struct xio_chan_tx *tx, const struct xio_chan_geom *g)
  * for a peer that does not read). It starts over at win_min when the
  * direction is given back after a quiet second (reclaim.c). The budget is
  * the kernel's bound on what one direction holds in flight when the
- * program set both ends' buffers: the sender's SO_SNDBUF plus the
+ * program set both ends' buffers (a receiver not accepted yet counts with
+ * the kernel's initial receive buffer, as an accept queue's socket has): the sender's SO_SNDBUF plus the
  * receiver's SO_RCVBUF (as getsockopt reports them, doubled). With one of
  * them left to autotuning the kernel's bound is its autotuning, which the
  * window follows. A copying write takes what the budget leaves; a
@@ -92,10 +93,12 @@ int xio__chan_tx_init(struct xio_chan_tx *tx, const struct xio_chan_geom *g)
 void xio__chan_tx_budget(struct xio_chan_tx *tx)
 {
 	uint32_t rcv = atomic_load_explicit(&tx->g.ctl->rx_rcvbuf, memory_order_relaxed);
-	if (!tx->snd_limit || !rcv) {
+	if (!tx->snd_limit || rcv == XIO_RCVBUF_AUTO) {
 		tx->budget = 0;
 		return;
 	}
+	if (rcv == 0) /* not accepted yet: the kernel's initial receive buffer */
+		rcv = XIO_WIN_START;
 	uint64_t b = ((uint64_t)tx->snd_limit + rcv) >> tx->g.chunk_shift;
 	tx->budget = b == 0 ? 1 : b > tx->win_max ? tx->win_max : (uint32_t)b;
 }

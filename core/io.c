@@ -423,6 +423,13 @@ void xio__conn_arm(struct xio_conn *c, short events, uint64_t token)
 		xio__conn_take_late(c);
 }
 
+void xio__conn_publish_rcvbuf(struct xio_conn *c, uint32_t rcvbuf)
+{
+	if (c->accel && !c->left)
+		atomic_store_explicit(&c->rx.g.ctl->rx_rcvbuf, rcvbuf ? rcvbuf : XIO_RCVBUF_AUTO,
+				      memory_order_relaxed);
+}
+
 size_t xio__conn_nread(struct xio_conn *c)
 {
 	if (!c->accel || c->rx_raw)

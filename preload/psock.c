@@ -343,9 +343,7 @@ void psock_apply_bufs(struct psock *ps)
 		return;
 	if (ps->snd_set)
 		c->tx.snd_limit = (uint32_t)ps->snd_set;
-	if (ps->rcv_set)
-		atomic_store_explicit(&c->rx.g.ctl->rx_rcvbuf, (uint32_t)ps->rcv_set,
-				      memory_order_relaxed);
+	xio__conn_publish_rcvbuf(c, (uint32_t)ps->rcv_set);
 	xio__chan_tx_budget(&c->tx);
 }
 

@@ -186,13 +186,18 @@ Test(shrink, a_stuck_ask_fails_the_write, .timeout = 10)
 	xio__chan_tx_leave(&tx);
 }
 
-/* SO_SNDBUF plus the receiver's SO_RCVBUF bound what is in flight; with
- * either left to autotuning there is no bound but the window; a
+/* SO_SNDBUF plus the receiver's SO_RCVBUF bound what is in flight (the
+ * kernel's initial one until the receiver attached); with either left to
+ * autotuning there is no bound but the window; a
  * zero-copy message of any size goes when nothing is in flight. */
 Test(shrink, budget_from_both_buffers)
 {
 	static char big[65536];
 	tx.snd_limit = 8192;
+	xio__chan_tx_budget(&tx);
+	cr_assert_eq(tx.budget, (8192 + XIO_WIN_START) / 256,
+		     "a receiver not accepted yet counts with the kernel's initial buffer");
+	atomic_store(&tx.g.ctl->rx_rcvbuf, XIO_RCVBUF_AUTO);
 	xio__chan_tx_budget(&tx);
 	cr_assert_eq(tx.budget, 0, "the receiver's buffer autotunes");
 	atomic_store(&tx.g.ctl->rx_rcvbuf, 8192);

@@ -157,6 +157,11 @@ void xio__conn_after_post(struct xio_conn *c);
  * arrives: the shim's EPOLLET edges. */
 uint64_t xio__conn_event_sig(struct xio_conn *c);
 
+/* Say what the program set as this side's SO_RCVBUF (0: nothing, it
+ * autotunes), for the peer's budget (seg.h, rx_rcvbuf). Called once the
+ * connection is attached, and again whenever the program sets it. */
+void xio__conn_publish_rcvbuf(struct xio_conn *c, uint32_t rcvbuf);
+
 /* Bytes that a read could return now (FIONREAD), and bytes written that
  * the peer has not read yet (SIOCOUTQ; over loopback nothing else is
  * unacknowledged). */

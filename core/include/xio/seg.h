@@ -111,8 +111,10 @@ struct xio_chan_ctl {
 	 * resets the connection instead of ending it. */
 	_Atomic uint32_t rx_left_bell;
 	/* The receiver's SO_RCVBUF as getsockopt reports it, when the program
-	 * set one (0: not set, the buffer follows the traffic): part of what
-	 * the sender may have in flight (chan.c, "budget"). */
+	 * set one; XIO_RCVBUF_AUTO when it did not (the buffer follows the
+	 * traffic); 0 while the receiver has not attached yet (an accept to
+	 * come): part of what the sender may have in flight (chan.c,
+	 * "budget"). */
 	_Atomic uint32_t rx_rcvbuf;
 	/* Giving an idle direction's memory back (reclaim.c): XIO_SHRINK_*.
 	 * Either side may take it from IDLE; the receiver's take is only
@@ -155,6 +157,8 @@ enum { XIO_WAIT_IDLE = 0, XIO_WAIT_ARMED = 1, XIO_WAIT_CLAIMED = 2, XIO_WAIT_LEF
 /* XIO_WAIT_LEFT: the side has left shared memory (leave.c); its word can
  * never be claimed again, so no doorbell byte can land in what is now a
  * plain TCP stream. */
+
+#define XIO_RCVBUF_AUTO 0xffffffffu
 
 /* shrink: nobody is giving the direction's memory back; the receiver
  * asks to (the sender must not start a write until it is decided); the
