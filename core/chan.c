@@ -605,7 +605,7 @@ int xio__chan_tx_enter_slow(struct xio_chan_tx *tx)
 	/* The receiver decides within microseconds (a membarrier and a few
 	 * madvise calls); one that holds the word for a second is broken or
 	 * hostile, and only this connection pays. */
-	for (unsigned i = 0; i < 64 + 1000; i++) {
+	for (unsigned i = 0; i < 4096 + 1000; i++) {
 		uint32_t s = atomic_load_explicit(w, memory_order_acquire);
 		if (s == XIO_SHRINK_IDLE)
 			return 0;
@@ -625,8 +625,10 @@ int xio__chan_tx_enter_slow(struct xio_chan_tx *tx)
 		}
 		if (s != XIO_SHRINK_ASK)
 			break; /* SELF is ours, taken only with writes excluded: forged */
-		if (i >= 64)
+		if (i >= 4096)
 			xio_sys_sleep_ms(1);
+		else if (i >= 64)
+			xio_sys_sched_yield(); /* a batch's give-back takes microseconds */
 	}
 	return tx->err = -EPROTO;
 }

@@ -160,8 +160,9 @@ void xio__reclaim_tick(void)
 			unlock_io(ps);
 			continue;
 		}
-		int ask = 0;
-		xio__conn_quiet_shrink(c, nb < BATCH, &ask);
+		int ask = 0, was_small = c->tx.small;
+		if (xio__conn_quiet_shrink(c, nb < BATCH, &ask) > 0 && !was_small)
+			STAT_ADD(gave_back_tx, 1);
 		if (ask)
 			batch[nb++] = ps; /* locks kept until the barrier is past */
 		else
@@ -170,7 +171,8 @@ void xio__reclaim_tick(void)
 	if (nb) {
 		int ok = xio__reclaim_barrier() == 0;
 		for (int i = 0; i < nb; i++) {
-			xio__chan_rx_shrink_finish(&batch[i]->conn->rx, ok);
+			if (xio__chan_rx_shrink_finish(&batch[i]->conn->rx, ok) > 0)
+				STAT_ADD(gave_back_rx, 1);
 			settle(batch[i]);
 		}
 	}

@@ -207,6 +207,7 @@ struct xio_shim_stats {
 	_Atomic uint64_t accel_conns, fallback_conns;
 	_Atomic uint64_t tx_bytes, rx_bytes, tx_msgs, rx_msgs;
 	_Atomic uint64_t ep_waits, ep_looks, ep_parks, ep_unparks; /* epoll_set.h */
+	_Atomic uint64_t gave_back_tx, gave_back_rx; /* directions given back (reclaim.c) */
 };
 extern struct xio_shim_stats xio_stats;
 void xio__stats_conn_closed(const struct xio_conn *c);

@@ -41,6 +41,8 @@ void xio__stats_reset(void)
 	atomic_store(&xio_stats.ep_looks, 0);
 	atomic_store(&xio_stats.ep_parks, 0);
 	atomic_store(&xio_stats.ep_unparks, 0);
+	atomic_store(&xio_stats.gave_back_tx, 0);
+	atomic_store(&xio_stats.gave_back_rx, 0);
 }
 
 void xio__stats_conn_closed(const struct xio_conn *c)
@@ -101,7 +103,8 @@ static void print_stats(void)
 	int n = snprintf(line, sizeof(line),
 			 "xio-stats pid=%d accel_conns=%llu fallback_conns=%llu tx_bytes=%llu "
 			 "rx_bytes=%llu tx_msgs=%llu rx_msgs=%llu doorbells=%llu left_conns=%llu "
-			 "epoll_waits=%llu epoll_looks=%llu epoll_parks=%llu epoll_unparks=%llu\n",
+			 "epoll_waits=%llu epoll_looks=%llu epoll_parks=%llu epoll_unparks=%llu "
+			 "gave_back_tx=%llu gave_back_rx=%llu\n",
 			 (int)xio_sys_getpid(), (unsigned long long)xio_stats.accel_conns,
 			 (unsigned long long)xio_stats.fallback_conns,
 			 (unsigned long long)xio_stats.tx_bytes,
@@ -110,7 +113,9 @@ static void print_stats(void)
 			 (unsigned long long)xio_stats.rx_msgs, (unsigned long long)doorbells,
 			 (unsigned long long)left_conns, (unsigned long long)xio_stats.ep_waits,
 			 (unsigned long long)xio_stats.ep_looks, (unsigned long long)xio_stats.ep_parks,
-			 (unsigned long long)xio_stats.ep_unparks);
+			 (unsigned long long)xio_stats.ep_unparks,
+			 (unsigned long long)xio_stats.gave_back_tx,
+			 (unsigned long long)xio_stats.gave_back_rx);
 	if (n > 0 && (size_t)n < sizeof(line))
 		emit(line, (size_t)n);
 	errno = saved;
