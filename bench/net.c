@@ -93,8 +93,7 @@ int net_parse(const char *spec, struct net_ep *ep)
 	return 0;
 }
 
-/* Fill a sockaddr for ep; returns its length, or 0 for a bad host. */
-static socklen_t ep_addr(const struct net_ep *ep, struct sockaddr_storage *ss)
+socklen_t net_ep_addr(const struct net_ep *ep, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
 	if (ep->family == AF_UNIX) {
@@ -125,7 +124,7 @@ static void nodelay(int fd)
 int net_listen(const struct net_ep *ep, uint16_t *port)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = ep_addr(ep, &ss);
+	socklen_t len = net_ep_addr(ep, &ss);
 	int fd, one = 1;
 
 	if (!len)
@@ -168,7 +167,7 @@ int net_accept(int lfd, int family)
 int net_connect(const struct net_ep *ep)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = ep_addr(ep, &ss);
+	socklen_t len = net_ep_addr(ep, &ss);
 	int fd, err;
 
 	if (!len)

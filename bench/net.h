@@ -106,4 +106,7 @@ void net_samples_add(struct net_samples *s, uint64_t ns);
 /* Sort, and give p50 and p99 in ns (0 when empty). */
 void net_samples_pct(struct net_samples *s, uint64_t *p50, uint64_t *p99);
 
+/* Fill a sockaddr for ep; returns its length, or 0 for a bad host. */
+socklen_t net_ep_addr(const struct net_ep *ep, struct sockaddr_storage *ss);
+
 #endif /* XIO_BENCH_NET_H */

@@ -155,25 +155,6 @@ static void nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static socklen_t ep_addr(const struct net_ep *ep, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (ep->family == AF_UNIX) {
-		struct sockaddr_un *un = (struct sockaddr_un *)ss;
-
-		un->sun_family = AF_UNIX;
-		memcpy(un->sun_path, ep->path, strlen(ep->path) + 1);
-		return sizeof(*un);
-	}
-	struct sockaddr_in *in = (struct sockaddr_in *)ss;
-
-	in->sin_family = AF_INET;
-	in->sin_port = htons(ep->port);
-	if (inet_pton(AF_INET, ep->host, &in->sin_addr) != 1)
-		return 0;
-	return sizeof(*in);
-}
-
 static void watch(int epfd, int op, int fd, uint32_t events, uint64_t data)
 {
 	struct epoll_event ev = { .events = events, .data.u64 = data };
@@ -750,7 +731,7 @@ static int client(const struct opts *o)
 
 	if (net_parse(o->ep, &cl.ep) < 0)
 		net_die("bad endpoint '%s'", o->ep);
-	cl.alen = ep_addr(&cl.ep, &cl.addr);
+	cl.alen = net_ep_addr(&cl.ep, &cl.addr);
 	if (!cl.alen)
 		net_die("bad IPv4 address '%s'", cl.ep.host);
 	nofile_raise(n + 64, "the client");
