@@ -47,13 +47,15 @@
 # its log, monitor_limit): a row past one FAILs at once, naming it.
 
 SCALE_SAID=""
-SCALE_HOLD=${SCALE_HOLD:-3}
+SCALE_HOLD=${SCALE_HOLD:-3}  # SCALE_HOLD, SCALE_SAMPLE: seconds (env)
 SCALE_SAMPLE=${SCALE_SAMPLE:-2}
 declare -A SCALE_TCP_MS=() SCALE_TCP_MEM=() SCALE_TCP_ACCT=()
 
 sc_scale() {
   local ns=(1000 5000 10000) n t hard soft mproc muid
   [ "$QUICK" = 1 ] && ns=(1000 2500)
+  # SCALE_NS="10000" (space-separated) measures only those N.
+  [ -n "${SCALE_NS:-}" ] && read -r -a ns <<<"$SCALE_NS"
   if [ ! -x "$BUILD/bench/xio-bench-scale" ]; then
     step_begin scale all 0
     fail_step "$BUILD/bench/xio-bench-scale is missing (build first)"
