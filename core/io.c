@@ -361,14 +361,19 @@ static short readiness(struct xio_conn *c)
 	if (peer_done && (c->shut_wr || rx_gone))
 		rev |= POLLHUP;
 	/* Unread by the peer: what we posted less what it says it took (its
-	 * count is only ever compared, for this connection's own readiness). */
-	uint64_t unread =
-		c->st.tx_bytes - atomic_load_explicit(&c->tx.g.ctl->rx_bytes, memory_order_relaxed);
+	 * count is only ever compared, for this connection's own readiness).
+	 * Loaded only when needed: the peer writes that line on every read. */
+	uint64_t cap = xio__chan_tx_capacity(&c->tx) / 3 * 2, unread = 0;
+	uint64_t out = (uint64_t)xio_bufalloc_used(&c->tx.ba) << c->tx.g.chunk_shift;
+	if (c->notsent_lowat || out > cap)
+		unread = c->st.tx_bytes -
+			 atomic_load_explicit(&c->tx.g.ctl->rx_bytes, memory_order_relaxed);
 	int below = !c->notsent_lowat || unread < c->notsent_lowat;
 	/* Room, and as tcp_poll has it, a third of what may be in flight
 	 * free: a writer woken for a few freed bytes would only fill them and
-	 * sleep again. */
-	int third = unread <= xio__chan_tx_capacity(&c->tx) / 3 * 2;
+	 * sleep again. What is out (returns not taken back included) is never
+	 * less than what is unread, so below two thirds of it needs no look. */
+	int third = out <= cap || unread <= cap;
 	if (err || c->shut_wr || rx_gone || c->kernel_eof ||
 	    (below && third && xio__chan_tx_room(&c->tx)))
 		rev |= POLLOUT | POLLWRNORM;
