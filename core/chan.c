@@ -174,7 +174,7 @@ int64_t xio__chan_alloc(struct xio_chan_tx *tx, uint32_t len)
 	if (unlikely(len == 0 || len > tx->g.max_msg))
 		return -EMSGSIZE;
 	uint32_t k = (len + (1u << tx->g.chunk_shift) - 1) >> tx->g.chunk_shift;
-	if (tx->ba.used == 0 && tx->snd_limit)
+	if (unlikely(tx->snd_limit) && tx->ba.used == 0)
 		xio__chan_tx_budget(tx); /* the receiver's SO_RCVBUF may be new */
 	/* A whole message past the budget only when nothing is in flight. */
 	int64_t c = budget_left(tx) >= k || tx->ba.used == 0 ? xio_bufalloc_get(&tx->ba, k)
@@ -197,8 +197,12 @@ int64_t xio__chan_alloc(struct xio_chan_tx *tx, uint32_t len)
 
 static inline uint32_t tx_room(const struct xio_chan_tx *tx)
 {
-	uint32_t room = xio_bufalloc_max_contig(&tx->ba), b = budget_left(tx);
-	return room < b ? room : b;
+	uint32_t room = xio_bufalloc_max_contig(&tx->ba);
+	if (unlikely(tx->budget)) {
+		uint32_t b = budget_left(tx);
+		return room < b ? room : b;
+	}
+	return room;
 }
 
 uint64_t xio__chan_tx_capacity(const struct xio_chan_tx *tx)
@@ -224,7 +228,7 @@ int64_t xio__chan_alloc_upto(struct xio_chan_tx *tx, uint32_t len, uint32_t *got
 	if (len > tx->g.max_msg)
 		len = tx->g.max_msg;
 	uint32_t want = (len + (1u << tx->g.chunk_shift) - 1) >> tx->g.chunk_shift;
-	if (tx->ba.used == 0 && tx->snd_limit)
+	if (unlikely(tx->snd_limit) && tx->ba.used == 0)
 		xio__chan_tx_budget(tx); /* the receiver's SO_RCVBUF may be new */
 	uint32_t room = tx_room(tx);
 	if (room < want) {

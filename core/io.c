@@ -246,8 +246,8 @@ ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt,
 
 /* --- writing ------------------------------------------------------------ */
 
-static ssize_t ring_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt,
-			   unsigned fl);
+static inline __attribute__((always_inline)) ssize_t
+ring_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl);
 
 ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl)
 {
@@ -266,7 +266,8 @@ ssize_t xio__conn_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt
 	return r;
 }
 
-static ssize_t ring_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl)
+static inline __attribute__((always_inline)) ssize_t
+ring_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl)
 {
 	size_t done = 0, want = iov_total(iov, iovcnt);
 	int i = 0;
