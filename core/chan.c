@@ -83,12 +83,13 @@ int xio__chan_tx_init(struct xio_chan_tx *tx, const struct xio_chan_geom *g)
  * for a peer that does not read). It starts over at win_min when the
  * direction is given back after a quiet second (reclaim.c). The budget is
  * the kernel's bound on what one direction holds in flight when the
- * program set both ends' buffers (a receiver not accepted yet counts with
- * the kernel's initial receive buffer, as an accept queue's socket has): the sender's SO_SNDBUF plus the
- * receiver's SO_RCVBUF (as getsockopt reports them, doubled). With one of
- * them left to autotuning the kernel's bound is its autotuning, which the
- * window follows. A copying write takes what the budget leaves; a
- * zero-copy message of any size goes when nothing is in flight.
+ * program set both ends' buffers: the sender's SO_SNDBUF plus the
+ * receiver's SO_RCVBUF (as getsockopt reports them, doubled; a receiver
+ * not accepted yet counts with the kernel's initial receive buffer, as a
+ * socket in the accept queue has it). With one of them left to autotuning
+ * the kernel's bound is its autotuning, which the window follows. A
+ * copying write takes what the budget leaves; a zero-copy message of any
+ * size goes when nothing is in flight.
  */
 void xio__chan_tx_budget(struct xio_chan_tx *tx)
 {
