@@ -407,8 +407,11 @@ void xio__chan_release(struct xio_chan_rx *rx, uint32_t off)
 {
 	/* The flush may have claimed a sleeping sender's wake-up (cleared its
 	 * tx_waiting): keep the debt, the next xio__chan_flush() reports it. */
-	if (rx->nrel == XIO_RX_BURST && xio__chan_flush(rx) > 0)
-		rx->ring_due = 1;
+	if (rx->nrel == XIO_RX_BURST) {
+		if (xio__chan_flush(rx) > 0)
+			rx->ring_due = 1;
+		rx->look_again = 1; /* the read's count is not published yet */
+	}
 	if (rx->nrel < XIO_RX_BURST)
 		rx->rel[rx->nrel++] = off;
 }
@@ -417,8 +420,16 @@ int xio__chan_flush(struct xio_chan_rx *rx)
 {
 	int due = rx->ring_due;
 	rx->ring_due = 0;
-	if (rx->nrel == 0)
+	if (rx->nrel == 0 && !rx->look_again)
 		return due;
+	rx->look_again = 0;
+	if (rx->nrel == 0) {
+		/* Returns went out in the middle of a read (release, above),
+		 * before its count: a sender that looked then may have armed
+		 * and gone to sleep on the old count. Look for it again. */
+		atomic_thread_fence(memory_order_seq_cst);
+		return xio__wait_claim_batched(&rx->g.ctl->tx_waiting, &rx->g.ctl->tx_token) || due;
+	}
 	struct xio_spsc q = free_q(&rx->g, &rx->free_prod);
 	int64_t n = xio_spsc_enqueue(&q, rx->rel, rx->nrel, 0);
 	if (unlikely(n != (int64_t)rx->nrel)) {

@@ -222,13 +222,17 @@ ssize_t xio__conn_readv(struct xio_conn *c, const struct iovec *iov, int iovcnt,
 		ssize_t r = rx_copy(c, iov, iovcnt, got, fl);
 		if (r > 0) {
 			if (!(fl & XIO_IO_PEEK)) {
-				xio__conn_after_release(c);
+				/* The count before the returns and their doorbell: a
+				 * sender woken by it decides POLLOUT by this count
+				 * (readiness(), a third free), and would otherwise
+				 * sleep again on the old one with nobody to wake it. */
 				c->st.rx_bytes += (uint64_t)r;
 				c->st.rx_msgs++;
 				atomic_store_explicit(&c->rx.g.ctl->rx_bytes, c->st.rx_bytes,
 						      memory_order_relaxed);
 				atomic_store_explicit(&c->rx.g.ctl->rx_msgs, c->st.rx_msgs,
 						      memory_order_relaxed);
+				xio__conn_after_release(c);
 			}
 			got += (size_t)r;
 			xio__conn_mem_note(c);

@@ -70,6 +70,8 @@ struct xio_chan_rx {
 	uint32_t data_cons, free_prod;       /* private ring indices (spsc.h) */
 	int ring_due; /* a flush inside release() owes the sender a doorbell */
 	uint32_t loans; /* messages taken whole (xio__chan_next), not released */
+	int look_again; /* returns went out mid-read: the next flush looks for a
+			 * sleeping sender even with nothing to return */
 	int err;
 };
 
