@@ -35,6 +35,7 @@ void xio__chan_geom(struct xio_chan_geom *g, void *base, const struct xio_seg_pa
 	g->max_msg = p->max_msg;
 	g->slots = p->ring_slots;
 	g->huge = (p->flags & XIO_SEG_F_HUGE) != 0;
+	g->win_start = p->win_start ? p->win_start : XIO_WIN_START;
 }
 
 /* The four ring sides of a direction, with this process's constants and
@@ -63,10 +64,10 @@ int xio__chan_tx_init(struct xio_chan_tx *tx, const struct xio_chan_geom *g)
 	tx->data_prod = tx->free_cons = 0;
 	tx->seq = 0;
 	tx->err = 0;
-	/* The window starts at XIO_WIN_START, never below one largest
-	 * message, never past the area. */
+	/* The window starts at buffer-start (XIO_WIN_START by default), never
+	 * below one largest message, never past the area. */
 	uint32_t area = g->buf_bytes >> g->chunk_shift, unit = 1u << g->chunk_shift;
-	uint32_t start = XIO_WIN_START > g->max_msg ? XIO_WIN_START : g->max_msg;
+	uint32_t start = g->win_start > g->max_msg ? g->win_start : g->max_msg;
 	tx->win_max = area;
 	tx->win_min = (start + unit - 1) / unit < area ? (start + unit - 1) / unit : area;
 	tx->budget = tx->snd_limit = tx->unposted = 0;

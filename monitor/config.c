@@ -34,7 +34,8 @@ struct parser {
 	size_t rules_cap;           /* allocated length of cfg.rules */
 	/* Line and token of each setting seen, for duplicates and for the
 	 * segment-size/max-msg check that can only run at the end. */
-	unsigned seg_line, msg_line, huge_line, default_line;
+	unsigned seg_line, msg_line, huge_line, default_line, start_line;
+	const char *start_tok;
 	unsigned limit_line[8]; /* the limit-* settings, in limit_keywords order */
 	const char *seg_tok, *msg_tok;
 };
@@ -189,6 +190,23 @@ static int kw_max_msg(struct parser *p, const char *kw)
 		return fail(p, "max-msg must be a power of two from 4K to 1M", val);
 	p->cfg.max_msg = v;
 	p->msg_tok = val;
+	return expect_end(p);
+}
+
+static int kw_buffer_start(struct parser *p, const char *kw)
+{
+	char *val;
+	uint64_t v;
+	int r;
+
+	if ((r = once(p, &p->start_line, kw)) || (r = take_value(p, kw, &val)))
+		return r;
+	if (parse_size(val, &v))
+		return fail(p, "bad size", val);
+	if (!is_pow2_between(v, 16 * KIB, 512 * MIB))
+		return fail(p, "buffer-start must be a power of two from 16K to 512M", val);
+	p->cfg.buffer_start = (uint32_t)v;
+	p->start_tok = val;
 	return expect_end(p);
 }
 
@@ -483,6 +501,7 @@ static const struct keyword {
 } keywords[] = {
 	{ "segment-size", kw_segment_size },
 	{ "max-msg", kw_max_msg },
+	{ "buffer-start", kw_buffer_start },
 	{ "hugepages", kw_hugepages },
 	{ "default", kw_default },
 	{ "limit-process-listeners", kw_limit },
@@ -537,6 +556,10 @@ static int parse_lines(struct parser *p, char *buf)
  */
 static int check_sizes(struct parser *p)
 {
+	if (p->start_line && p->cfg.buffer_start > p->cfg.segment_size / 2) {
+		p->line = p->start_line;
+		return fail(p, "buffer-start exceeds segment-size/2", p->start_tok);
+	}
 	if (p->cfg.max_msg <= p->cfg.segment_size / 8)
 		return 0;
 	if (!p->msg_line) {
@@ -556,6 +579,7 @@ void xio_config_defaults(struct xio_config *cfg)
 	*cfg = (struct xio_config){
 		.segment_size = 2 * MIB,
 		.max_msg = 64 * KIB,
+		.buffer_start = 128 * KIB,
 		.hugepages = XIO_HUGE_AUTO,
 		.default_allow = 1,
 		.limit_process_listeners = 1024,

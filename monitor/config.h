@@ -68,6 +68,7 @@ struct xio_acl_rule {
 struct xio_config {
 	size_t segment_size;        /* bytes per connection segment, default 2 MiB (2097152) */
 	uint32_t max_msg;           /* largest single message/descriptor, default 65536 */
+	uint32_t buffer_start;      /* a direction's window at first and after idling, default 128K */
 	enum xio_hugepages_mode hugepages; /* default XIO_HUGE_AUTO */
 	int default_allow;          /* 1 unless "default deny" */
 	/* Most a process / all processes of one uid may hold at once:

@@ -408,6 +408,7 @@ int main(int argc, char **argv)
 		xio_config_free(&m.cfg);
 		return 2;
 	}
+	m.params.win_start = m.cfg.buffer_start;
 	if (check_only) {
 		printf("configuration ok: %zu rule(s), segment %zu bytes, %u chunks of %u per "
 		       "direction\n",

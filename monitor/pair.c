@@ -73,6 +73,8 @@ static int reply_attach(struct monitor *m, struct mon_proc *p, uint32_t seq, str
 		a.conn_id = c->id;
 		a.side = side;
 		a.params = m->params;
+		if (c->huge) /* the endpoints give nothing back of a hugepage (chan.c) */
+			a.params.flags |= XIO_SEG_F_HUGE;
 		c->decided[side] = 1;
 		if (side == 1)
 			mon_conn_uncharge(m, c);

@@ -127,6 +127,23 @@ Test(config, max_msg_bounds)
 	cr_assert_eq(cfg.max_msg, 262144);
 }
 
+/* buffer-start: the window a connection's direction starts with (issue
+ * 17), 128K by default, a power of two from 16K to half the segment; a
+ * bad value names its token and line. */
+Test(config, buffer_start)
+{
+	parse_ok("");
+	cr_assert_eq(cfg.buffer_start, 131072);
+	parse_ok("buffer-start 16K\n");
+	cr_assert_eq(cfg.buffer_start, 16384);
+	parse_ok("segment-size 4M\nbuffer-start 2M\n");
+	cr_assert_eq(cfg.buffer_start, 2097152);
+	parse_err("buffer-start 24K\n", ":1:", "24K", "power of two");
+	parse_err("buffer-start 8K\n", ":1:", "8K", "power of two");
+	parse_err("\nbuffer-start 2M\n", ":2:", "2M", "exceeds segment-size/2");
+	parse_err("buffer-start 64K\nbuffer-start 64K\n", ":2:", "buffer-start", "duplicate");
+}
+
 /* hugepages takes auto, on and off. */
 Test(config, hugepages_modes)
 {

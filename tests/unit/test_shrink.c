@@ -215,3 +215,22 @@ Test(shrink, budget_from_both_buffers)
 	/* With nothing in flight a whole largest message goes (zero copy). */
 	cr_assert(xio__chan_alloc(&tx, sizeof(big)) >= 0);
 }
+
+/* The monitor's buffer-start (params.win_start) sets where a window
+ * starts, never below one largest message. */
+Test(shrink, window_start_from_the_monitor)
+{
+	struct xio_chan_geom g;
+	struct xio_chan_tx t;
+	struct xio_seg_params p = seg.p;
+	p.win_start = 256 << 10;
+	xio__chan_geom(&g, seg.a, &p, &seg.l, 1);
+	cr_assert_eq(xio__chan_tx_init(&t, &g), 0);
+	cr_assert_eq(t.ba.n, (256u << 10) / 256);
+	xio__chan_tx_fini(&t);
+	p.win_start = 16 << 10; /* below max-msg (64K): one largest message */
+	xio__chan_geom(&g, seg.a, &p, &seg.l, 1);
+	cr_assert_eq(xio__chan_tx_init(&t, &g), 0);
+	cr_assert_eq(t.ba.n, seg.p.max_msg / 256);
+	xio__chan_tx_fini(&t);
+}

@@ -35,10 +35,12 @@ struct xio_chan_geom {
 	uint32_t max_msg;
 	uint32_t slots;
 	int huge; /* on hugepages: nothing is given back (reclaim.c) */
+	uint32_t win_start; /* bytes the window starts at (params.win_start) */
 };
 
 /* The window a direction starts with (and starts over with after it was
- * idle), in bytes: the kernel's initial receive buffer (tcp_rmem[1]). */
+ * idle), in bytes, unless the monitor's buffer-start says otherwise: the
+ * kernel's initial receive buffer (tcp_rmem[1]). */
 #define XIO_WIN_START (128u * 1024u)
 
 struct xio_chan_tx {

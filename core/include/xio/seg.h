@@ -44,7 +44,8 @@ struct xio_seg_params {
 	uint32_t ring_slots; /* entries of each ring, power of two > buf_chunks */
 	uint32_t max_msg;    /* largest payload of one descriptor */
 	uint32_t flags;      /* XIO_SEG_F_* */
-	uint32_t reserved;
+	uint32_t win_start;  /* bytes a direction's window starts at (0: XIO_WIN_START);
+			      * the config's buffer-start */
 };
 
 #define XIO_SEG_F_HUGE 0x1u /* backed by hugepages (informational) */
