@@ -11,6 +11,8 @@
  * without ever waiting for a lock: a connection whose traffic count has
  * not changed for QUIET_NS gives its sending direction back, and its
  * receiving one after one membarrier for the whole batch (core/reclaim.c).
+ * Each tick is bounded (VISITS, BATCH) and goes on where the last one
+ * stopped, a millisecond later, so a sleep is never held up long.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -19,11 +21,14 @@
 #include "shim.h"
 
 #define SWEEP_NS 250000000ll
+#define MORE_NS 1000000ll /* the rest of a sweep that stopped on its bounds */
 #define QUIET_NS 1000000000ll
-#define BATCH 64
+#define BATCH 32   /* give-backs a tick (two or three madvise calls each) */
+#define VISITS 512 /* listed connections looked at a tick */
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct psock *head;
+static struct psock *cursor; /* where the next tick goes on (NULL: the head) */
 static _Atomic int64_t due_ns; /* the next sweep; 0: the list is empty */
 
 static int64_t now_ns(void)
@@ -35,6 +40,8 @@ static int64_t now_ns(void)
 
 static void unlink_locked(struct psock *ps)
 {
+	if (cursor == ps)
+		cursor = ps->rc_next;
 	if (ps->rc_prev)
 		ps->rc_prev->rc_next = ps->rc_next;
 	else
@@ -89,6 +96,7 @@ void xio__reclaim_after_fork(void)
 	pthread_mutex_init(&mu, NULL); /* only this thread exists */
 }
 
+
 int64_t xio__reclaim_due_ns(void)
 {
 	return atomic_load_explicit(&due_ns, memory_order_relaxed);
@@ -122,6 +130,38 @@ static void settle(struct psock *ps)
 	unlock_io(ps);
 }
 
+/* One listed connection, its locks held: 1 if its receiving direction is
+ * asked for (the locks stay held until the batch's barrier is past), else
+ * 0 with the locks released. *gives counts the give-backs tried. */
+static int visit(struct psock *ps, int64_t now, int may_ask, int *gives)
+{
+	struct xio_conn *c = ps->conn;
+	if (atomic_load(&ps->kind) != PS_CONN || !c) {
+		unlink_locked(ps);
+		unlock_io(ps);
+		return 0;
+	}
+	uint64_t sig = c->accel ? xio__conn_traffic(c) : 0;
+	if (sig != ps->rc_sig || now - ps->rc_since < QUIET_NS) {
+		if (sig != ps->rc_sig)
+			ps->rc_since = now;
+		ps->rc_sig = sig;
+		unlock_io(ps);
+		return 0;
+	}
+	int ask = 0, was_small = c->tx.small;
+	if (xio__conn_quiet_shrink(c, may_ask, &ask) > 0 && !was_small) {
+		STAT_ADD(gave_back_tx, 1);
+		(*gives)++;
+	}
+	if (ask) {
+		(*gives)++;
+		return 1;
+	}
+	settle(ps);
+	return 0;
+}
+
 void xio__reclaim_tick(void)
 {
 	int64_t due = xio__reclaim_due_ns();
@@ -130,44 +170,29 @@ void xio__reclaim_tick(void)
 	int64_t now = now_ns();
 	if (now < due || pthread_mutex_trylock(&mu) != 0)
 		return; /* not yet, or another thread is at it */
+	/* Bounded: VISITS entries and BATCH give-backs a tick, from where the
+	 * last tick stopped, so that a thread about to sleep spends at most a
+	 * few milliseconds here however many connections wait (an event that
+	 * comes meanwhile waits for it); the rest follows a millisecond later. */
 	struct psock *batch[BATCH];
-	int nb = 0;
-	for (struct psock *ps = head, *next; ps; ps = next) {
-		next = ps->rc_next;
-		/* A socket that left shared memory is done with: its conn is
-		 * not ours to touch (it may be freed under its locks). */
+	int nb = 0, gives = 0, visits = 0;
+	struct psock *ps = cursor ? cursor : head;
+	while (ps && visits < VISITS && gives < BATCH) {
+		struct psock *next = ps->rc_next; /* only ps may leave the list here */
+		visits++;
 		if (atomic_load(&ps->kind) != PS_CONN) {
+			/* Left shared memory: its conn is not ours to touch
+			 * (it may be freed under its locks). */
 			unlink_locked(ps);
-			continue;
+		} else if (pthread_mutex_trylock(&ps->wlock) == 0) {
+			if (pthread_mutex_trylock(&ps->rlock) != 0)
+				pthread_mutex_unlock(&ps->wlock);
+			else if (visit(ps, now, nb < BATCH, &gives))
+				batch[nb++] = ps;
 		}
-		if (pthread_mutex_trylock(&ps->wlock) != 0)
-			continue;
-		if (pthread_mutex_trylock(&ps->rlock) != 0) {
-			pthread_mutex_unlock(&ps->wlock);
-			continue;
-		}
-		struct xio_conn *c = ps->conn;
-		if (atomic_load(&ps->kind) != PS_CONN || !c) {
-			unlink_locked(ps);
-			unlock_io(ps);
-			continue;
-		}
-		uint64_t sig = c->accel ? xio__conn_traffic(c) : 0;
-		if (sig != ps->rc_sig || now - ps->rc_since < QUIET_NS) {
-			if (sig != ps->rc_sig)
-				ps->rc_since = now;
-			ps->rc_sig = sig;
-			unlock_io(ps);
-			continue;
-		}
-		int ask = 0, was_small = c->tx.small;
-		if (xio__conn_quiet_shrink(c, nb < BATCH, &ask) > 0 && !was_small)
-			STAT_ADD(gave_back_tx, 1);
-		if (ask)
-			batch[nb++] = ps; /* locks kept until the barrier is past */
-		else
-			settle(ps);
+		ps = next;
 	}
+	cursor = ps; /* NULL: the next tick starts at the head */
 	if (nb) {
 		int ok = xio__reclaim_barrier() == 0;
 		for (int i = 0; i < nb; i++) {
@@ -176,6 +201,7 @@ void xio__reclaim_tick(void)
 			settle(batch[i]);
 		}
 	}
-	atomic_store_explicit(&due_ns, head ? now + SWEEP_NS : 0, memory_order_relaxed);
+	int64_t next_due = cursor || gives >= BATCH ? now + MORE_NS : now + SWEEP_NS;
+	atomic_store_explicit(&due_ns, head ? next_due : 0, memory_order_relaxed);
 	pthread_mutex_unlock(&mu);
 }
