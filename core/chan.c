@@ -602,6 +602,8 @@ int xio__chan_tx_shrink(struct xio_chan_tx *tx)
 	int quiet = r >= 0 && tx->ba.used == 0 && tx->unposted == 0;
 	if (quiet && s == XIO_SHRINK_IDLE)
 		punch_direction(&tx->g, 0, 0); /* nothing in flight: no live entry */
+	else if (quiet && !tx->g.huge) /* DONE: the receiver kept the page of */
+		punch_free_ring(&tx->g, 0, 0); /* our returns, all taken back now */
 	if (quiet) {
 		xio_bufalloc_reset(&tx->ba, tx->win_min);
 		tx->small = 1;

@@ -12,7 +12,7 @@
  * not changed for QUIET_NS gives its sending direction back, and its
  * receiving one after one membarrier for the whole batch (core/reclaim.c).
  * Each tick is bounded (VISITS, BATCH) and goes on where the last one
- * stopped, a millisecond later, so a sleep is never held up long.
+ * stopped, 200 microseconds later, so a sleep is never held up long.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,9 +21,9 @@
 #include "shim.h"
 
 #define SWEEP_NS 250000000ll
-#define MORE_NS 1000000ll /* the rest of a sweep that stopped on its bounds */
+#define MORE_NS 200000ll /* the rest of a sweep that stopped on its bounds */
 #define QUIET_NS 1000000000ll
-#define BATCH 32   /* give-backs a tick (two or three madvise calls each) */
+#define BATCH 64   /* give-backs a tick (two or three madvise calls each) */
 #define VISITS 512 /* listed connections looked at a tick */
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -173,7 +173,7 @@ void xio__reclaim_tick(void)
 	/* Bounded: VISITS entries and BATCH give-backs a tick, from where the
 	 * last tick stopped, so that a thread about to sleep spends at most a
 	 * few milliseconds here however many connections wait (an event that
-	 * comes meanwhile waits for it); the rest follows a millisecond later. */
+	 * comes meanwhile waits for it); the rest follows 200 µs later. */
 	struct psock *batch[BATCH];
 	int nb = 0, gives = 0, visits = 0;
 	struct psock *ps = cursor ? cursor : head;

@@ -234,3 +234,31 @@ Test(shrink, window_start_from_the_monitor)
 	cr_assert_eq(t.ba.n, seg.p.max_msg / 256);
 	xio__chan_tx_fini(&t);
 }
+
+/* The receiver gives back a sleeping sender's direction but keeps the
+ * page of returns the sender has not taken back; the sender's own sweep
+ * later finds DONE, takes them back and gives that page back too. */
+Test(shrink, sender_settles_a_receivers_give_back)
+{
+	static char buf[256], sink[256];
+	memset(buf, 'r', sizeof(buf));
+	for (int i = 0; i < 300; i++) { /* many small messages: many returns */
+		int64_t off = xio__chan_alloc(&tx, sizeof(buf));
+		cr_assert(off >= 0);
+		memcpy(xio__chan_tx_ptr(&tx, (uint32_t)off), buf, sizeof(buf));
+		cr_assert_eq(xio__chan_post(&tx, (uint32_t)off, sizeof(buf)), 0);
+	}
+	while (xio__chan_read(&rx, sink, sizeof(sink)) > 0)
+		;
+	xio__chan_flush(&rx);
+	atomic_store(&tx.g.ctl->tx_mb, 1);
+	cr_assert_eq(xio__chan_rx_shrink_ask(&rx), 1);
+	cr_assert_eq(xio__chan_rx_shrink_finish(&rx, 1), 1);
+	size_t kept = resident_pages();
+	cr_assert_leq(kept, 5, "%zu pages after the receiver's give-back", kept);
+	cr_assert_eq(xio__chan_tx_shrink(&tx), 1);
+	size_t after = resident_pages();
+	cr_assert_leq(after, 4, "%zu pages after the sender settled it (were %zu)", after, kept);
+	cr_assert_eq(atomic_load(&tx.g.ctl->shrink), XIO_SHRINK_IDLE);
+	cr_assert_eq(tx.ba.n, tx.win_min);
+}
