@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "attack.h"
+#include "peer_report.h"
 #include "xio/conn.h"
 
 #define UID_HONEST 1004
@@ -99,23 +100,6 @@ enum { HOLDER, HONEST, FLOOD, FORGE, RING, ONE_WORD };
 
 /* --- in the children ---------------------------------------------------- */
 
-static void say(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(int fd, const char *fmt, ...)
-{
-	char line[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if (n > (int)sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
-	line[n++] = '\n';
-	if (write(fd, line, (size_t)n) < 0)
-		_exit(3);
-}
-
 /* The next command byte; 'x' when the test is gone (end of file). */
 static char command(int fd)
 {
@@ -164,16 +148,16 @@ static int holder(struct peer_arg *a)
 	for (int i = 0; i < N_IDLE; i++) {
 		int r = connect_victim(a, &cs[i]);
 		if (r < 0) {
-			say(a->rep, "fail connect %d: %s", i, strerror(-r));
+			peer_say(a->rep, "fail connect %d: %s", i, strerror(-r));
 			return 1;
 		}
 		if ((r = round_trip(cs[i], 1, (uint64_t)i)) < 0) {
-			say(a->rep, "fail first round trip %d: %s", i, strerror(-r));
+			peer_say(a->rep, "fail first round trip %d: %s", i, strerror(-r));
 			return 1;
 		}
 		accel += xio_conn_is_accelerated(cs[i]);
 	}
-	say(a->rep, "held %d accel %d ms %llu", N_IDLE, accel,
+	peer_say(a->rep, "held %d accel %d ms %llu", N_IDLE, accel,
 	    (unsigned long long)((now_us() - t0) / 1000));
 	char c;
 	while ((c = command(a->cmd)) != 'x') {
@@ -181,7 +165,7 @@ static int holder(struct peer_arg *a)
 		int ok = 0, tried = 0;
 		for (int i = 0; i < N_IDLE; i += 20, tried++)
 			ok += round_trip(cs[i], 1, (uint64_t)i + 7) == 0;
-		say(a->rep, "checked %d ok %d", tried, ok);
+		peer_say(a->rep, "checked %d ok %d", tried, ok);
 	}
 	for (int i = 0; i < N_IDLE; i++)
 		xio_close(cs[i]);
@@ -201,7 +185,7 @@ static int honest(struct peer_arg *a, xio_conn *c)
 			int r = round_trip(c, RT_SIZE, seq++);
 			uint64_t dt = now_us() - t0;
 			if (r < 0) {
-				say(a->rep, "fail round trip %d of %d: %s", done, n, strerror(-r));
+				peer_say(a->rep, "fail round trip %d of %d: %s", done, n, strerror(-r));
 				return 1;
 			}
 			maxus = dt > maxus ? dt : maxus;
@@ -209,7 +193,7 @@ static int honest(struct peer_arg *a, xio_conn *c)
 			if (cmd == 'r')
 				usleep(RT_GAP_US);
 		}
-		say(a->rep, "rt %d maxus %llu avgus %llu", done, (unsigned long long)maxus,
+		peer_say(a->rep, "rt %d maxus %llu avgus %llu", done, (unsigned long long)maxus,
 		    (unsigned long long)(sumus / (uint64_t)done));
 	}
 	return 0;
@@ -359,14 +343,14 @@ static int peer_main(void *arg)
 	xio_conn *c;
 	int r = connect_victim(a, &c);
 	if (r < 0) {
-		say(a->rep, "fail connect: %s", strerror(-r));
+		peer_say(a->rep, "fail connect: %s", strerror(-r));
 		return 1;
 	}
 	if ((r = round_trip(c, RT_SIZE, 1)) < 0) {
-		say(a->rep, "fail first round trip: %s", strerror(-r));
+		peer_say(a->rep, "fail first round trip: %s", strerror(-r));
 		return 1;
 	}
-	say(a->rep, "ready accel %d", xio_conn_is_accelerated(c));
+	peer_say(a->rep, "ready accel %d", xio_conn_is_accelerated(c));
 	if (a->kind == HONEST) {
 		r = honest(a, c);
 		xio_close(c);
@@ -383,7 +367,7 @@ static int peer_main(void *arg)
 		n = one_word(c);
 	else
 		n = ring(c, end);
-	say(a->rep, "done %llu", (unsigned long long)n);
+	peer_say(a->rep, "done %llu", (unsigned long long)n);
 	command(a->cmd); /* stays connected, and quiet, until the end */
 	return 0;
 }
