@@ -52,12 +52,9 @@ int xio_bufalloc_reset(struct xio_bufalloc *a, uint32_t nchunks)
 {
 	if (a->used)
 		return -EBUSY;
-	if (nchunks != a->n) {
-		uint16_t *l = realloc(a->len, (size_t)nchunks * sizeof(*l));
-		if (!l)
-			return -ENOMEM;
-		a->len = l;
-	}
+	int r = resize_len(a, nchunks);
+	if (r < 0)
+		return r;
 	memset(a->len, 0, (size_t)nchunks * sizeof(*a->len));
 	a->n = nchunks;
 	a->head = a->tail = 0;

@@ -215,12 +215,8 @@ uint64_t xio__chan_tx_capacity(const struct xio_chan_tx *tx)
 
 int xio__chan_tx_room(struct xio_chan_tx *tx)
 {
-	if (tx_room(tx) > 0)
-		return 1;
-	/* Returns waiting in the free ring count: the write takes them back.
-	 * An impossible index counts too: the write then reports it. */
-	struct xio_spsc q = free_q(&tx->g, &tx->free_cons);
-	return xio_spsc_count(&q) != 0;
+	/* Returns waiting in the free ring count: the write takes them back. */
+	return tx_room(tx) > 0 || xio__chan_tx_can_reclaim(tx);
 }
 
 int64_t xio__chan_alloc_upto(struct xio_chan_tx *tx, uint32_t len, uint32_t *got)
@@ -584,6 +580,19 @@ static void punch_direction(const struct xio_chan_geom *g, uint32_t free_lo, uin
 	punch_free_ring(g, free_lo, free_n);
 }
 
+/* Take back what came back; with nothing out then, start the window over
+ * at win_min. 1 if it did, 0 if something is still out, or -EPROTO. */
+static int tx_start_over(struct xio_chan_tx *tx)
+{
+	int r = xio__chan_reclaim(tx);
+	if (r < 0)
+		return r;
+	if (tx->ba.used || tx->unposted)
+		return 0;
+	xio_bufalloc_reset(&tx->ba, tx->win_min);
+	return 1;
+}
+
 int xio__chan_tx_shrink(struct xio_chan_tx *tx)
 {
 	_Atomic uint32_t *w = &tx->g.ctl->shrink;
@@ -598,20 +607,18 @@ int xio__chan_tx_shrink(struct xio_chan_tx *tx)
 	     !atomic_compare_exchange_strong_explicit(w, &s, XIO_SHRINK_SELF, memory_order_acq_rel,
 						      memory_order_relaxed)))
 		return 0;
-	int r = xio__chan_reclaim(tx);
-	int quiet = r >= 0 && tx->ba.used == 0 && tx->unposted == 0;
-	if (quiet && s == XIO_SHRINK_IDLE)
+	int quiet = tx_start_over(tx);
+	if (quiet > 0 && s == XIO_SHRINK_IDLE)
 		punch_direction(&tx->g, 0, 0); /* nothing in flight: no live entry */
-	else if (quiet && !tx->g.huge) /* DONE: the receiver kept the page of */
-		punch_free_ring(&tx->g, 0, 0); /* our returns, all taken back now */
-	if (quiet) {
-		xio_bufalloc_reset(&tx->ba, tx->win_min);
+	else if (quiet > 0 && !tx->g.huge) /* DONE: the receiver kept the page */
+		punch_free_ring(&tx->g, 0, 0); /* of our returns, all taken back now */
+	if (quiet > 0) {
 		tx->small = 1;
 		atomic_store_explicit(&tx->g.ctl->tx_small, 1, memory_order_relaxed);
 	}
 	/* From SELF or DONE back to IDLE: a DONE taken over is settled too. */
 	atomic_store_explicit(w, XIO_SHRINK_IDLE, memory_order_release);
-	return r < 0 ? r : quiet;
+	return quiet;
 }
 
 int xio__chan_tx_enter_slow(struct xio_chan_tx *tx)
@@ -631,11 +638,9 @@ int xio__chan_tx_enter_slow(struct xio_chan_tx *tx)
 		if (s == XIO_SHRINK_DONE) {
 			/* Given back while we were away: start the window over
 			 * (what came back is taken first: it is all there is). */
-			int r = xio__chan_reclaim(tx);
+			int r = tx_start_over(tx);
 			if (r < 0)
 				return r;
-			if (tx->ba.used == 0 && tx->unposted == 0)
-				xio_bufalloc_reset(&tx->ba, tx->win_min);
 			atomic_compare_exchange_strong_explicit(w, &s, XIO_SHRINK_IDLE,
 								memory_order_acq_rel,
 								memory_order_relaxed);

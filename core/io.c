@@ -345,6 +345,13 @@ ring_writev(struct xio_conn *c, const struct iovec *iov, int iovcnt, unsigned fl
 
 /* --- readiness ----------------------------------------------------------- */
 
+/* Bytes we posted that the peer says it has not read (its count is only
+ * ever compared, for this connection's own readiness and SIOCOUTQ). */
+static inline uint64_t peer_unread(const struct xio_conn *c)
+{
+	return c->st.tx_bytes - atomic_load_explicit(&c->tx.g.ctl->rx_bytes, memory_order_relaxed);
+}
+
 /* What poll(2) would say; looks only, consumes nothing. */
 static short readiness(struct xio_conn *c)
 {
@@ -365,14 +372,12 @@ static short readiness(struct xio_conn *c)
 		rev |= POLLRDHUP;
 	if (peer_done && (c->shut_wr || rx_gone))
 		rev |= POLLHUP;
-	/* Unread by the peer: what we posted less what it says it took (its
-	 * count is only ever compared, for this connection's own readiness).
-	 * Loaded only when needed: the peer writes that line on every read. */
+	/* Unread by the peer, loaded only when needed: the peer writes that
+	 * line on every read. */
 	uint64_t cap = xio__chan_tx_capacity(&c->tx) / 3 * 2, unread = 0;
 	uint64_t out = (uint64_t)xio_bufalloc_used(&c->tx.ba) << c->tx.g.chunk_shift;
 	if (c->notsent_lowat || out > cap)
-		unread = c->st.tx_bytes -
-			 atomic_load_explicit(&c->tx.g.ctl->rx_bytes, memory_order_relaxed);
+		unread = peer_unread(c);
 	int below = !c->notsent_lowat || unread < c->notsent_lowat;
 	/* Room, and as tcp_poll has it, a third of what may be in flight
 	 * free: a writer woken for a few freed bytes would only fill them and
@@ -461,8 +466,7 @@ size_t xio__conn_nwrite(struct xio_conn *c)
 {
 	if (!c->accel || c->left)
 		return 0;
-	uint64_t unread =
-		c->st.tx_bytes - atomic_load_explicit(&c->tx.g.ctl->rx_bytes, memory_order_relaxed);
+	uint64_t unread = peer_unread(c);
 	return unread > c->tx.g.buf_bytes ? 0 : (size_t)unread;
 }
 
