@@ -38,7 +38,6 @@ void psock_ref(struct psock *ps)
 
 static void psock_free(struct psock *ps)
 {
-	xio__reclaim_forget(ps);
 	pthread_mutex_destroy(&ps->lock);
 	pthread_mutex_destroy(&ps->rlock);
 	pthread_mutex_destroy(&ps->wlock);

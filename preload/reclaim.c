@@ -97,19 +97,28 @@ void xio__reclaim_after_fork(void)
 }
 
 
-int64_t xio__reclaim_due_ns(void)
+static int64_t due(void)
 {
 	return atomic_load_explicit(&due_ns, memory_order_relaxed);
 }
 
+int64_t xio__reclaim_cap_ns(int64_t ns)
+{
+	int64_t at = due();
+	if (!at)
+		return ns;
+	int64_t left = at - now_ns();
+	if (left < 0)
+		left = 0;
+	return ns < 0 || ns > left ? left : ns;
+}
+
 int xio__reclaim_cap_ms(int ms)
 {
-	int64_t due = xio__reclaim_due_ns();
-	if (!due)
+	int64_t ns = xio__reclaim_cap_ns(-1); /* to the next sweep, or -1 */
+	if (ns < 0)
 		return ms;
-	int64_t left = (due - now_ns()) / 1000000 + 1;
-	if (left < 1)
-		left = 1;
+	int64_t left = ns / 1000000 + 1; /* at least 1: a 0 would only look */
 	return ms < 0 || ms > left ? (int)left : ms;
 }
 
@@ -164,11 +173,11 @@ static int visit(struct psock *ps, int64_t now, int may_ask, int *gives)
 
 void xio__reclaim_tick(void)
 {
-	int64_t due = xio__reclaim_due_ns();
-	if (!due)
+	int64_t at = due();
+	if (!at)
 		return;
 	int64_t now = now_ns();
-	if (now < due || pthread_mutex_trylock(&mu) != 0)
+	if (now < at || pthread_mutex_trylock(&mu) != 0)
 		return; /* not yet, or another thread is at it */
 	/* Bounded: VISITS entries and BATCH give-backs a tick, from where the
 	 * last tick stopped, so that a thread about to sleep spends at most a

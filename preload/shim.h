@@ -264,13 +264,13 @@ void psock_apply_bufs(struct psock *ps);
 
 /* Giving quiet connections' memory back (reclaim.c): the hook installed
  * at start; a psock forgotten before it is freed; after fork, in the
- * child; a sweep if one is due (before a wait sleeps); the next sweep's
- * time (0: none); a sleep of ms (-1: for ever) shortened to reach it. */
+ * child; a sweep if one is due (before a wait sleeps); a sleep of ns or
+ * ms (negative: for ever) shortened to reach the next sweep. */
 void xio__reclaim_init(void);
 void xio__reclaim_forget(struct psock *ps);
 void xio__reclaim_after_fork(void);
 void xio__reclaim_tick(void);
-int64_t xio__reclaim_due_ns(void);
+int64_t xio__reclaim_cap_ns(int64_t ns);
 int xio__reclaim_cap_ms(int ms);
 
 #endif

@@ -143,10 +143,9 @@ static int xpoll(struct pollfd *fds, nfds_t n, int64_t tmo_ns, const sigset_t *s
 			/* Asleep until the deadline, or the next sweep of quiet
 			 * connections' memory (reclaim.c), whichever is first. */
 			xio__reclaim_tick();
-			int64_t due = xio__reclaim_due_ns(), t = now_ns();
-			int64_t left = deadline >= 0 ? (deadline > t ? deadline - t : 0) : -1;
-			if (due && (left < 0 || due - t < left))
-				left = due > t ? due - t : 0;
+			int64_t t = now_ns();
+			int64_t left = xio__reclaim_cap_ns(
+				deadline >= 0 ? (deadline > t ? deadline - t : 0) : -1);
 			if (left >= 0) {
 				ts.tv_sec = left / 1000000000;
 				ts.tv_nsec = left % 1000000000;
