@@ -315,6 +315,7 @@ static void shutdown_all(struct monitor *m)
 	HASH_ITER(hh, m->procs, p, tmp)
 	mon_proc_reclaim(m, p);
 	mon_uids_free(m);
+	mon_bulk_clear();
 	free(m->gone);
 	close(m->lsock);
 	unlink(m->sock_path);
